@@ -1,0 +1,131 @@
+# tests: tests/modules/test_register.py, tests/integration/test_core_slixmpp.py
+"""XEP-0077: In-Band Registration — sign up, change password, delete account from a client.
+
+- Before login (only from addresses in `allow_from`; none by default, as ejabberd's default
+  config): `get` returns the fields (username, password) (§3.1); `set` creates the account, or
+  <conflict/> if the name is taken (§3.1), <not-acceptable/> if a field is missing or the
+  password too short (§3.1, §3.5), <jid-malformed/> for a name that is not a valid localpart.
+  The `<register/>` stream feature is offered to those addresses (§5).
+- Logged in: `get` answers <registered/> with the username (§3.2); `set` with username and
+  password changes the password (§3.3); `set` with <remove/> deletes the account: the result
+  is sent first, then the account's sessions close (§3.2, ejabberd and Prosody do the same).
+Not here: account creation from the command line (xmppd/ctl.py), account storage.
+
+Config ([modules.register]):
+  allow_from            list of IP networks   default []   who may register before logging in
+  min_password_length   int                   default 1    shorter passwords get <not-acceptable/>
+Storage: accounts (through the server's account operations).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from lxml import etree
+
+from stanzas import iq, ns
+from stanzas.errors import StanzaError
+from xmppd.module import IqRequest, Module, ModuleContext, networks, number
+
+_Q = "{%s}" % ns.REGISTER
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    allow_from: tuple[_Network, ...] = networks(default=())
+    min_password_length: int = number(default=1, minimum=1, maximum=1024)
+
+
+class Register(Module[Options]):
+    name = "register"
+    xeps = (77,)
+    Options = Options
+
+    def __init__(self, ctx: ModuleContext[Options]) -> None:
+        self.ctx = ctx
+        self.server = ctx.server
+        self.allow_from = ctx.options.allow_from
+        ctx.disco_feature(ns.REGISTER)
+        ctx.allow_preauth_iq(self.allowed)
+        ctx.stream_feature(self.feature, stage="preauth")
+        ctx.iq_get(ns.REGISTER, "query", self.fields, to="preauth")
+        ctx.iq_set(ns.REGISTER, "query", self.sign_up, to="preauth")
+        ctx.iq_get(ns.REGISTER, "query", self.registered, to=("host", "self"))
+        ctx.iq_set(ns.REGISTER, "query", self.change, to=("host", "self"))
+
+    def allowed(self, peer_ip: str | None) -> bool:
+        if not self.allow_from or peer_ip is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer_ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.allow_from)
+
+    def feature(self, stream: object) -> etree._Element | None:
+        if not self.allowed(getattr(stream, "peer_ip", None)):
+            return None
+        return iq.empty(ns.REGISTER_FEATURE, "register")
+
+    def fields(self, req: IqRequest) -> iq.Reply:
+        q = iq.empty(ns.REGISTER, "query")
+        etree.SubElement(q, _Q + "instructions").text = \
+            "Choose a username and password to register with this server."
+        etree.SubElement(q, _Q + "username")
+        etree.SubElement(q, _Q + "password")
+        return iq.result(req.stanza, q)
+
+    async def sign_up(self, req: IqRequest) -> iq.Reply:
+        if req.payload.find(_Q + "remove") is not None:
+            raise StanzaError.not_authorized("log in to delete an account")     # §3.2
+        username, password = self._credentials(req)
+        try:
+            created = await self.server.register_user(username, self.ctx.host, password)
+        except ValueError as e:
+            raise StanzaError.jid_malformed(str(e)) from None
+        if not created:
+            raise StanzaError.conflict("that username is taken")               # §3.1
+        self.ctx.log.info("registered %s@%s in-band from %s", username, self.ctx.host,
+                          getattr(req.session, "peer_ip", None))
+        return iq.result(req.stanza)
+
+    def registered(self, req: IqRequest) -> iq.Reply:
+        q = iq.empty(ns.REGISTER, "query")
+        etree.SubElement(q, _Q + "registered")
+        etree.SubElement(q, _Q + "username").text = req.sender.local
+        etree.SubElement(q, _Q + "password")
+        return iq.result(req.stanza, q)
+
+    async def change(self, req: IqRequest) -> iq.Reply:
+        user = req.sender.bare
+        assert user.local is not None
+        if req.to.local is not None and req.to.bare != user:
+            raise StanzaError.forbidden()
+        if req.payload.find(_Q + "remove") is not None:
+            # §3.2: answer first, then the account's streams close.
+            self.ctx.clock.call_later(0, self._delete, user.local)
+            return iq.result(req.stanza)
+        username, password = self._credentials(req)
+        if username != user.local:
+            raise StanzaError.bad_request("you can only change your own password")  # §3.3
+        if not await self.server.set_password(user.local, self.ctx.host, password):
+            raise StanzaError.item_not_found()
+        return iq.result(req.stanza)
+
+    def _delete(self, username: str) -> None:
+        from twisted.internet import defer
+        d = defer.Deferred.fromCoroutine(self.server.delete_user(username, self.ctx.host))
+        d.addErrback(lambda f: self.ctx.log.error("deleting %s failed: %s", username, f.value))
+
+    def _credentials(self, req: IqRequest) -> tuple[str, str]:
+        user_el = req.payload.find(_Q + "username")
+        pass_el = req.payload.find(_Q + "password")
+        username = (user_el.text or "").strip() if user_el is not None else ""
+        password = pass_el.text or "" if pass_el is not None else ""
+        if not username or not password:
+            raise StanzaError.not_acceptable("username and password are required")
+        if len(password) < self.ctx.options.min_password_length:
+            raise StanzaError.not_acceptable(
+                f"the password needs at least {self.ctx.options.min_password_length} characters")
+        return username.lower(), password

@@ -1,0 +1,498 @@
+# tests: tests/core/test_c2s.py
+"""Client-to-server stream negotiation (RFC 6120 §4–§7), sans-IO.
+
+A `C2SStream` is fed bytes with `receive(data, now)` and answers with bytes in `data_to_send()`
+and `Event`s in `events()`; the Twisted shell (xmppd/listeners/c2s.py) moves bytes and performs
+the events that need the outside world (TLS, credential look-up, binding, routing).
+
+- Stream header: `to` must be one of our hosts (`<host-unknown/>`), version 1.0
+  (`<unsupported-version/>`); features follow at every (re)start (§4.3.2).
+- STARTTLS (§5): required by default; anything else first → `<not-authorized/>` (§5.3.1). Bytes
+  pipelined after `<starttls/>` are discarded, never read as if encrypted (CVE-2011-1431 class).
+- SASL (§6): SCRAM-SHA-256, SCRAM-SHA-1, PLAIN over TLS only; failures as §6.5 conditions;
+  after five failures the stream closes with `<policy-violation/>`.
+- Pre-authentication limits: stanzas of at most `preauth_stanza_size` bytes and
+  `preauth_elements` elements (ejabberd 26.04 uses 8 KiB / 32).
+- Resource binding (§7) via the BindRequest event; the legacy session IQ (RFC 3921) is answered.
+- After binding, every stanza is stamped with the session's full JID (§8.1.2.1; a `from` that
+  names another entity → `<invalid-from/>`) and handed out as a Stanza event; nonzas in other
+  namespaces go to `Nonza` events (stream management, CSI).
+Not here: what happens to a stanza (xmppd/router.py), who may have which resource
+(xmppd/sessions.py).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Union
+
+from lxml import etree
+
+from stanzas import iq, ns
+from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
+from xmppd.jid import JID, JIDError
+from xmppd.sasl import PlainServer, SaslFailure, ScramCredentials, ScramServer
+from xmppd.xmlstream import StreamClose, StreamOpen, XmlStreamParser, serialize
+
+_E = etree._Element
+_SASL = "{%s}" % ns.SASL
+_STANZAS = frozenset("{%s}%s" % (ns.CLIENT, n) for n in ("message", "presence", "iq"))
+_MAX_SASL_FAILURES = 5
+
+
+# -- events for the shell --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """Write out pending data, start TLS, then call `tls_started()`."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeedCredentials:
+    """Look up `username`@`host`; answer with `credentials_found(creds by mechanism or None)`."""
+    username: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    jid: JID
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    """Bind `resource` (None: server chooses); answer `bind_succeeded` or `bind_failed`."""
+    user: JID
+    resource: str | None
+    stanza: _E
+
+
+@dataclass(frozen=True, slots=True)
+class PreAuthIq:
+    """An IQ before authentication (XEP-0077 registration); reply with `send_element()`."""
+    stanza: _E
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stanza:
+    stanza: _E
+
+
+@dataclass(frozen=True, slots=True)
+class Nonza:
+    element: _E
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The stream is over: close the transport once pending data is written."""
+    error: StreamError | None = None
+
+
+Event = Union[StartTLS, NeedCredentials, Authenticated, BindRequest, PreAuthIq, Stanza, Nonza,
+              Closed]
+
+
+@dataclass(frozen=True, slots=True)
+class C2SSettings:
+    hosts: frozenset[str]
+    tls: Literal["required", "optional", "off"] = "required"
+    tls_available: bool = True
+    mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+    max_stanza_size: int = 262144
+    max_depth: int = 64
+    preauth_stanza_size: int = 8192
+    preauth_elements: int = 32
+    auth_timeout: float = 60.0
+    # stream -> extra <stream:features/> children before auth (e.g. XEP-0077's <register/>)
+    preauth_features: Callable[[C2SStream], list[_E]] = field(default=lambda stream: [])
+    # stream -> extra features after auth (stream management, CSI, ...)
+    session_features: Callable[[C2SStream], list[_E]] = field(default=lambda stream: [])
+    # stream -> whether XEP-0077 IQs are allowed before auth (by host and peer address)
+    preauth_iq_allowed: Callable[[C2SStream], bool] = field(default=lambda stream: False)
+
+
+class C2SStream:
+    """One client connection's XML stream, from the first byte to `</stream:stream>`."""
+
+    def __init__(self, settings: C2SSettings, *, now: float, secure: bool = False,
+                 peer_ip: str | None = None) -> None:
+        self.settings = settings
+        self.secure = secure
+        self.peer_ip = peer_ip
+        self.host: str | None = None
+        self.jid: JID | None = None           # bare after SASL, full after binding
+        self.state: Literal["header", "features", "sasl", "restart", "bind", "bound",
+                            "closed"] = "header"
+        self.authenticated = False
+        self.stream_id = ""
+        self.lang = "en"
+        self.last_activity = now
+        self._opened_at = now
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._queue: list[StreamOpen | StreamClose | _E] = []
+        self._waiting = False                  # an async answer is pending; queue input
+        self._header_sent = False
+        self._sasl: ScramServer | None = None
+        self._plain: tuple[str, str] | None = None
+        self._mechanism = ""
+        self._sasl_failures = 0
+        self.parser = XmlStreamParser(max_stanza_size=settings.preauth_stanza_size,
+                                      max_depth=settings.max_depth,
+                                      max_elements=settings.preauth_elements)
+
+    # -- I/O surface -----------------------------------------------------------------------
+    def receive(self, data: bytes, now: float) -> None:
+        if self.state == "closed":
+            return
+        self.last_activity = now
+        try:
+            items = self.parser.feed(data)
+        except StreamError as e:
+            self.close(e)
+            return
+        if self._waiting or self._queue:
+            self._queue.extend(items)
+            return
+        self._process(items)
+
+    def data_to_send(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def events(self) -> list[Event]:
+        ev, self._events = self._events, []
+        return ev
+
+    def next_deadline(self) -> float | None:
+        if self.state in ("bound", "closed"):
+            return None
+        return self._opened_at + self.settings.auth_timeout
+
+    def on_timeout(self, now: float) -> None:
+        deadline = self.next_deadline()
+        if deadline is not None and now >= deadline:
+            self.close(StreamError.connection_timeout("authentication took too long"))
+
+    def send_element(self, el: _E) -> None:
+        if self.state != "closed":
+            self._out.append(serialize(el))
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.state != "closed":
+            self._out.append(data)
+
+    def close(self, error: StreamError | None = None) -> None:
+        """Close our side: stream error (if any), `</stream:stream>`, then the transport."""
+        if self.state == "closed":
+            return
+        if not self._header_sent:
+            self._send_header(self.host or next(iter(sorted(self.settings.hosts))))
+        if error is not None:
+            self._out.append(error.to_bytes())
+        self._out.append(b"</stream:stream>")
+        self.state = "closed"
+        self._queue.clear()
+        self._events.append(Closed(error))
+
+    # -- answers from the shell ------------------------------------------------------------
+    def tls_started(self) -> None:
+        self.secure = True
+        self.parser.reset()
+        self._header_sent = False
+        self.state = "header"
+
+    def credentials_found(self, creds: dict[str, ScramCredentials] | None) -> None:
+        if self.state != "sasl":
+            return
+        self._waiting = False
+        try:
+            if self._sasl is not None:
+                mine = creds.get(self._mechanism) if creds else None
+                challenge = self._sasl.server_first(mine)
+                self._out.append(b"<challenge xmlns='%s'>%s</challenge>"
+                                 % (ns.SASL.encode(), base64.b64encode(challenge)))
+            else:
+                assert self._plain is not None
+                username, password = self._plain
+                self._plain = None
+                ok = False
+                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+                    if creds and mech in creds:
+                        ok = PlainServer.verify(password, creds[mech], mech)
+                        break
+                if not ok:
+                    raise SaslFailure("not-authorized")
+                self._succeed(username, b"")
+        except SaslFailure as f:
+            self._sasl_fail(f)
+        self._drain_queue()
+
+    def bind_succeeded(self, full: JID, iq_id: str) -> None:
+        self._waiting = False
+        self.jid = full
+        self.state = "bound"
+        self._out.append(("<iq type='result' id='%s'><bind xmlns='%s'><jid>%s</jid></bind></iq>"
+                          % (escape_attr(iq_id), ns.BIND, escape_attr(str(full)))).encode())
+        self._drain_queue()
+
+    def bind_failed(self, request: _E, error: StanzaError) -> None:
+        self._waiting = False
+        self._out.append(serialize(error_reply(request, error)))
+        self._drain_queue()
+
+    # -- the state machine -----------------------------------------------------------------
+    def _drain_queue(self) -> None:
+        if self._waiting or not self._queue:
+            return
+        items, self._queue = self._queue, []
+        self._process(items)
+
+    def _process(self, items: list[StreamOpen | StreamClose | _E]) -> None:
+        for i, item in enumerate(items):
+            if self.state == "closed":
+                return
+            if self._waiting:
+                self._queue.extend(items[i:])
+                return
+            try:
+                if isinstance(item, StreamOpen):
+                    self._on_header(item)
+                elif isinstance(item, StreamClose):
+                    self.close()
+                    return
+                else:
+                    stop = self._on_element(item)
+                    if stop:            # STARTTLS / SASL success: drop the rest (see docstring)
+                        return
+            except StreamError as e:
+                self.close(e)
+                return
+
+    def _send_header(self, host: str) -> None:
+        self.stream_id = secrets.token_hex(12)
+        self._out.append((
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+            "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s' version='1.0' "
+            "xml:lang='en'>" % (self.stream_id, escape_attr(host))).encode())
+        self._header_sent = True
+
+    def _on_header(self, header: StreamOpen) -> None:
+        to = header.attrs.get("to")
+        host = to.lower().rstrip(".") if to else None
+        if host is None:
+            # RFC 6120 §4.7.2: without 'to' we may pick our default; clients always send it.
+            host = self.host or sorted(self.settings.hosts)[0]
+        if host not in self.settings.hosts or (self.host is not None and host != self.host):
+            self.host = self.host or sorted(self.settings.hosts)[0]
+            raise StreamError.host_unknown(f"this server does not serve {to!r}")
+        self.host = host
+        self._send_header(host)
+        if header.attrs.get("version", "0.9") < "1.0":
+            raise StreamError.unsupported_version("XMPP 1.0 is required (RFC 6120 §4.7.5)")
+        self.lang = header.attrs.get("xml:lang", "en")[:35]
+        self._out.append(self._features())
+        self.state = "bind" if self.authenticated else "features"
+
+    def _tls_needed(self) -> bool:
+        return not self.secure and self.settings.tls == "required" and self.settings.tls_available
+
+    def _features(self) -> bytes:
+        assert self.host is not None
+        parts = [b"<stream:features>"]
+        if self.authenticated:
+            parts.append(b"<bind xmlns='%s'/>" % ns.BIND.encode())
+            parts.append(b"<session xmlns='%s'><optional/></session>" % ns.SESSION.encode())
+            parts.extend(serialize(f) for f in self.settings.session_features(self))
+        else:
+            if not self.secure and self.settings.tls != "off" and self.settings.tls_available:
+                parts.append(b"<starttls xmlns='%s'>%s</starttls>" % (
+                    ns.TLS.encode(), b"<required/>" if self._tls_needed() else b""))
+            if not self._tls_needed():
+                mechs = "".join("<mechanism>%s</mechanism>" % m for m in self._mechanisms())
+                parts.append(("<mechanisms xmlns='%s'>%s</mechanisms>" % (ns.SASL, mechs))
+                             .encode())
+                parts.extend(serialize(f) for f in self.settings.preauth_features(self))
+        parts.append(b"</stream:features>")
+        return b"".join(parts)
+
+    def _mechanisms(self) -> list[str]:
+        # RFC 6120 §13.8 / DESIGN.md: PLAIN only where the stream is encrypted.
+        return [m for m in self.settings.mechanisms if m != "PLAIN" or self.secure]
+
+    def _on_element(self, el: _E) -> bool:
+        tag = el.tag
+        if self.state == "bound":
+            if tag in _STANZAS:
+                self._stanza(el)
+            elif isinstance(tag, str) and not tag.startswith("{%s}" % ns.CLIENT):
+                self._events.append(Nonza(el))
+            else:
+                raise StreamError.unsupported_stanza_type(f"unknown element {tag}")
+            return False
+        if tag == "{%s}starttls" % ns.TLS:
+            return self._starttls()
+        if self._tls_needed():
+            # RFC 6120 §5.3.1: the server MUST NOT process anything else until TLS is up.
+            raise StreamError.not_authorized("STARTTLS is required first")
+        if isinstance(tag, str) and tag.startswith(_SASL):
+            return self._sasl_element(el)
+        if self.state == "bind" and tag == "{%s}iq" % ns.CLIENT:
+            self._bind_iq(el)
+            return False
+        if (tag == "{%s}iq" % ns.CLIENT and not self.authenticated and self.host
+                and self.settings.preauth_iq_allowed(self)):
+            payload = iq.payload(el)
+            if payload is not None and payload.tag == "{%s}query" % ns.REGISTER:
+                el.attrib.pop("from", None)
+                self._events.append(PreAuthIq(el, self.host))
+                return False
+        if tag in _STANZAS:
+            # RFC 6120 §6.4.8 / §7.2: no stanzas before authentication and binding.
+            raise StreamError.not_authorized("authenticate and bind a resource first")
+        raise StreamError.unsupported_stanza_type(f"unexpected element {tag}")
+
+    def _starttls(self) -> bool:
+        if self.secure or self.settings.tls == "off" or not self.settings.tls_available \
+                or self.authenticated:
+            self._out.append(b"<failure xmlns='%s'/>" % ns.TLS.encode())
+            self.close()
+            return True
+        self._out.append(b"<proceed xmlns='%s'/>" % ns.TLS.encode())
+        self._events.append(StartTLS())
+        self.parser.reset()         # drop anything pipelined after <starttls/>
+        self.state = "restart"
+        return True
+
+    # -- SASL ------------------------------------------------------------------------------
+    def _sasl_element(self, el: _E) -> bool:
+        name = el.tag[len(_SASL):]
+        if self.authenticated:
+            raise StreamError.not_authorized("already authenticated")
+        if name == "auth":
+            if self.state == "sasl":
+                self._sasl_fail(SaslFailure("aborted"))   # a new <auth/> aborts the old one
+            mech = el.get("mechanism", "")
+            if mech not in self._mechanisms():
+                self._sasl_fail(SaslFailure("invalid-mechanism"))
+                return False
+            self._mechanism = mech
+            self.state = "sasl"
+            try:
+                data = self._b64(el.text)
+                assert self.host is not None
+                if mech == "PLAIN":
+                    _authzid, user, password = PlainServer.parse(data, host=self.host)
+                    user = self._valid_user(user)
+                    self._sasl = None
+                    self._plain = (user, password)
+                else:
+                    self._sasl = ScramServer(mech, host=self.host)
+                    user = self._valid_user(self._sasl.first(data))
+                self._waiting = True
+                self._events.append(NeedCredentials(user, self.host))
+            except SaslFailure as f:
+                self._sasl_fail(f)
+            return False
+        if name == "response" and self.state == "sasl" and self._sasl is not None:
+            try:
+                final = self._sasl.final(self._b64(el.text))
+            except SaslFailure as f:
+                self._sasl_fail(f)
+                return False
+            assert self._sasl.username is not None
+            return self._succeed(self._sasl.username, final)
+        if name == "abort" and self.state == "sasl":
+            self._sasl_fail(SaslFailure("aborted"))
+            return False
+        if name in ("response", "abort"):
+            self._sasl_fail(SaslFailure("malformed-request", "no authentication in progress"))
+            return False
+        raise StreamError.unsupported_stanza_type(f"unknown SASL element {name}")
+
+    def _valid_user(self, user: str) -> str:
+        assert self.host is not None
+        try:
+            local = JID.of(user, self.host).local
+        except JIDError:
+            raise SaslFailure("not-authorized") from None
+        if local != user:
+            raise SaslFailure("not-authorized")
+        return user
+
+    @staticmethod
+    def _b64(text: str | None) -> bytes:
+        # RFC 6120 §6.4.2: an empty initial response is sent as "=".
+        if not text or text.strip() == "=":
+            return b""
+        try:
+            return base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise SaslFailure("incorrect-encoding") from None
+
+    def _succeed(self, username: str, additional: bytes) -> bool:
+        assert self.host is not None
+        self._sasl = None
+        self.authenticated = True
+        self.jid = JID.of(username, self.host)
+        data = base64.b64encode(additional).decode() if additional else ""
+        self._out.append(("<success xmlns='%s'>%s</success>" % (ns.SASL, data)).encode())
+        self._events.append(Authenticated(self.jid))
+        self.parser.reset()
+        self.parser.max_stanza_size = self.settings.max_stanza_size
+        self.parser.max_elements = None
+        self._header_sent = False
+        self.state = "restart"
+        return True
+
+    def _sasl_fail(self, failure: SaslFailure) -> None:
+        self._sasl = None
+        self._plain = None
+        self._waiting = False
+        self.state = "features"
+        text = ""
+        if failure.text:
+            text = "<text xml:lang='en'>%s</text>" % escape_attr(failure.text)
+        self._out.append(("<failure xmlns='%s'><%s/>%s</failure>"
+                          % (ns.SASL, failure.condition, text)).encode())
+        self._sasl_failures += 1
+        if self._sasl_failures >= _MAX_SASL_FAILURES:
+            self.close(StreamError.policy_violation("too many failed authentication attempts"))
+
+    # -- binding and stanzas ---------------------------------------------------------------
+    def _bind_iq(self, el: _E) -> None:
+        payload = iq.payload(el)
+        if el.get("type") == "set" and payload is not None \
+                and payload.tag == "{%s}bind" % ns.BIND:
+            res_el = payload.find("{%s}resource" % ns.BIND)
+            resource = (res_el.text or "").strip() if res_el is not None else ""
+            assert self.jid is not None
+            self._waiting = True
+            self._events.append(BindRequest(self.jid, resource or None, el))
+            return
+        if el.get("type") in ("get", "set"):
+            # RFC 6120 §7.2: stanzas other than binding before a resource is bound.
+            self._out.append(serialize(error_reply(el, StanzaError.not_authorized(
+                "bind a resource first"))))
+
+    def _stanza(self, el: _E) -> None:
+        assert self.jid is not None
+        sender = el.get("from")
+        if sender is not None and sender != str(self.jid) and sender != str(self.jid.bare):
+            try:
+                claimed = JID.parse(sender)
+            except JIDError:
+                raise StreamError("invalid-from", "malformed from address") from None
+            if claimed != self.jid and claimed != self.jid.bare:
+                raise StreamError("invalid-from", "you may only speak for yourself")
+        el.set("from", str(self.jid))
+        if el.tag == "{%s}iq" % ns.CLIENT and el.get("type") == "set" and el.get("to") is None:
+            payload = iq.payload(el)
+            if payload is not None and payload.tag == "{%s}session" % ns.SESSION:
+                # RFC 3921 §3 session establishment, kept as a no-op for old clients.
+                self._out.append(serialize(iq.result(el)))
+                return
+        self._events.append(Stanza(el))

@@ -1,0 +1,285 @@
+# tests: tests/core/test_config.py
+"""Configuration: `conf/xmppd.toml` read with tomllib into typed, validated, frozen sections.
+
+- Unknown keys and bad values stop start-up with `ConfigError` naming the key and what was
+  expected (STYLE §1.7); `xmppctl check-config` prints the same message.
+- Durations are numbers of seconds or strings such as "60 s", "5 min", "2 h", "7 d", or "off"
+  where allowed; sizes are numbers of bytes or "256 KiB", "10 MiB".
+- Module options are frozen dataclasses declared by each module; `build(Options, table, where)`
+  validates a `[modules.<name>]` table into one, using each field's type and metadata.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A config problem, phrased for the admin: where, what was found, what was expected."""
+
+
+_UNITS_TIME = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60,
+               "minute": 60, "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600,
+               "d": 86400, "day": 86400, "days": 86400}
+_UNITS_SIZE = {"b": 1, "bytes": 1, "kib": 1024, "kb": 1000, "mib": 1 << 20, "mb": 10**6,
+               "gib": 1 << 30, "gb": 10**9}
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_duration(value: object, where: str, *, allow_off: bool = False) -> float | None:
+    if allow_off and value in ("off", False):
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration such as \"60 s\", got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = _QUANTITY.match(value)
+        if m and (m.group(2) or "s").lower() in _UNITS_TIME:
+            return float(m.group(1)) * _UNITS_TIME[(m.group(2) or "s").lower()]
+    off = " or \"off\"" if allow_off else ""
+    raise ConfigError(f"{where}: expected a duration such as \"60 s\" or \"5 min\"{off}, "
+                      f"got {value!r}")
+
+
+def parse_size(value: object, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        m = _QUANTITY.match(value)
+        if m and (m.group(2) or "b").lower() in _UNITS_SIZE:
+            return int(float(m.group(1)) * _UNITS_SIZE[(m.group(2) or "b").lower()])
+    raise ConfigError(f"{where}: expected a size such as \"256 KiB\" or \"10 MiB\", got {value!r}")
+
+
+def duration(*, default: float | str | None, minimum: float | None = None,
+             allow_off: bool | None = None) -> Any:
+    """A dataclass field holding seconds (float), or None for "off" when allowed."""
+    off = default is None if allow_off is None else allow_off
+    dflt = parse_duration(default, "default", allow_off=True) if default is not None else None
+    return field(default=dflt, metadata={"kind": "duration", "minimum": minimum,
+                                         "allow_off": off})
+
+
+def size(*, default: int | str, minimum: int = 0) -> Any:
+    """A dataclass field holding bytes (int)."""
+    return field(default=parse_size(default, "default"), metadata={"kind": "size",
+                                                                  "minimum": minimum})
+
+
+def number(*, default: int | float, minimum: float | None = None,
+           maximum: float | None = None) -> Any:
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum})
+
+
+def networks(*, default: tuple[str, ...]) -> Any:
+    """A tuple of IP networks ("127.0.0.0/8", "::1")."""
+    return field(default=tuple(ipaddress.ip_network(n, strict=False) for n in default),
+                 metadata={"kind": "networks"})
+
+
+def build(cls: type[T], table: object, where: str) -> T:
+    """Validate a TOML table into the frozen dataclass `cls`; raises ConfigError."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: "
+                          f"{', '.join(sorted(fields)) or 'none'})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing required key {name!r}")
+            continue
+        values[name] = _convert(table[name], hints[name], f.metadata, f"{where}.{name}")
+    return cls(**values)
+
+
+def _convert(value: object, hint: Any, meta: typing.Mapping[str, Any], where: str) -> Any:
+    kind = meta.get("kind")
+    if kind == "duration":
+        seconds = parse_duration(value, where, allow_off=bool(meta.get("allow_off")))
+        if seconds is not None and meta.get("minimum") is not None and seconds < meta["minimum"]:
+            raise ConfigError(f"{where}: must be at least {meta['minimum']} s, got {value!r}")
+        return seconds
+    if kind == "size":
+        n = parse_size(value, where)
+        if n < meta.get("minimum", 0):
+            raise ConfigError(f"{where}: must be at least {meta['minimum']} bytes, got {value!r}")
+        return n
+    if kind == "networks":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of addresses or networks, got {value!r}")
+        try:
+            return tuple(ipaddress.ip_network(v, strict=False) for v in value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    origin = get_origin(hint)
+    if origin is Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(map(repr, choices))}, "
+                              f"got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return _convert(value, args[0], meta, where)
+    if origin is tuple:
+        (item, *_rest) = get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(v, item, {}, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)  # type: ignore[arg-type]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                hint is int and not isinstance(value, int)):
+            raise ConfigError(f"{where}: expected {'an integer' if hint is int else 'a number'}, "
+                              f"got {value!r}")
+        lo, hi = meta.get("minimum"), meta.get("maximum")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise ConfigError(f"{where}: must be between {lo} and {hi}, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: cannot read a value of type {hint!r}")  # pragma: no cover
+
+
+# -- the server's own sections ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ServerSection:
+    hosts: tuple[str, ...] = ("localhost",)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_file: str = ""            # "" = standard error
+    pid_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSection:
+    url: str = "sqlite:///var/xmppd.sqlite"
+    threads: int = number(default=4, minimum=1, maximum=64)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSection:
+    url: str = "memory"           # "memory" (in-process) or "redis://host:port/db"
+    max_entries: int = number(default=100000, minimum=100)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSection:
+    cert: str = "var/tls/cert.pem"
+    key: str = "var/tls/key.pem"
+    generate_self_signed: bool = True   # dev convenience: make a cert on first start if missing
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    port: int = number(default=5222, minimum=0, maximum=65535)
+    type: Literal["c2s"] = "c2s"
+    bind: str = "127.0.0.1"
+    starttls: Literal["required", "optional", "off"] = "required"
+    port_file: str = ""           # write the bound port here (tests bind port 0)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    max_stanza_size: int = size(default="256 KiB", minimum=1024)
+    max_depth: int = number(default=64, minimum=4, maximum=1024)
+    preauth_stanza_size: int = size(default="8 KiB", minimum=1024)
+    preauth_elements: int = number(default=32, minimum=4)
+    auth_timeout: float = duration(default="60 s", minimum=1)   # stream open to bound resource
+    max_sessions_per_user: int = number(default=16, minimum=1)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSection:
+    mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+    scram_iterations: int = number(default=4096, minimum=4096, maximum=1000000)
+
+
+_MECHANISMS = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    server: ServerSection
+    storage: StorageSection
+    cache: CacheSection
+    tls: TlsSection
+    listeners: tuple[ListenerConfig, ...]
+    limits: LimitsSection
+    auth: AuthSection
+    modules: dict[str, dict[str, Any]]   # raw tables; each module validates its own
+
+
+_SECTIONS: dict[str, type] = {"server": ServerSection, "storage": StorageSection,
+                              "cache": CacheSection, "tls": TlsSection,
+                              "limits": LimitsSection, "auth": AuthSection}
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError with a message naming the problem."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return from_dict(raw, p)
+
+
+def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
+    known = set(_SECTIONS) | {"listeners", "modules"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section {unknown[0]!r} (known: "
+                          f"{', '.join(sorted(known))})")
+    sections = {name: build(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
+    listeners_raw = raw.get("listeners", [{}])
+    if not isinstance(listeners_raw, list):
+        raise ConfigError("listeners: expected an array of tables ([[listeners]])")
+    listeners = tuple(build(ListenerConfig, t, f"listeners[{i}]")
+                      for i, t in enumerate(listeners_raw))
+    modules = raw.get("modules", {})
+    if not isinstance(modules, dict) or not all(isinstance(v, dict) for v in modules.values()):
+        raise ConfigError("modules: expected one table per module ([modules.<name>])")
+    server: ServerSection = sections["server"]
+    if not server.hosts:
+        raise ConfigError("server.hosts: at least one virtual host is needed")
+    from xmppd.jid import JID, JIDError
+    for i, h in enumerate(server.hosts):
+        try:
+            if JID.parse(h) != JID.of(None, h) or str(JID.of(None, h)) != h:
+                raise JIDError("not in canonical form")
+        except JIDError as e:
+            raise ConfigError(f"server.hosts[{i}]: {h!r} is not a valid domain ({e})") from None
+    auth: AuthSection = sections["auth"]
+    for i, m in enumerate(auth.mechanisms):
+        if m not in _MECHANISMS:
+            raise ConfigError(f"auth.mechanisms[{i}]: unknown mechanism {m!r} "
+                              f"(known: {', '.join(sorted(_MECHANISMS))})")
+    return Config(path=path, listeners=listeners, modules=dict(modules), **sections)

@@ -1,0 +1,128 @@
+# tests: tests/integration/test_ctl.py
+"""`xmppctl`: account and config administration, reading the server's config file.
+
+Argument order follows prosodyctl and ejabberdctl: `xmppctl register USER HOST PASSWORD`.
+A PASSWORD of "-" is read from standard input (keeps it out of shell history and `ps`).
+Exit codes: 0 done, 1 refused (user exists / unknown), 2 bad input or config.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, Coroutine, TypeVar
+
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from xmppd.config import Config, ConfigError, load
+
+T = TypeVar("T")
+
+
+def _wait(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine whose storage calls complete inline (ImmediateRunner)."""
+    d = defer.Deferred.fromCoroutine(coro)
+    results: list[Any] = []
+    d.addBoth(results.append)
+    if not results:
+        raise RuntimeError("storage did not complete inline")
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]  # type: ignore[no-any-return]
+
+
+def _server(config: Config) -> Any:
+    from storage.cache import MemoryCache
+    from storage.db import Database
+    from xmppd.main import sqlite_dir
+    from xmppd.server import Server
+    sqlite_dir(config.storage.url)
+    db = Database.open(config.storage.url)
+    db.migrate()
+    clock = task.Clock()
+    clock.rightNow = time.time()
+    server = Server(config, reactor=clock, db=db, cache=MemoryCache(clock=clock.seconds))
+    server.load_modules()
+    return server
+
+
+def _password(value: str) -> str:
+    if value == "-":
+        return sys.stdin.readline().rstrip("\n")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="xmppctl", description="xmppd administration")
+    p.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG", "conf/xmppd.toml"))
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("register", help="create an account")
+    r.add_argument("user"), r.add_argument("host"), r.add_argument("password")
+    u = sub.add_parser("unregister", help="delete an account and its data")
+    u.add_argument("user"), u.add_argument("host")
+    pw = sub.add_parser("passwd", help="set an account's password")
+    pw.add_argument("user"), pw.add_argument("host"), pw.add_argument("password")
+    us = sub.add_parser("users", help="list the accounts of a host")
+    us.add_argument("host")
+    sub.add_parser("check-config", help="validate the config file and its modules")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    args = p.parse_args(argv)
+
+    try:
+        config = load(args.config)
+        if args.command == "check-config":
+            from xmppd.module import resolve
+            plan = resolve(config.modules)
+            print(f"{config.path}: OK ({len(config.server.hosts)} host(s), "
+                  f"{len(config.listeners)} listener(s), modules: "
+                  f"{', '.join(cls.name for cls, _ in plan) or 'none'})")
+            return 0
+        server = _server(config)
+    except ConfigError as e:
+        print(f"xmppctl: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:      # storage unreachable and the like: say so, no traceback
+        print(f"xmppctl: cannot open storage: {e}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "migrate":
+            print("schema is up to date")
+            return 0
+        if args.command == "users":
+            if args.host not in server.hosts:
+                print(f"xmppctl: {args.host!r} is not a virtual host in {config.path}",
+                      file=sys.stderr)
+                return 2
+            for name in _wait(server.stores.accounts.list_users(args.host)):
+                print(name)
+            return 0
+        if args.command == "register":
+            if _wait(server.register_user(args.user, args.host, _password(args.password))):
+                print(f"created {args.user}@{args.host}")
+                return 0
+            print(f"xmppctl: {args.user}@{args.host} already exists", file=sys.stderr)
+            return 1
+        if args.command == "passwd":
+            if _wait(server.set_password(args.user, args.host, _password(args.password))):
+                print(f"password changed for {args.user}@{args.host}")
+                return 0
+            print(f"xmppctl: no such user {args.user}@{args.host}", file=sys.stderr)
+            return 1
+        if args.command == "unregister":
+            if _wait(server.delete_user(args.user, args.host)):
+                print(f"deleted {args.user}@{args.host}")
+                return 0
+            print(f"xmppctl: no such user {args.user}@{args.host}", file=sys.stderr)
+            return 1
+    except ValueError as e:
+        print(f"xmppctl: {e}", file=sys.stderr)
+        return 2
+    finally:
+        server.db.close()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+# tests: tests/integration/test_smoke.py
+"""`xmppd`: start the server from a config file (default conf/xmppd.toml)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from xmppd.config import Config, ConfigError, load
+
+log = logging.getLogger("xmppd")
+
+
+def setup_logging(config: Config) -> None:
+    handler: logging.Handler
+    if config.server.log_file:
+        Path(config.server.log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(config.server.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.server.log_level.upper())
+
+
+def sqlite_dir(url: str) -> None:
+    """Create the directory of a file SQLite database, so a fresh checkout just runs."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and len(url) > len(prefix):
+        Path(url[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xmppd", description="xmppd XMPP server")
+    parser.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG",
+                                                                 "conf/xmppd.toml"))
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as e:
+        print(f"xmppd: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config)
+
+    from twisted.internet import reactor
+
+    from storage.cache import open_cache
+    from storage.db import Database
+    from xmppd.listeners.c2s import C2SFactory
+    from xmppd.server import Server
+    from xmppd.tls import TLSConfigError, ensure_certificate, server_context
+
+    r: Any = reactor
+    try:
+        sqlite_dir(config.storage.url)
+        db = Database.open(config.storage.url, r, max_threads=config.storage.threads)
+        db.migrate()
+        cache = open_cache(config.cache.url, r, clock=r.seconds,
+                           max_entries=config.cache.max_entries)
+        server = Server(config, reactor=r, db=db, cache=cache)
+        server.load_modules()
+        tls_ctx = None
+        if any(lst.starttls != "off" for lst in config.listeners):
+            cert, key = Path(config.tls.cert), Path(config.tls.key)
+            if ensure_certificate(cert, key, list(config.server.hosts),
+                                  generate=config.tls.generate_self_signed):
+                log.warning("generated a self-signed certificate at %s (development only)", cert)
+            tls_ctx = server_context(cert, key)
+        for lst in config.listeners:
+            port = r.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx), interface=lst.bind)
+            bound = port.getHost().port
+            log.info("c2s listening on %s:%d (starttls %s)", lst.bind, bound, lst.starttls)
+            if lst.port_file:
+                Path(lst.port_file).write_text(f"{bound}\n")
+    except (ConfigError, TLSConfigError, ValueError, OSError) as e:
+        print(f"xmppd: {e}", file=sys.stderr)
+        return 2
+    if config.server.pid_file:
+        Path(config.server.pid_file).write_text(f"{os.getpid()}\n")
+
+    async def shutdown() -> None:
+        log.info("shutting down")
+        await server.stop()
+        cache.close()
+
+    from twisted.internet import defer
+    r.addSystemEventTrigger("before", "shutdown",
+                            lambda: defer.Deferred.fromCoroutine(shutdown()))
+    r.addSystemEventTrigger("after", "shutdown", db.close)
+    log.info("xmppd serving %s", ", ".join(config.server.hosts))
+    r.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

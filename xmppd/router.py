@@ -1,0 +1,302 @@
+# tests: tests/core/test_router.py
+"""Stanza routing (RFC 6120 §8, §10; RFC 6121 §8).
+
+- IQ get/set to the server, to a bare JID or with no `to` → the module handler registered for
+  (type, target, payload); none → `<service-unavailable/>` (RFC 6120 §8.4). Handlers *return*
+  the reply or raise StanzaError; anything else they raise becomes `<internal-server-error/>`.
+  IQ to a full JID → that session, or `<service-unavailable/>` when it is gone (RFC 6121
+  §8.5.3.2.1). Results and errors to the server resolve `send_iq` waiters.
+- Message to a full JID → that session; if gone, chat/normal/headline follow the bare-JID rules
+  (§8.5.3.2.1). To a bare JID: chat/normal → the available resource(s) of highest priority;
+  headline → every available resource; groupchat → `<service-unavailable/>`; error → dropped
+  (§8.5.2.1.1). No available resource → the `message_offline` hook; unhandled →
+  `<service-unavailable/>` (until offline storage exists, §8.5.2.2.1).
+- Presence without `to` updates the session's availability, then the `presence_in` hook
+  (presence module) broadcasts it; directed presence goes to the session or bare JID.
+- Remote domains → `<remote-server-not-found/>` (no server-to-server yet).
+A stanza is serialised once per delivery batch, not once per recipient, unless a `message_out`
+hook may rewrite it. No database is touched to deliver to an online user.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+from twisted.internet import defer
+
+from stanzas import ns
+from stanzas.errors import StanzaError, error_reply
+from storage.errors import StorageError
+from xmppd import hooks
+from xmppd.hooks import StanzaEvent, summary
+from xmppd.jid import JID, JIDError
+from xmppd.module import IqRequest, iq_error_from_reply
+from xmppd.xmlstream import serialize
+
+if TYPE_CHECKING:
+    from xmppd.server import Host, Server
+    from xmppd.sessions import Session
+
+log = logging.getLogger(__name__)
+_E = etree._Element
+_C = "{%s}" % ns.CLIENT
+_MESSAGE, _PRESENCE, _IQ = _C + "message", _C + "presence", _C + "iq"
+_PRIORITY = _C + "priority"
+
+
+class Router:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.sessions = server.sessions
+        self.routed = 0
+
+    # -- entry points ----------------------------------------------------------------------
+    def from_client(self, session: Session, el: _E) -> None:
+        """A stanza from a bound client session, `from` already stamped by the stream."""
+        self._route(el, session)
+
+    def route(self, el: _E) -> None:
+        """A stanza the server itself sends (modules, errors, replies)."""
+        self._route(el, None)
+
+    # -- dispatch --------------------------------------------------------------------------
+    def _route(self, el: _E, session: Session | None) -> None:
+        self.routed += 1
+        try:
+            sender = JID.parse(el.get("from") or "")
+        except JIDError:
+            log.warning("dropping stanza with a bad from: %s", summary(el))
+            return
+        to_attr = el.get("to")
+        if to_attr is None:
+            to = sender.bare            # RFC 6120 §10.3: no 'to' = the sender's own account
+        else:
+            try:
+                to = JID.parse(to_attr)
+            except JIDError as e:
+                self._bounce(el, StanzaError.jid_malformed(str(e)), sender)
+                return
+        host = self.server.hosts.get(to.domain)
+        if host is None:
+            self._bounce(el, StanzaError.remote_server_not_found(
+                f"this server does not federate with {to.domain}"), sender)
+            return
+        if session is not None and host.hooks.has(hooks.stanza_in):
+            stopped = host.hooks.run(hooks.stanza_in, StanzaEvent(el, sender, to, session))
+            if isinstance(stopped, defer.Deferred):
+                stopped.addCallback(self._after_stanza_in, el, sender, to, host, session)
+                return
+            if stopped:
+                return
+        self._dispatch(el, sender, to, host, session)
+
+    def _after_stanza_in(self, stopped: bool, el: _E, sender: JID, to: JID, host: Host,
+                         session: Session | None) -> None:
+        if not stopped:
+            self._dispatch(el, sender, to, host, session)
+
+    def _dispatch(self, el: _E, sender: JID, to: JID, host: Host,
+                  session: Session | None) -> None:
+        tag = el.tag
+        if tag == _MESSAGE:
+            self._message(el, sender, to, host)
+        elif tag == _IQ:
+            self._iq(el, sender, to, host, session)
+        elif tag == _PRESENCE:
+            self._presence(el, sender, to, host, session, el.get("to") is None)
+
+    # -- messages --------------------------------------------------------------------------
+    def _message(self, el: _E, sender: JID, to: JID, host: Host) -> None:
+        kind = el.get("type") or "normal"
+        if to.local is None:
+            return          # messages to the server itself: nothing here consumes them yet
+        if to.resource is not None:
+            target = self.sessions.get(to)
+            if target is not None:
+                self._deliver([target], el, host)
+                return
+            if kind == "groupchat":
+                self._bounce(el, StanzaError.service_unavailable(), sender)
+                return
+            if kind == "error":
+                return
+        if kind == "error":
+            return          # RFC 6121 §8.5.2.1.1: an error to a bare JID is silently ignored
+        if kind == "groupchat":
+            self._bounce(el, StanzaError.service_unavailable(), sender)
+            return
+        targets = self.sessions.available(to.bare)
+        if targets:
+            if kind != "headline":
+                top = targets[0].priority
+                targets = [s for s in targets if s.priority == top]
+            self._deliver(targets, el, host)
+            return
+        if kind == "headline":
+            return          # §8.5.2.2.1: headlines are not stored or bounced
+        ev = StanzaEvent(el, sender, to.bare)
+        stored = host.hooks.run(hooks.message_offline, ev)
+        if isinstance(stored, defer.Deferred):
+            stored.addCallback(lambda ok: ok or self._bounce(
+                el, StanzaError.service_unavailable(), sender))
+        elif not stored:
+            self._bounce(el, StanzaError.service_unavailable(), sender)
+
+    def _deliver(self, targets: list[Session], el: _E, host: Host) -> None:
+        if el.tag == _MESSAGE and host.hooks.has(hooks.message_out):
+            from copy import deepcopy
+            for s in targets:
+                mine = deepcopy(el) if len(targets) > 1 else el
+                stopped = host.hooks.run(hooks.message_out,
+                                         StanzaEvent(mine, JID.parse(el.get("from") or ""),
+                                                     s.jid, s, mutable=True))
+                if isinstance(stopped, defer.Deferred):
+                    stopped.addCallback(lambda st, s=s, mine=mine: st or s.send_element(mine))
+                elif not stopped:
+                    s.send_element(mine)
+            return
+        data = serialize(el)
+        for s in targets:
+            s.send_bytes(data)
+
+    # -- presence --------------------------------------------------------------------------
+    def _presence(self, el: _E, sender: JID, to: JID, host: Host, session: Session | None,
+                  broadcast: bool) -> None:
+        kind = el.get("type")
+        if broadcast and session is not None:
+            # RFC 6121 §4.2/§4.5: availability and priority of this resource.
+            if kind is None:
+                session.available = True
+                session.priority = _priority(el)
+                session.presence = el
+            elif kind == "unavailable":
+                session.available = False
+                session.presence = None
+        if host.hooks.has(hooks.presence_in):
+            ev = StanzaEvent(el, sender, to, session)
+            handled = host.hooks.run(hooks.presence_in, ev)
+            if isinstance(handled, defer.Deferred):
+                handled.addCallback(lambda done: done or self._deliver_presence(el, to, broadcast))
+                return
+            if handled:
+                return
+        self._deliver_presence(el, to, broadcast)
+
+    def _deliver_presence(self, el: _E, to: JID, broadcast: bool) -> None:
+        if broadcast or to.local is None:
+            return
+        if to.resource is not None:
+            target = self.sessions.get(to)
+            targets = [target] if target is not None else []
+        else:
+            targets = [s for s in self.sessions.resources(to) if s.available]
+        if targets:
+            data = serialize(el)
+            for s in targets:
+                s.send_bytes(data)
+
+    # -- IQs -------------------------------------------------------------------------------
+    def _iq(self, el: _E, sender: JID, to: JID, host: Host, session: Session | None) -> None:
+        kind = el.get("type")
+        if kind in ("result", "error"):
+            self._iq_response(el, to, host)
+            return
+        if kind not in ("get", "set") or not el.get("id"):
+            self._bounce(el, StanzaError.bad_request("an IQ needs an id and a type"), sender)
+            return
+        if to.resource is not None:
+            target = self.sessions.get(to)
+            if target is None:
+                self._bounce(el, StanzaError.service_unavailable(), sender)
+            else:
+                target.send_element(el)
+            return
+        payload = next((c for c in el if isinstance(c.tag, str)), None)
+        if payload is None:
+            self._bounce(el, StanzaError.bad_request("an IQ get/set has one child"), sender)
+            return
+        handler = None
+        if to.local is None:
+            handler = host.iq_handlers.get((kind, "host", payload.tag))
+        else:
+            if to.bare == sender.bare:
+                handler = host.iq_handlers.get((kind, "self", payload.tag))
+            if handler is None:
+                handler = host.iq_handlers.get((kind, "bare", payload.tag))
+        if handler is None:
+            self._bounce(el, StanzaError.service_unavailable(), sender)
+            return
+        self.call_iq_handler(handler, IqRequest(el, sender, to, payload, session), self.route)
+
+    def call_iq_handler(self, handler: Any, req: IqRequest, reply_to: Any) -> None:
+        """Run an IQ handler; route its reply (or the error it raised) with `reply_to`."""
+        try:
+            result = handler(req)
+        except Exception as e:
+            self._iq_failed(e, req, reply_to)
+            return
+        if isinstance(result, defer.Deferred) or hasattr(result, "__await__"):
+            d = result if isinstance(result, defer.Deferred) else \
+                defer.Deferred.fromCoroutine(result)
+            d.addCallbacks(lambda reply: self._iq_replied(reply, req, reply_to),
+                           lambda f: self._iq_failed(f.value, req, reply_to))
+            return
+        self._iq_replied(result, req, reply_to)
+
+    def _iq_replied(self, reply: Any, req: IqRequest, reply_to: Any) -> None:
+        if not isinstance(reply, etree._Element):
+            log.error("IQ handler returned %r for %s", reply, summary(req.stanza))
+            self._iq_failed(RuntimeError("no reply"), req, reply_to)
+            return
+        if reply.get("from") is None:
+            reply.set("from", str(req.to))
+        reply_to(reply)
+
+    def _iq_failed(self, exc: BaseException, req: IqRequest, reply_to: Any) -> None:
+        if isinstance(exc, StanzaError):
+            err = exc
+        elif isinstance(exc, StorageError):
+            err = StanzaError.internal_server_error(type="wait")
+            log.warning("storage failed for %s: %s", summary(req.stanza), exc)
+        else:
+            err = StanzaError.internal_server_error()
+            log.error("IQ handler failed on %s", summary(req.stanza),
+                      exc_info=(type(exc), exc, exc.__traceback__))
+        reply = error_reply(req.stanza, err)
+        if reply.get("from") is None:
+            reply.set("from", str(req.to))
+        reply_to(reply)
+
+    def _iq_response(self, el: _E, to: JID, host: Host) -> None:
+        if to.resource is None or to.local is None:
+            waiter = host.pending_iqs.pop((str(to), el.get("id") or ""), None)
+            if waiter is not None and not waiter.called:
+                if el.get("type") == "result":
+                    waiter.callback(el)
+                else:
+                    waiter.errback(iq_error_from_reply(el))
+            return
+        target = self.sessions.get(to)
+        if target is not None:
+            target.send_element(el)
+
+    # -- errors ----------------------------------------------------------------------------
+    def _bounce(self, el: _E, error: StanzaError, sender: JID) -> None:
+        """Answer `el` with `error` to its sender (never an error to an error)."""
+        if el.get("type") == "error":
+            return
+        reply = error_reply(el, error)
+        if reply.get("from") is None:
+            reply.set("from", sender.bare.domain if el.get("to") is None else el.get("to"))
+        self.route(reply)
+
+
+def _priority(el: _E) -> int:
+    p = el.find(_PRIORITY)
+    if p is None or not p.text:
+        return 0
+    try:
+        return max(-128, min(127, int(p.text.strip())))     # RFC 6121 §4.7.2.3
+    except ValueError:
+        return 0

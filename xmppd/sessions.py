@@ -1,0 +1,94 @@
+# tests: tests/core/test_sessions.py
+"""Session manager: who is connected, under which full JID, how available (RFC 6120 §7, 6121 §8).
+
+- `bind` applies RFC 6120 §7.7.2.2's "override" policy: a second session with the same resource
+  replaces the first, which is closed with `<conflict/>` (ejabberd and Prosody do the same).
+  A missing resource gets a random one; a bad one `<bad-request/>`; more than
+  `max_sessions_per_user` sessions `<resource-constraint/>` (§7.6.2.1).
+- Routing reads `available(bare)`: the sessions that sent available presence with priority ≥ 0,
+  highest priority first (RFC 6121 §8.5.2.1.1). All in memory: no database on delivery.
+Not here: presence broadcast (modules/presence.py), the Twisted session object (listeners).
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Protocol
+
+from lxml import etree
+
+from stanzas.errors import StanzaError, StreamError
+from xmppd.jid import JID, JIDError
+
+
+class Session(Protocol):
+    """What the router needs of a connected, bound client (xmppd/listeners/c2s.py)."""
+    jid: JID                       # full JID once bound
+    priority: int                  # from the last available presence (RFC 6121 §4.7.2.3)
+    available: bool                # sent available presence and not unavailable since
+    presence: etree._Element | None
+
+    def send_bytes(self, data: bytes) -> None: ...
+    def send_element(self, el: etree._Element) -> None: ...
+    def close(self, error: StreamError | None = None) -> None: ...
+
+
+class SessionManager:
+    def __init__(self, *, max_sessions_per_user: int = 16) -> None:
+        self.max_sessions_per_user = max_sessions_per_user
+        self._by_bare: dict[JID, dict[str, Session]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self._by_bare.values())
+
+    def bind(self, user: JID, resource: str | None, session: Session) -> JID:
+        """Give `session` a full JID under bare `user`; raises StanzaError."""
+        if resource is None:
+            resource = secrets.token_hex(8)
+        try:
+            full = user.with_resource(resource)
+        except JIDError as e:
+            raise StanzaError.bad_request(f"invalid resource: {e}") from None
+        resources = self._by_bare.setdefault(user.bare, {})
+        old = resources.get(full.resource or "")
+        if old is None and len(resources) >= self.max_sessions_per_user:
+            raise StanzaError.resource_constraint("too many sessions for this account")
+        resources[full.resource or ""] = session
+        if old is not None and old is not session:
+            old.close(StreamError.conflict("replaced by a new session with this resource"))
+        return full
+
+    def unbind(self, session: Session) -> bool:
+        """Remove `session` if it is still the one registered under its JID."""
+        jid = session.jid
+        resources = self._by_bare.get(jid.bare)
+        if resources is None or resources.get(jid.resource or "") is not session:
+            return False
+        del resources[jid.resource or ""]
+        if not resources:
+            del self._by_bare[jid.bare]
+        return True
+
+    def get(self, full: JID) -> Session | None:
+        resources = self._by_bare.get(full.bare)
+        return resources.get(full.resource or "") if resources else None
+
+    def resources(self, bare: JID) -> list[Session]:
+        resources = self._by_bare.get(bare)
+        return list(resources.values()) if resources else []
+
+    def available(self, bare: JID) -> list[Session]:
+        """Available sessions with non-negative priority, highest priority first."""
+        resources = self._by_bare.get(bare)
+        if not resources:
+            return []
+        found = [s for s in resources.values() if s.available and s.priority >= 0]
+        if len(found) > 1:
+            found.sort(key=lambda s: -s.priority)
+        return found
+
+    def is_online(self, bare: JID) -> bool:
+        resources = self._by_bare.get(bare)
+        return bool(resources) and any(s.available for s in resources.values())  # type: ignore[union-attr]
+
+    def users(self) -> list[JID]:
+        return list(self._by_bare)

@@ -1,0 +1,75 @@
+# tests: tests/core/test_tls.py
+"""TLS contexts for listeners, and a self-signed certificate for development start-ups.
+
+- TLS 1.2+ only (RFC 7590 §3.1 recommends against older versions), the platform's default
+  cipher suites, no compression, no renegotiation by the client.
+- `ensure_certificate` writes a self-signed RSA-2048 certificate naming every virtual host
+  (as subjectAltName dNSName) when the configured files are missing and generation is on.
+"""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
+from twisted.internet import ssl
+
+
+class TLSConfigError(Exception):
+    pass
+
+
+def ensure_certificate(cert: Path, key: Path, hosts: list[str], *, generate: bool) -> bool:
+    """Make a self-signed pair if missing (and allowed). True if one was generated."""
+    if cert.exists() and key.exists():
+        return False
+    if not generate:
+        raise TLSConfigError(f"TLS certificate {cert} or key {key} is missing "
+                             "(set tls.generate_self_signed = true for development)")
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    alt: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(h.strip("[]"))))
+        except ValueError:
+            alt.append(x509.DNSName(h))
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(private.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=825))
+                   .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+                   .sign(private, hashes.SHA256()))
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    key.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return True
+
+
+def server_context(cert: Path, key: Path) -> ssl.CertificateOptions:
+    try:
+        key_pem = key.read_bytes()
+        cert_pem = cert.read_bytes()
+        pkey = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem)
+        chain = x509.load_pem_x509_certificates(cert_pem)
+    except (OSError, ValueError, crypto.Error) as e:
+        raise TLSConfigError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
+    leaf = crypto.X509.from_cryptography(chain[0])
+    extra = [crypto.X509.from_cryptography(c) for c in chain[1:]]
+    return ssl.CertificateOptions(
+        privateKey=pkey, certificate=leaf, extraCertChain=extra or None,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2, enableSessions=False)
+
+
