@@ -1,0 +1,33 @@
+# xmppd — `make run` starts the server on the embedded default; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install check-config bench bench-parser mypy clean
+
+$(STAMP): setup.cfg setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/xmppd --config conf/xmppd.toml
+
+check-config: $(STAMP)
+	$(BIN)/xmppctl --config conf/xmppd.toml check-config
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+mypy: $(STAMP)
+	$(BIN)/mypy --strict xmppd stanzas storage modules
+
+bench-parser: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/parser_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache *.egg-info
