@@ -1,0 +1,67 @@
+# tests: tests/storage/test_db.py
+"""The database schema as SQLAlchemy Core tables: the one source the migrations must match.
+
+Every schema change is an Alembic revision in `storage/migrations/versions/`; the test
+`test_migrations_match_models` fails when this metadata and `upgrade head` disagree, on SQLite
+and PostgreSQL alike. Constraint names follow `metadata.naming_convention`, so migrations can
+name (and later drop) them identically on both backends.
+
+Users are keyed by (host, username) strings, as ejabberd and Prosody key theirs, so feature
+tables need no join through a surrogate id. Usernames and hosts are stored already normalised
+(nodeprep/nameprep, RFC 6122); each part of a JID is at most 1023 bytes (RFC 7622 §3.3.1, §3.2).
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+
+JID_PART = 1023
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("created_at", Double, nullable=False),  # POSIX seconds
+    # The primary key is the uniqueness rule "one username per host"; concurrent sign-ups of the
+    # same name race on it and exactly one wins. Host first: per-host listing and counting use it.
+    PrimaryKeyConstraint("host", "username"),
+)
+
+account_credentials = Table(
+    "account_credentials",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("mechanism", String(32), nullable=False),  # "SCRAM-SHA-1", "SCRAM-SHA-256"
+    # RFC 5802 §3: what the server keeps instead of the password.
+    Column("salt", LargeBinary, nullable=False),
+    Column("iterations", Integer, nullable=False),
+    Column("stored_key", LargeBinary, nullable=False),
+    Column("server_key", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("host", "username", "mechanism"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+    CheckConstraint("iterations > 0", name="iterations_positive"),
+)

@@ -1,0 +1,14 @@
+# tests: tests/storage/test_db.py
+"""Errors raised by stores and caches.
+
+`StorageError` is the *expected* failure of a storage backend: the database or Redis is down,
+busy, timed out, lost the connection, or refused a write because of a concurrent change. An IQ
+handler lets it propagate (the framework answers `internal-server-error`, type `wait`); a hook
+logs it and continues (STYLE.md §8). Programming errors (bad SQL, wrong types) are not wrapped:
+they surface as themselves so they are logged as bugs.
+"""
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """A storage backend failed in a way the caller should expect and survive."""
