@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, NoReturn, TypeVar
@@ -104,12 +105,33 @@ def _pg_admin() -> tuple[Any, str]:
     raise last
 
 
+PG_PREFIX = "xmppd_t_"
+STALE_AFTER_S = 6 * 3600
+
+
+def _drop_stale(cur: Any) -> None:
+    """Drop test databases that a killed run left behind (named with their creation time)."""
+    cur.execute(
+        "SELECT datname FROM pg_database d WHERE datname LIKE %s"
+        " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+        (PG_PREFIX + "%",),
+    )
+    for (name,) in cur.fetchall():
+        try:
+            created = int(name[len(PG_PREFIX):].split("_")[0], 16)
+        except ValueError:
+            continue
+        if time.time() - created > STALE_AFTER_S:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
 def postgres_url() -> PostgresDB:
-    """A fresh, empty database `xmppd_t_<random>`; call `drop()` when done."""
+    """A fresh, empty database `xmppd_t_<time>_<random>`; call `drop()` when done."""
     admin, user = _pg_admin()
-    name = "xmppd_t_" + secrets.token_hex(6)
+    name = f"{PG_PREFIX}{int(time.time()):x}_{secrets.token_hex(4)}"
     try:
         with admin.cursor() as cur:
+            _drop_stale(cur)
             cur.execute(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(sql.Identifier(name)))
     finally:
         admin.close()

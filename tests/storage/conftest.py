@@ -4,13 +4,14 @@
 - `db`: a migrated, empty Database on "sqlite" (memory) and "postgresql", run inline. PostgreSQL
   uses one fresh database per test session, migrated once and emptied (TRUNCATE) before each
   test: creating and migrating a database per test costs about 0.3 s, emptying it about 10 ms.
-- `db_url`: the URL of an empty database per backend (SQLite as a file), for migration tests and
-  for tests that build their own Database, e.g. on a real ThreadRunner.
+- `db_url`: the URL of an empty database per backend (SQLite as a file in `scratch_dir`), for
+  migration tests and for tests that build their own Database, e.g. on a real ThreadRunner.
 - `cache_env` / `cache`: a Cache on "memory" (fake clock) and "redis" (unique prefix), with
   `cache_env.advance(seconds)` moving the cache's time (fake clock, or real time for Redis).
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +26,18 @@ from storage.runner import ImmediateRunner
 from tests.harness.backends import CacheEnv, FakeClock, postgres_url, redis_url, require, resolve
 
 
+@pytest.fixture
+def scratch_dir() -> Iterator[Path]:
+    """A temporary directory removed after the test (pytest's tmp_path keeps the last runs)."""
+    with tempfile.TemporaryDirectory(prefix="xmppd-test-") as name:
+        yield Path(name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, scratch_dir: Path) -> Iterator[str]:
     require(request.param)
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'xmppd.db'}"
+        yield f"sqlite:///{scratch_dir / 'xmppd.db'}"
         return
     pg = postgres_url()
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -191,8 +192,8 @@ def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
         database.close()
 
 
-def test_sqlite_file_uses_wal_and_foreign_keys(tmp_path: Any) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'x.db'}", runner=ImmediateRunner())
+def test_sqlite_file_uses_wal_and_foreign_keys(scratch_dir: Path) -> None:
+    database = Database(f"sqlite:///{scratch_dir / 'x.db'}", runner=ImmediateRunner())
     try:
         pragmas = resolve(database.run(lambda conn: (
             conn.exec_driver_sql("PRAGMA journal_mode").scalar(),
