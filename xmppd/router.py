@@ -287,8 +287,14 @@ class Router:
         if el.get("type") == "error":
             return
         reply = error_reply(el, error)
-        if reply.get("from") is None:
-            reply.set("from", sender.bare.domain if el.get("to") is None else el.get("to"))
+        origin = el.get("to")
+        if origin is None:
+            reply.set("from", str(sender.bare))     # on behalf of the sender's own account
+        else:
+            try:
+                JID.parse(origin)
+            except JIDError:
+                reply.set("from", sender.domain)    # a malformed 'to' cannot be our 'from'
         self.route(reply)
 
 
