@@ -252,3 +252,37 @@ nonza_in: RunHook[StanzaEvent] = RunHook("nonza_in")
 """A top-level element outside jabber:client from a bound session (XEP-0198 <r/>, XEP-0352
 <active/>). STOP means a module took it; if none does, the stream closes with
 <unsupported-stanza-type/>."""
+
+user_inbound: RunHook[StanzaEvent] = RunHook("user_inbound")
+"""Fired by the router for every stanza addressed to a local user (bare or full JID) by
+someone else, before delivery, offline storage or the user's IQ handlers. STOP drops it; the
+handler answers if the spec wants an answer (XEP-0191 §3.5: blocked senders)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceQuery:
+    user: JID             # bare JID whose presence (or last activity) is asked about
+    asker: JID            # bare JID asking
+
+
+may_see_presence: FoldHook[PresenceQuery, bool] = FoldHook("may_see_presence")
+"""Fold, initial False: may `asker` see `user`'s presence and last activity? The roster folds
+the subscription (True if `asker` has a 'from'/'both' subscription... from `user`'s side);
+blocking vetoes with Stop(False)."""
+
+presence_broadcast: RunHook[StanzaEvent] = RunHook("presence_broadcast")
+"""Fired by the presence module with a user's available presence before it is broadcast to
+contacts and the user's other resources. May rewrite (`mutable`): vCard adds the XEP-0153
+avatar hash. STOP is not allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdleEvent:
+    session: Any          # the client connection that has been silent
+    idle: float           # seconds since the last byte arrived
+
+
+c2s_idle: RunHook[IdleEvent] = RunHook("c2s_idle")
+"""Fired by the C2S shell when a bound client sent nothing (not even whitespace) for the
+host's idle interval (`ModuleContext.on_idle`). The ping module pings, then closes the stream
+if no answer comes."""

@@ -127,6 +127,18 @@ class ModuleContext(Generic[O]):
         self._host.preauth_policies.append(policy)
         self._undo.append(lambda: self._host.preauth_policies.remove(policy))
 
+    def on_idle(self, interval: float, handler: Callable[[Any], Any]) -> None:
+        """Call `handler(hooks.IdleEvent)` when a bound client of this host has sent nothing
+        for `interval` seconds (the C2S shell owns the timer: it sees every byte)."""
+        from xmppd.hooks import c2s_idle
+        previous = self._host.idle_interval
+        self._host.idle_interval = interval if previous is None else min(previous, interval)
+        self.hook(c2s_idle, handler)
+
+        def undo() -> None:
+            self._host.idle_interval = previous
+        self._undo.append(undo)
+
     def provide(self, service: object) -> None:
         """Publish a service object other modules reach with `ctx.service(type)`."""
         self._host.services[type(service)] = service

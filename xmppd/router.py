@@ -98,6 +98,18 @@ class Router:
 
     def _dispatch(self, el: _E, sender: JID, to: JID, host: Host,
                   session: Session | None) -> None:
+        if to.local is not None and to.bare != sender.bare and host.hooks.has(hooks.user_inbound):
+            stopped = host.hooks.run(hooks.user_inbound, StanzaEvent(el, sender, to, session))
+            if isinstance(stopped, defer.Deferred):
+                stopped.addCallback(lambda st: st or self._dispatch_kind(el, sender, to, host,
+                                                                       session))
+                return
+            if stopped:
+                return
+        self._dispatch_kind(el, sender, to, host, session)
+
+    def _dispatch_kind(self, el: _E, sender: JID, to: JID, host: Host,
+                       session: Session | None) -> None:
         tag = el.tag
         if tag == _MESSAGE:
             self._message(el, sender, to, host)

@@ -58,6 +58,7 @@ class Host:
         self.preauth_policies: list[Callable[[str | None], bool]] = []
         self.pending_iqs: dict[tuple[str, str], defer.Deferred[Any]] = {}
         self.services: dict[type, object] = {}
+        self.idle_interval: float | None = None     # see ModuleContext.on_idle
         self.modules: dict[str, Module[Any]] = {}
         self.contexts: list[ModuleContext[Any]] = []
 

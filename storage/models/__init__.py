@@ -65,3 +65,33 @@ account_credentials = Table(
     ),
     CheckConstraint("iterations > 0", name="iterations_positive"),
 )
+
+# Small per-user documents kept whole (STYLE §5 KeyValueStore): vCard (vcard-temp), private XML
+# (XEP-0049), blocking lists (XEP-0191), preferences. One row per (user, namespace).
+kv_items = Table(
+    "kv_items",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("updated_at", Double, nullable=False),  # POSIX seconds
+    PrimaryKeyConstraint("host", "username", "namespace"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+)
+
+# XEP-0012: when each user was last seen (logout) and with which status text.
+last_activity = Table(
+    "last_activity",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("seen_at", Double, nullable=False),  # POSIX seconds
+    Column("status", String(4096), nullable=False),
+    PrimaryKeyConstraint("host", "username"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+)

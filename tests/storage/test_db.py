@@ -150,7 +150,7 @@ def test_migrate_is_idempotent(db_url: str) -> None:
         assert database.current_revision() is None
         database.migrate()
         database.migrate()
-        assert database.current_revision() == head_revision() == "0001"
+        assert database.current_revision() == head_revision() is not None
     finally:
         database.close()
 

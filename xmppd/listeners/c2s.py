@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from stanzas.errors import StanzaError, StreamError, error_reply
 from xmppd import c2s, hooks
 from xmppd.config import ListenerConfig
-from xmppd.hooks import SessionEvent, StanzaEvent
+from xmppd.hooks import IdleEvent, SessionEvent, StanzaEvent
 from xmppd.jid import JID
 from xmppd.module import IqRequest
 from xmppd.xmlstream import serialize
@@ -44,6 +44,7 @@ class C2SConnection(protocol.Protocol):
         self.bound = False
         self.peer_ip: str | None = None
         self._timer: IDelayedCall | None = None
+        self._idle_timer: IDelayedCall | None = None
         self._closing = False
         self.extra: dict[str, Any] = {}       # per-session state owned by modules
 
@@ -69,8 +70,9 @@ class C2SConnection(protocol.Protocol):
         self._pump()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        for timer in (self._timer, self._idle_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
         self.server.connections.discard(self)
         if self.stream is not None:
             self.stream.state = "closed"
@@ -172,7 +174,24 @@ class C2SConnection(protocol.Protocol):
             self._timer.cancel()
         stream.bind_succeeded(full, ev.stanza.get("id") or "")
         host = self.server.hosts[full.domain]
+        if host.idle_interval is not None:
+            self._idle_timer = self.server.clock.call_later(host.idle_interval, self._idle_check)
         host.hooks.run(hooks.session_bound, SessionEvent(self))
+
+    def _idle_check(self) -> None:
+        """Lazy idle timer: re-armed for the remainder instead of reset on every read."""
+        host = self.server.hosts.get(self.jid.domain)
+        if self.stream is None or not self.bound or host is None or host.idle_interval is None:
+            return
+        interval = host.idle_interval
+        idle = self.server.clock.now() - self.stream.last_activity
+        if idle >= interval:
+            host.hooks.run(hooks.c2s_idle, IdleEvent(self, idle))
+            delay = interval
+        else:
+            delay = interval - idle
+        if self.bound:
+            self._idle_timer = self.server.clock.call_later(delay, self._idle_check)
 
     def _preauth_iq(self, ev: c2s.PreAuthIq) -> None:
         host = self.server.hosts[ev.host]
