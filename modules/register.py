@@ -32,17 +32,17 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
-class Options:
+class RegisterOptions:
     allow_from: tuple[_Network, ...] = networks(default=())
     min_password_length: int = number(default=1, minimum=1, maximum=1024)
 
 
-class Register(Module[Options]):
+class Register(Module[RegisterOptions]):
     name = "register"
     xeps = (77,)
-    Options = Options
+    Options = RegisterOptions
 
-    def __init__(self, ctx: ModuleContext[Options]) -> None:
+    def __init__(self, ctx: ModuleContext[RegisterOptions]) -> None:
         self.ctx = ctx
         self.server = ctx.server
         self.allow_from = ctx.options.allow_from

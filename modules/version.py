@@ -22,16 +22,16 @@ VERSION = "0.1.0"
 
 
 @dataclass(frozen=True, slots=True)
-class Options:
+class VersionOptions:
     show_os: bool = False
 
 
-class Version(Module[Options]):
+class Version(Module[VersionOptions]):
     name = "version"
     xeps = (92,)
-    Options = Options
+    Options = VersionOptions
 
-    def __init__(self, ctx: ModuleContext[Options]) -> None:
+    def __init__(self, ctx: ModuleContext[VersionOptions]) -> None:
         self.show_os = ctx.options.show_os
         ctx.disco_feature(ns.VERSION)
         ctx.iq_get(ns.VERSION, "query", self.version, to="host")

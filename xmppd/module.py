@@ -99,7 +99,7 @@ class ModuleContext(Generic[O]):
             if key in table:
                 raise ConfigError(f"two modules handle IQ {key} on {self.host}")
             table[key] = handler
-            self._undo.append(lambda key=key: table.pop(key, None))  # type: ignore[misc]
+            self._undo.append(_remover(table, key))
 
     def hook(self, hook: RunHook[Any] | FoldHook[Any, Any], handler: Callable[..., Any],
              priority: int = NORMAL) -> None:
@@ -142,7 +142,7 @@ class ModuleContext(Generic[O]):
     def provide(self, service: object) -> None:
         """Publish a service object other modules reach with `ctx.service(type)`."""
         self._host.services[type(service)] = service
-        self._undo.append(lambda: self._host.services.pop(type(service), None))
+        self._undo.append(_remover(self._host.services, type(service)))
 
     def service(self, kind: type[T]) -> T:
         found = self._host.services.get(kind)
@@ -199,6 +199,12 @@ class ModuleContext(Generic[O]):
             undo()
         self._undo.clear()
         self.clock.close()
+
+
+def _remover(table: dict[Any, Any], key: Any) -> Callable[[], None]:
+    def remove() -> None:
+        table.pop(key, None)
+    return remove
 
 
 def iq_error_from_reply(reply: _E) -> StanzaError:

@@ -101,12 +101,16 @@ class Router:
         if to.local is not None and to.bare != sender.bare and host.hooks.has(hooks.user_inbound):
             stopped = host.hooks.run(hooks.user_inbound, StanzaEvent(el, sender, to, session))
             if isinstance(stopped, defer.Deferred):
-                stopped.addCallback(lambda st: st or self._dispatch_kind(el, sender, to, host,
-                                                                       session))
+                stopped.addCallback(self._after_inbound, el, sender, to, host, session)
                 return
             if stopped:
                 return
         self._dispatch_kind(el, sender, to, host, session)
+
+    def _after_inbound(self, stopped: bool, el: _E, sender: JID, to: JID, host: Host,
+                       session: Session | None) -> None:
+        if not stopped:
+            self._dispatch_kind(el, sender, to, host, session)
 
     def _dispatch_kind(self, el: _E, sender: JID, to: JID, host: Host,
                        session: Session | None) -> None:
@@ -150,9 +154,12 @@ class Router:
         ev = StanzaEvent(el, sender, to.bare)
         stored = host.hooks.run(hooks.message_offline, ev)
         if isinstance(stored, defer.Deferred):
-            stored.addCallback(lambda ok: ok or self._bounce(
-                el, StanzaError.service_unavailable(), sender))
+            stored.addCallback(self._after_offline, el, sender)
         elif not stored:
+            self._bounce(el, StanzaError.service_unavailable(), sender)
+
+    def _after_offline(self, stored: bool, el: _E, sender: JID) -> None:
+        if not stored:
             self._bounce(el, StanzaError.service_unavailable(), sender)
 
     def _deliver(self, targets: list[Session], el: _E, host: Host) -> None:
@@ -164,7 +171,7 @@ class Router:
                                          StanzaEvent(mine, JID.parse(el.get("from") or ""),
                                                      s.jid, s, mutable=True))
                 if isinstance(stopped, defer.Deferred):
-                    stopped.addCallback(lambda st, s=s, mine=mine: st or s.send_element(mine))
+                    stopped.addCallback(_send_unless_stopped, s, mine)
                 elif not stopped:
                     s.send_element(mine)
             return
@@ -189,11 +196,15 @@ class Router:
             ev = StanzaEvent(el, sender, to, session)
             handled = host.hooks.run(hooks.presence_in, ev)
             if isinstance(handled, defer.Deferred):
-                handled.addCallback(lambda done: done or self._deliver_presence(el, to, broadcast))
+                handled.addCallback(self._after_presence_in, el, to, broadcast)
                 return
             if handled:
                 return
         self._deliver_presence(el, to, broadcast)
+
+    def _after_presence_in(self, handled: bool, el: _E, to: JID, broadcast: bool) -> None:
+        if not handled:
+            self._deliver_presence(el, to, broadcast)
 
     def _deliver_presence(self, el: _E, to: JID, broadcast: bool) -> None:
         if broadcast or to.local is None:
@@ -308,6 +319,11 @@ class Router:
             except JIDError:
                 reply.set("from", sender.domain)    # a malformed 'to' cannot be our 'from'
         self.route(reply)
+
+
+def _send_unless_stopped(stopped: bool, session: Session, el: _E) -> None:
+    if not stopped:
+        session.send_element(el)
 
 
 def _priority(el: _E) -> int:

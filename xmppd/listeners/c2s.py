@@ -202,8 +202,9 @@ class C2SConnection(protocol.Protocol):
             if payload is not None else None
 
         def reply(answer: _E) -> None:
-            answer.attrib.pop("to", None)
-            answer.attrib.pop("from", None)
+            for attr in ("to", "from"):
+                if attr in answer.attrib:
+                    del answer.attrib[attr]
             if self.stream is not None:
                 self.stream.send_element(answer)
                 self._pump()
@@ -264,11 +265,11 @@ class C2SFactory(protocol.ServerFactory):
             preauth_stanza_size=cfg.limits.preauth_stanza_size,
             preauth_elements=cfg.limits.preauth_elements,
             auth_timeout=cfg.limits.auth_timeout,
-            preauth_features=lambda stream: hosts[stream.host].stream_features_for(
+            preauth_features=lambda stream: hosts[stream.host or ""].stream_features_for(
                 "preauth", stream),
-            session_features=lambda stream: hosts[stream.host].stream_features_for(
+            session_features=lambda stream: hosts[stream.host or ""].stream_features_for(
                 "session", stream),
-            preauth_iq_allowed=lambda stream: hosts[stream.host].preauth_allowed(
+            preauth_iq_allowed=lambda stream: hosts[stream.host or ""].preauth_allowed(
                 stream.peer_ip),
         )
 
