@@ -19,6 +19,7 @@ from stanzas.errors import StreamError
 from storage.accounts import AccountStore, SqlAccountStore
 from storage.cache import Cache
 from storage.db import Database
+from storage.kv import CachedKeyValueStore, KeyValueStore, SqlKeyValueStore
 from xmppd import hooks
 from xmppd.clock import Clock
 from xmppd.config import Config
@@ -41,6 +42,7 @@ class Stores:
     db: Database
     cache: Cache
     accounts: AccountStore
+    kv: KeyValueStore             # small per-user documents (vCard, blocking list), cached
 
 
 class Host:
@@ -87,7 +89,8 @@ class Server:
         self.started_at = self.clock.now()
         self.db = db
         self.cache = cache
-        self.stores = Stores(db=db, cache=cache, accounts=SqlAccountStore(db))
+        self.stores = Stores(db=db, cache=cache, accounts=SqlAccountStore(db),
+                             kv=CachedKeyValueStore(SqlKeyValueStore(db), cache))
         self.sessions = SessionManager(
             max_sessions_per_user=config.limits.max_sessions_per_user)
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}
