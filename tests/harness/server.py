@@ -74,6 +74,13 @@ def matches(expected: etree._Element, actual: etree._Element) -> str | None:
     return None
 
 
+class FakeStream:
+    """The part of the C2S stream the idle timer and the ping module read."""
+
+    def __init__(self, now: float) -> None:
+        self.last_activity = now
+
+
 class FakeSession:
     """A bound client session as the router sees it (xmppd.sessions.Session)."""
 
@@ -87,6 +94,8 @@ class FakeSession:
         self.closed_with: str | None = None
         self.closed = False
         self.extra: dict[str, Any] = {}
+        self.stream = FakeStream(harness.clock.seconds())
+        self.idle_timer: Any = None
 
     # Session protocol
     def send_bytes(self, data: bytes) -> None:
@@ -107,7 +116,12 @@ class FakeSession:
     def send(self, xml: str) -> None:
         el = parse(xml)
         el.set("from", str(self.jid))           # what the C2S stream stamps
+        self.stream.last_activity = self.h.clock.seconds()
         self.h.server.router.from_client(self, el)
+
+    def whitespace(self) -> None:
+        """A whitespace keepalive (RFC 6120 §4.6.1): traffic, but no stanza."""
+        self.stream.last_activity = self.h.clock.seconds()
 
     def received(self) -> list[etree._Element]:
         out, self.outbox = self.outbox, []
@@ -153,6 +167,7 @@ class Harness:
         assert full.resource is not None
         session.jid = self.server.sessions.bind(full.bare, full.resource, session)
         self.sessions.append(session)
+        self._arm_idle(session, self.server.hosts[full.domain].idle_interval)
         resolve(self.server.hosts[full.domain].hooks.run(hooks.session_bound,
                                                          SessionEvent(session)))
         if available:
@@ -160,9 +175,29 @@ class Harness:
             session.received()
         return session
 
+    def _arm_idle(self, session: FakeSession, delay: float | None) -> None:
+        if delay is not None:
+            session.idle_timer = self.clock.callLater(delay, self._idle_check, session)
+
+    def _idle_check(self, session: FakeSession) -> None:
+        """What the C2S shell's lazy idle timer does (xmppd/listeners/c2s.py `_idle_check`):
+        fire c2s_idle after `idle_interval` without traffic, else re-arm for the remainder."""
+        host = self.server.hosts[session.jid.domain]
+        interval = host.idle_interval
+        if session.closed or interval is None:
+            return
+        idle = self.clock.seconds() - session.stream.last_activity
+        if idle >= interval:
+            host.hooks.run(hooks.c2s_idle, hooks.IdleEvent(session, idle))
+            self._arm_idle(session, None if session.closed else interval)
+        else:
+            self._arm_idle(session, interval - idle)
+
     def disconnect(self, session: FakeSession) -> None:
         session.closed = True
         session.available = False
+        if session.idle_timer is not None and session.idle_timer.active():
+            session.idle_timer.cancel()
         if self.server.sessions.unbind(session):
             resolve(self.server.hosts[session.jid.domain].hooks.run(
                 hooks.session_closed, SessionEvent(session)))
