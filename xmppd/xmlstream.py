@@ -100,6 +100,7 @@ class XmlStreamParser:
     def reset(self) -> None:
         """Start afresh after a stream restart: the next bytes begin a new XML document."""
         self.closed = False
+        self._failed: StreamError | None = None
         self._opened = False
         self._held = b""
         self._synthetic = b""
@@ -134,12 +135,34 @@ class XmlStreamParser:
         return self._depth > 1
 
     def feed(self, data: bytes) -> list[Event]:
-        """Parse `data`; return what completed. Raises StreamError on bad input."""
+        """Parse `data`; return what completed. Raises StreamError on bad input (and drops
+        whatever completed before it in `data`: see `feed_until_error`)."""
+        events, error = self.feed_until_error(data)
+        if error is not None:
+            raise error
+        return events
+
+    def feed_until_error(self, data: bytes) -> tuple[list[Event], StreamError | None]:
+        """Parse `data`; return what completed before any error, and the error.
+
+        A stanza that was complete before the bad bytes counts, as it would had the bad bytes
+        come in a later read. After an error the parser stays failed until `reset()`.
+        """
+        if self._failed is not None:
+            return [], self._failed
+        out: list[Event] = []
+        try:
+            self._feed(data, out)
+        except StreamError as e:
+            self._failed = e
+            return out, e
+        return out, None
+
+    def _feed(self, data: bytes, out: list[Event]) -> None:
         if self.closed:
-            return []
+            return
         if self._held:
             data, self._held = self._held + data, b""
-        out: list[Event] = []
         step = max(_MIN_SLICE, self.max_stanza_size // 8)
         pos, size = 0, len(data)
         while pos < size and not self.closed:
@@ -158,7 +181,6 @@ class XmlStreamParser:
             pos = end
             if chunk:
                 self._feed_slice(chunk, out)
-        return out
 
     def _complete_prefix(self, chunk: bytes) -> int:
         """Length of `chunk` without an incomplete `&ref`, `<`, `<![CDATA[` or XML declaration."""

@@ -353,6 +353,31 @@ def test_bad_input_gives_its_stream_error_in_every_split(data: bytes, expected: 
     assert condition(data, how) == expected
 
 
+def test_stanzas_before_an_error_in_the_same_read_are_returned_with_it() -> None:
+    # As if the bad bytes had come in a later read.
+    parser = XmlStreamParser()
+    events, error = parser.feed_until_error(HEADER + b"<presence/><message/><!-- x --><iq/>")
+    assert [render(e) for e in events[1:]] == ['<presence xmlns="jabber:client"/>',
+                                               '<message xmlns="jabber:client"/>']
+    assert error is not None and error.condition == "restricted-xml"
+
+
+def test_parser_stays_failed_until_reset() -> None:
+    parser = XmlStreamParser()
+    _, error = parser.feed_until_error(HEADER + b"<a></b>")
+    assert error is not None and error.condition == "not-well-formed"
+    assert parser.feed_until_error(b"<presence/>") == ([], error)
+    with pytest.raises(StreamError):
+        parser.feed(b"<presence/>")
+    parser.reset()
+    assert len(parser.feed(HEADER + b"<presence/>")) == 2
+
+
+def test_feed_without_error_reports_none() -> None:
+    events, error = XmlStreamParser().feed_until_error(HEADER + b"<presence/>")
+    assert len(events) == 2 and error is None
+
+
 def test_no_entity_is_ever_expanded() -> None:
     with pytest.raises(StreamError) as e:
         parse(DOCTYPE_BILLION_LAUGHS)
