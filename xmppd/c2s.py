@@ -10,7 +10,8 @@ the events that need the outside world (TLS, credential look-up, binding, routin
 - STARTTLS (§5): required by default; anything else first → `<not-authorized/>` (§5.3.1). Bytes
   pipelined after `<starttls/>` are discarded, never read as if encrypted (CVE-2011-1431 class).
 - SASL (§6): SCRAM-SHA-256, SCRAM-SHA-1, PLAIN over TLS only; failures as §6.5 conditions;
-  after five failures the stream closes with `<policy-violation/>`.
+  after five failures the stream closes with `<policy-violation/>`. An `<auth/>` without an
+  initial response gets an empty challenge (§6.4.2); a new `<auth/>` replaces one in progress.
 - Pre-authentication limits: stanzas of at most `preauth_stanza_size` bytes and
   `preauth_elements` elements (ejabberd 26.04 uses 8 KiB / 32).
 - Resource binding (§7) via the BindRequest event; the legacy session IQ (RFC 3921) is answered.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Union
@@ -40,6 +42,7 @@ _E = etree._Element
 _SASL = "{%s}" % ns.SASL
 _STANZAS = frozenset("{%s}%s" % (ns.CLIENT, n) for n in ("message", "presence", "iq"))
 _MAX_SASL_FAILURES = 5
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 # -- events for the shell --------------------------------------------------------------------
@@ -93,6 +96,7 @@ class Closed:
 
 Event = Union[StartTLS, NeedCredentials, Authenticated, BindRequest, PreAuthIq, Stanza, Nonza,
               Closed]
+_Item = Union[StreamOpen, StreamClose, _E, StreamError]   # what the parser gave, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +137,12 @@ class C2SStream:
         self._opened_at = now
         self._out: list[bytes] = []
         self._events: list[Event] = []
-        self._queue: list[StreamOpen | StreamClose | _E] = []
+        self._queue: list[_Item] = []
         self._waiting = False                  # an async answer is pending; queue input
         self._header_sent = False
         self._sasl: ScramServer | None = None
         self._plain: tuple[str, str] | None = None
+        self._initial_pending = False          # <auth/> came without an initial response
         self._mechanism = ""
         self._sasl_failures = 0
         self.parser = XmlStreamParser(max_stanza_size=settings.preauth_stanza_size,
@@ -149,11 +154,10 @@ class C2SStream:
         if self.state == "closed":
             return
         self.last_activity = now
-        try:
-            items = self.parser.feed(data)
-        except StreamError as e:
-            self.close(e)
-            return
+        events, error = self.parser.feed_until_error(data)
+        # What was complete before bad bytes is handled first, then the error closes the
+        # stream: the outcome does not depend on how TCP split the bytes.
+        items: list[_Item] = [*events, error] if error is not None else list(events)
         if self._waiting or self._queue:
             self._queue.extend(items)
             return
@@ -200,13 +204,15 @@ class C2SStream:
 
     # -- answers from the shell ------------------------------------------------------------
     def tls_started(self) -> None:
+        if self.state == "closed":
+            return
         self.secure = True
         self.parser.reset()
         self._header_sent = False
         self.state = "header"
 
     def credentials_found(self, creds: dict[str, ScramCredentials] | None) -> None:
-        if self.state != "sasl":
+        if self.state != "sasl" or not self._waiting:
             return
         self._waiting = False
         try:
@@ -232,6 +238,8 @@ class C2SStream:
         self._drain_queue()
 
     def bind_succeeded(self, full: JID, iq_id: str) -> None:
+        if self.state == "closed":
+            return
         self._waiting = False
         self.jid = full
         self.state = "bound"
@@ -240,6 +248,8 @@ class C2SStream:
         self._drain_queue()
 
     def bind_failed(self, request: _E, error: StanzaError) -> None:
+        if self.state == "closed":
+            return
         self._waiting = False
         self._out.append(serialize(error_reply(request, error)))
         self._drain_queue()
@@ -251,7 +261,7 @@ class C2SStream:
         items, self._queue = self._queue, []
         self._process(items)
 
-    def _process(self, items: list[StreamOpen | StreamClose | _E]) -> None:
+    def _process(self, items: list[_Item]) -> None:
         for i, item in enumerate(items):
             if self.state == "closed":
                 return
@@ -259,6 +269,8 @@ class C2SStream:
                 self._queue.extend(items[i:])
                 return
             try:
+                if isinstance(item, StreamError):
+                    raise item
                 if isinstance(item, StreamOpen):
                     self._on_header(item)
                 elif isinstance(item, StreamClose):
@@ -291,7 +303,7 @@ class C2SStream:
             raise StreamError.host_unknown(f"this server does not serve {to!r}")
         self.host = host
         self._send_header(host)
-        if header.attrs.get("version", "0.9") < "1.0":
+        if _version(header.attrs.get("version")) < (1, 0):
             raise StreamError.unsupported_version("XMPP 1.0 is required (RFC 6120 §4.7.5)")
         self.lang = header.attrs.get("xml:lang", "en")[:35]
         self._out.append(self._features())
@@ -347,7 +359,8 @@ class C2SStream:
                 and self.settings.preauth_iq_allowed(self)):
             payload = iq.payload(el)
             if payload is not None and payload.tag == "{%s}query" % ns.REGISTER:
-                el.attrib.pop("from", None)
+                if "from" in el.attrib:
+                    del el.attrib["from"]
                 self._events.append(PreAuthIq(el, self.host))
                 return False
         if tag in _STANZAS:
@@ -364,6 +377,7 @@ class C2SStream:
         self._out.append(b"<proceed xmlns='%s'/>" % ns.TLS.encode())
         self._events.append(StartTLS())
         self.parser.reset()         # drop anything pipelined after <starttls/>
+        self._queue.clear()
         self.state = "restart"
         return True
 
@@ -373,29 +387,26 @@ class C2SStream:
         if self.authenticated:
             raise StreamError.not_authorized("already authenticated")
         if name == "auth":
-            if self.state == "sasl":
-                self._sasl_fail(SaslFailure("aborted"))   # a new <auth/> aborts the old one
+            # RFC 6120 §6.4.2: a new <auth/> while one is in progress: "the receiving entity
+            # MUST discard the ongoing handshake and MUST process a new handshake".
+            self._sasl, self._plain, self._initial_pending = None, None, False
             mech = el.get("mechanism", "")
             if mech not in self._mechanisms():
                 self._sasl_fail(SaslFailure("invalid-mechanism"))
                 return False
             self._mechanism = mech
             self.state = "sasl"
-            try:
-                data = self._b64(el.text)
-                assert self.host is not None
-                if mech == "PLAIN":
-                    _authzid, user, password = PlainServer.parse(data, host=self.host)
-                    user = self._valid_user(user)
-                    self._sasl = None
-                    self._plain = (user, password)
-                else:
-                    self._sasl = ScramServer(mech, host=self.host)
-                    user = self._valid_user(self._sasl.first(data))
-                self._waiting = True
-                self._events.append(NeedCredentials(user, self.host))
-            except SaslFailure as f:
-                self._sasl_fail(f)
+            if el.text is None or not el.text.strip():
+                # §6.4.2: no initial response (as opposed to "=", an empty one): the server
+                # sends an empty challenge and the initial response comes in <response/>.
+                self._initial_pending = True
+                self._out.append(b"<challenge xmlns='%s'/>" % ns.SASL.encode())
+                return False
+            self._initial_response(el.text)
+            return False
+        if name == "response" and self.state == "sasl" and self._initial_pending:
+            self._initial_pending = False
+            self._initial_response(el.text)
             return False
         if name == "response" and self.state == "sasl" and self._sasl is not None:
             try:
@@ -413,6 +424,24 @@ class C2SStream:
             return False
         raise StreamError.unsupported_stanza_type(f"unknown SASL element {name}")
 
+    def _initial_response(self, text: str | None) -> None:
+        """Start the chosen mechanism with the client's initial response."""
+        assert self.host is not None
+        try:
+            data = self._b64(text)
+            if self._mechanism == "PLAIN":
+                _authzid, user, password = PlainServer.parse(data, host=self.host)
+                user = self._valid_user(user)
+                self._sasl = None
+                self._plain = (user, password)
+            else:
+                self._sasl = ScramServer(self._mechanism, host=self.host)
+                user = self._valid_user(self._sasl.first(data))
+            self._waiting = True
+            self._events.append(NeedCredentials(user, self.host))
+        except SaslFailure as f:
+            self._sasl_fail(f)
+
     def _valid_user(self, user: str) -> str:
         assert self.host is not None
         try:
@@ -426,10 +455,15 @@ class C2SStream:
     @staticmethod
     def _b64(text: str | None) -> bytes:
         # RFC 6120 §6.4.2: an empty initial response is sent as "=".
-        if not text or text.strip() == "=":
+        data = (text or "").strip()
+        if not data or data == "=":
             return b""
+        # §6.5.5 incorrect-encoding: base64 as RFC 4648 §4 defines it. Python alone would take
+        # excess padding ("biws==") and more.
+        if len(data) % 4 or _BASE64.fullmatch(data) is None:
+            raise SaslFailure("incorrect-encoding")
         try:
-            return base64.b64decode(text.strip(), validate=True)
+            return base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise SaslFailure("incorrect-encoding") from None
 
@@ -441,6 +475,9 @@ class C2SStream:
         data = base64.b64encode(additional).decode() if additional else ""
         self._out.append(("<success xmlns='%s'>%s</success>" % (ns.SASL, data)).encode())
         self._events.append(Authenticated(self.jid))
+        # Whatever was parsed after <auth/>/<response/> belongs to the old stream document
+        # (§6.4.6: the client restarts the stream once it has received <success/>).
+        self._queue.clear()
         self.parser.reset()
         self.parser.max_stanza_size = self.settings.max_stanza_size
         self.parser.max_elements = None
@@ -449,7 +486,10 @@ class C2SStream:
         return True
 
     def _sasl_fail(self, failure: SaslFailure) -> None:
+        if self.state == "closed":
+            return
         self._sasl = None
+        self._initial_pending = False
         self._plain = None
         self._waiting = False
         self.state = "features"
@@ -489,10 +529,19 @@ class C2SStream:
             if claimed != self.jid and claimed != self.jid.bare:
                 raise StreamError("invalid-from", "you may only speak for yourself")
         el.set("from", str(self.jid))
-        if el.tag == "{%s}iq" % ns.CLIENT and el.get("type") == "set" and el.get("to") is None:
+        if el.tag == "{%s}iq" % ns.CLIENT and el.get("type") == "set" \
+                and el.get("to") in (None, self.jid.domain):
             payload = iq.payload(el)
             if payload is not None and payload.tag == "{%s}session" % ns.SESSION:
-                # RFC 3921 §3 session establishment, kept as a no-op for old clients.
+                # RFC 3921 §3 session establishment, kept as a no-op for old clients (whose
+                # request carries to='<domain>' in RFC 3921's own example).
                 self._out.append(serialize(iq.result(el)))
                 return
         self._events.append(Stanza(el))
+
+
+def _version(value: str | None) -> tuple[int, int]:
+    """RFC 6120 §4.7.5: "major.minor", each part an integer compared on its own ("1.10" is
+    newer than "1.9"); no version attribute means 0.9. Unreadable → (0, 0)."""
+    m = re.fullmatch(r"([0-9]{1,9})\.([0-9]{1,9})", (value or "0.9").strip())
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
