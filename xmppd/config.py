@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 import tomllib
 import types
@@ -36,11 +37,15 @@ _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
 def parse_duration(value: object, where: str, *, allow_off: bool = False) -> float | None:
-    if allow_off and value in ("off", False):
+    # `value in ("off", False)` would also take 0 and 0.0 (0 == False) for "off".
+    if allow_off and (value == "off" or value is False):
         return None
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected a duration such as \"60 s\", got {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where}: expected a duration of zero or more seconds, "
+                              f"got {value!r}")
         return float(value)
     if isinstance(value, str):
         m = _QUANTITY.match(value)
@@ -150,7 +155,7 @@ def _convert(value: object, hint: Any, meta: typing.Mapping[str, Any], where: st
         return value
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                hint is int and not isinstance(value, int)):
+                hint is int and not isinstance(value, int)) or not math.isfinite(value):
             raise ConfigError(f"{where}: expected {'an integer' if hint is int else 'a number'}, "
                               f"got {value!r}")
         lo, hi = meta.get("minimum"), meta.get("maximum")
@@ -258,7 +263,8 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r} (known: "
                           f"{', '.join(sorted(known))})")
-    sections = {name: build(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
+    sections: dict[str, Any] = {name: build(cls, raw.get(name, {}), name)
+                                for name, cls in _SECTIONS.items()}
     listeners_raw = raw.get("listeners", [{}])
     if not isinstance(listeners_raw, list):
         raise ConfigError("listeners: expected an array of tables ([[listeners]])")
@@ -278,6 +284,8 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
         except JIDError as e:
             raise ConfigError(f"server.hosts[{i}]: {h!r} is not a valid domain ({e})") from None
     auth: AuthSection = sections["auth"]
+    if not auth.mechanisms:
+        raise ConfigError("auth.mechanisms: at least one SASL mechanism is needed")
     for i, m in enumerate(auth.mechanisms):
         if m not in _MECHANISMS:
             raise ConfigError(f"auth.mechanisms[{i}]: unknown mechanism {m!r} "
