@@ -5,6 +5,8 @@ Each stanza condition carries its default error `type` (RFC 6120 §8.3.3), so ca
 """
 from __future__ import annotations
 
+from typing import Any
+
 from lxml import etree
 
 from stanzas import ns
@@ -61,15 +63,17 @@ class StanzaError(Exception):
         self.app = app
 
     def to_xml(self) -> _E:
-        err = etree.Element("{%s}error" % ns.CLIENT, type=self.type, nsmap={None: ns.CLIENT})
+        err = etree.Element("{%s}error" % ns.CLIENT, type=self.type, nsmap=_default_ns(ns.CLIENT))
         etree.SubElement(err, "{%s}%s" % (ns.STANZA_ERRORS, self.condition),
-                         nsmap={None: ns.STANZA_ERRORS})
+                         nsmap=_default_ns(ns.STANZA_ERRORS))
         if self.text:
-            t = etree.SubElement(err, "{%s}text" % ns.STANZA_ERRORS, nsmap={None: ns.STANZA_ERRORS})
+            t = etree.SubElement(err, "{%s}text" % ns.STANZA_ERRORS, nsmap=_default_ns(ns.STANZA_ERRORS))
             t.set("{%s}lang" % ns.XML, "en")
             t.text = self.text
         if self.app is not None:
-            err.append(self.app)
+            # A copy: appending moves an lxml element, so a second to_xml() (the same error
+            # answering two stanzas) would otherwise steal it from the first.
+            err.append(_copy(self.app))
         return err
 
     @classmethod
@@ -219,7 +223,7 @@ def error_reply(stanza: _E, error: StanzaError) -> _E:
     """
     if stanza.get("type") == "error":
         raise ValueError("never answer an error stanza with an error (RFC 6120 §8.3.1)")
-    reply = etree.Element(stanza.tag, nsmap={None: etree.QName(stanza).namespace or ns.CLIENT})
+    reply = etree.Element(stanza.tag, nsmap=_default_ns(etree.QName(stanza).namespace or ns.CLIENT))
     reply.set("type", "error")
     for attr, value in (("id", stanza.get("id")), ("to", stanza.get("from")),
                         ("from", stanza.get("to"))):
@@ -237,3 +241,8 @@ def error_reply(stanza: _E, error: StanzaError) -> _E:
 def _copy(el: _E) -> _E:
     from copy import deepcopy
     return deepcopy(el)
+
+
+def _default_ns(uri: str) -> Any:
+    """An nsmap making `uri` the default namespace (lxml takes the None key; lxml-stubs do not)."""
+    return {None: uri}
