@@ -14,17 +14,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def config_text(tmp: Path, storage_url: str, cache_url: str, extra: str = "",
-                modules: str | None = None) -> str:
-    if modules is None:
-        modules = """
+# The modules a test server loads unless a test passes its own list (tests that need other
+# options for one module edit a copy of this text).
+DEFAULT_MODULES = """
 [modules.disco]
 [modules.ping]
 [modules.version]
 [modules.time]
 [modules.register]
 allow_from = ["127.0.0.0/8", "::1"]
+[modules.blocking]
+[modules.vcard]
 """
+
+
+def config_text(tmp: Path, storage_url: str, cache_url: str, extra: str = "",
+                modules: str | None = None) -> str:
+    if modules is None:
+        modules = DEFAULT_MODULES
     return f"""
 [server]
 hosts = ["localhost", "example.test"]

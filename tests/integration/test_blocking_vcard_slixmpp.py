@@ -1,0 +1,156 @@
+# tests: modules/blocking.py, modules/vcard.py, storage/kv.py
+"""XEP-0191 blocking and XEP-0054/0153 vCards driven by slixmpp's xep_0191, xep_0054 and
+xep_0153 plugins over real TCP + STARTTLS, on both backend pairs."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from slixmpp.exceptions import IqError
+
+from tests.harness.clients import XmppClient
+from tests.harness.server_proc import RunningServer
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+class Client(XmppClient):
+    """An XmppClient that also queues blocking pushes."""
+
+    def __init__(self, jid: str, password: str, plugins: tuple[str, ...] = ()) -> None:
+        super().__init__(jid, password, plugins=("xep_0030", "xep_0191", "xep_0054") + plugins)
+        self.pushes: asyncio.Queue[tuple[str, set[str]]] = asyncio.Queue()
+        self.add_event_handler("blocked", lambda iq: self.pushes.put_nowait(
+            ("block", {str(i["jid"]) for i in iq["block"]})))
+        self.add_event_handler("unblocked", lambda iq: self.pushes.put_nowait(
+            ("unblock", {str(i["jid"]) for i in iq["unblock"]})))
+
+    async def next_push(self, timeout: float = 10.0) -> tuple[str, set[str]]:
+        return await asyncio.wait_for(self.pushes.get(), timeout)
+
+
+async def roundtrip(c: XmppClient) -> None:
+    """Everything the server sent this client before now has arrived."""
+    await c.plugin["xep_0199"].ping("localhost", timeout=10)
+
+
+def test_block_and_unblock_with_pushes_and_enforcement(server: RunningServer) -> None:
+    async def go() -> None:
+        phone = Client("alice@localhost/phone", "alice-pw")
+        laptop = Client("alice@localhost/laptop", "alice-pw")
+        bob = Client("bob@localhost/pc", "bob-pw")
+        for c in (phone, laptop, bob):
+            assert await c.start(server.port)
+        xep = phone.plugin["xep_0191"]
+        assert await xep.get_blocked_jids(timeout=10) == set()
+        await laptop.plugin["xep_0191"].get_blocked_jids(timeout=10)   # asks for pushes too
+
+        await xep.block("bob@localhost", timeout=10)
+        for c in (phone, laptop):
+            assert await c.next_push() == ("block", {"bob@localhost"})
+        assert await laptop.plugin["xep_0191"].get_blocked_jids(timeout=10) == {"bob@localhost"}
+
+        # bob -> alice: refused as if she were offline (XEP-0191 §3.3)
+        bob.send_message(mto="alice@localhost/phone", mbody="hello?", mtype="chat")
+        err = await bob.next_message()
+        assert err["type"] == "error" and err["error"]["condition"] == "service-unavailable"
+        await roundtrip(phone)
+        assert phone.inbox.empty()
+
+        # alice -> bob: refused with <not-acceptable/><blocked/>
+        phone.send_message(mto="bob@localhost", mbody="Can you hear me now?", mtype="chat")
+        err = await phone.next_message()
+        assert err["type"] == "error" and err["error"]["condition"] == "not-acceptable"
+        assert err.xml.find("{jabber:client}error/{urn:xmpp:blocking:errors}blocked") is not None
+        await roundtrip(bob)
+        assert bob.inbox.empty()
+
+        await laptop.plugin["xep_0191"].unblock("bob@localhost", timeout=10)
+        for c in (phone, laptop):
+            assert await c.next_push() == ("unblock", {"bob@localhost"})
+        bob.send_message(mto="alice@localhost/phone", mbody="there you are", mtype="chat")
+        got = await phone.next_message()
+        assert got["body"] == "there you are" and got["type"] == "chat"
+        for c in (phone, laptop, bob):
+            await c.stop()
+    run(go())
+
+
+def test_blocklist_survives_a_restart(server: RunningServer) -> None:
+    async def go_block() -> None:
+        carol = Client("carol@localhost/x", "carol-pw")
+        assert await carol.start(server.port)
+        await carol.plugin["xep_0191"].block(["spam@example.net", "example.com"], timeout=10)
+        await carol.stop()
+
+    async def go_check() -> None:
+        carol = Client("carol@localhost/x", "carol-pw")
+        assert await carol.start(server.port)
+        xep = carol.plugin["xep_0191"]
+        assert await xep.get_blocked_jids(timeout=10) == {"spam@example.net", "example.com"}
+        iq = carol.make_iq_set()
+        iq.enable("unblock")                 # an empty <unblock/>: unblock everyone (§3.5)
+        await iq.send(timeout=10)
+        assert await xep.get_blocked_jids(timeout=10) == set()
+        await carol.stop()
+    run(go_block())
+    server.restart()
+    run(go_check())
+
+
+def test_vcard_publish_and_read_by_a_contact(server: RunningServer) -> None:
+    async def go() -> None:
+        alice = Client("alice@localhost/phone", "alice-pw")
+        bob = Client("bob@localhost/pc", "bob-pw")
+        assert await alice.start(server.port) and await bob.start(server.port)
+        card = alice.plugin["xep_0054"].make_vcard()
+        card["FN"] = "Alice Liddell"
+        card["NICKNAME"] = "alice"
+        card["DESC"] = "Curiouser and curiouser"
+        await alice.plugin["xep_0054"].publish_vcard(card, timeout=10)
+
+        got = await bob.plugin["xep_0054"].get_vcard("alice@localhost", timeout=10)
+        assert got["from"] == "alice@localhost"
+        assert got["vcard_temp"]["FN"] == "Alice Liddell"
+        assert got["vcard_temp"]["DESC"] == "Curiouser and curiouser"
+        mine = await alice.plugin["xep_0054"].get_vcard("alice@localhost", timeout=10)
+        assert mine["vcard_temp"]["NICKNAME"] == ["alice"]      # slixmpp: a list
+
+        # someone without a vCard, and someone who does not exist: the same answer (§3.3)
+        for who in ("carol@localhost", "nobody@localhost"):
+            try:
+                await bob.plugin["xep_0054"].get_vcard(who, timeout=10)
+                raise AssertionError(f"{who} has no vCard")
+            except IqError as e:
+                assert e.iq["error"]["condition"] == "service-unavailable"
+        await alice.stop()
+        await bob.stop()
+    run(go())
+
+
+def test_avatar_set_with_xep_0153_is_served_with_its_hash(server: RunningServer) -> None:
+    image = bytes(range(256)) * 8
+
+    async def go() -> None:
+        alice = Client("alice@localhost/avatar", "alice-pw", plugins=("xep_0153",))
+        bob = Client("bob@localhost/pc", "bob-pw")
+        assert await alice.start(server.port) and await bob.start(server.port)
+        await alice.plugin["xep_0153"].set_avatar(avatar=image, mtype="image/png", timeout=10)
+        got = await bob.plugin["xep_0054"].get_vcard("alice@localhost", timeout=10)
+        assert got["vcard_temp"]["PHOTO"]["BINVAL"] == image
+        assert got["vcard_temp"]["PHOTO"]["TYPE"] == "image/png"
+        # too big for the server's 64 KiB limit: refused, the old card stays
+        big = alice.plugin["xep_0054"].make_vcard()
+        big["PHOTO"]["BINVAL"] = bytes(70 * 1024)
+        try:
+            await alice.plugin["xep_0054"].publish_vcard(big, timeout=10)
+            raise AssertionError("a 70 KiB vCard was accepted")
+        except IqError as e:
+            assert e.iq["error"]["condition"] == "not-acceptable"
+        got = await bob.plugin["xep_0054"].get_vcard("alice@localhost", timeout=10)
+        assert hashlib.sha1(got["vcard_temp"]["PHOTO"]["BINVAL"]).hexdigest() == \
+            hashlib.sha1(image).hexdigest()
+        await alice.stop()
+        await bob.stop()
+    run(go())

@@ -1,0 +1,96 @@
+# tests: modules/ping.py, xmppd/listeners/c2s.py, modules/presence.py
+"""The heartbeat against the real server (keepalive_interval 1 s, keepalive_timeout 1 s), on both
+backend pairs: a client that goes silent is pinged and closed within interval + timeout, and
+its contacts see it go offline; traffic of any kind, or answering pings, keeps a client on."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.harness.clients import XmppClient
+from tests.harness.raw import RawClient
+from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
+from tests.integration.conftest import BACKENDS, backend_urls
+
+KEEPALIVE = '[modules.ping]\nkeepalive_interval = "1 s"\nkeepalive_timeout = "1 s"\n'
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("xmppd")
+    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
+    assert "[modules.ping]\n" in DEFAULT_MODULES
+    srv = make_server(tmp, storage_url, cache_url,
+                      modules=DEFAULT_MODULES.replace("[modules.ping]\n", KEEPALIVE))
+    try:
+        for user in ("bob", "carol", "dave"):
+            done = srv.ctl("register", user, "localhost", f"{user}-pw")
+            assert done.returncode == 0, done.stderr
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        for c in cleanups:
+            c()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def test_silent_client_is_pinged_and_closed_within_three_seconds(server: RunningServer) -> None:
+    async def go() -> None:
+        raw = await RawClient.connect(server.port)
+        await raw.login("dave", "dave-pw", resource="silent")
+        await raw.send("<presence/>")
+        went_quiet = time.monotonic()
+        # From here on the client answers nothing (reading does not show on the wire).
+        data = await raw.read_to_close(timeout=5)
+        elapsed = time.monotonic() - went_quiet
+        assert b"<ping xmlns='urn:xmpp:ping'/>" in data or b'urn:xmpp:ping' in data
+        assert b"connection-timeout" in data and data.endswith(b"</stream:stream>")
+        assert 1.5 < elapsed < 3.0, elapsed       # interval + timeout = 2 s
+        raw.close()
+    run(go())
+
+
+def test_whitespace_keepalives_keep_a_client_on(server: RunningServer) -> None:
+    async def go() -> None:
+        raw = await RawClient.connect(server.port)
+        await raw.login("dave", "dave-pw", resource="spaces")
+        await raw.send("<presence/>")
+        for _ in range(5):                 # 2.5 s: past interval + timeout
+            await raw.send(b" ")
+            try:
+                data = await raw.read_to_close(timeout=0.5)
+            except asyncio.TimeoutError:
+                continue
+            raise AssertionError(f"closed despite whitespace keepalives: {data!r}")
+        assert b"urn:xmpp:ping" not in raw.buf          # never idle, so never pinged
+        await raw.send("</stream:stream>")
+        raw.close()
+    run(go())
+
+
+def test_client_answering_pings_stays_connected(server: RunningServer) -> None:
+    async def go() -> None:
+        c = XmppClient("carol@localhost/answers", "carol-pw")      # slixmpp answers pings
+        pinged = asyncio.Event()
+
+        def watch(stanza: Any) -> Any:
+            if stanza.xml.find("{urn:xmpp:ping}ping") is not None and stanza["type"] == "get":
+                pinged.set()
+            return stanza
+        c.add_filter("in", watch)
+        assert await c.start(server.port)
+        await asyncio.wait_for(pinged.wait(), 5)
+        with pytest.raises(asyncio.TimeoutError):      # past the timeout and the next ping
+            await asyncio.wait_for(c.gone.wait(), 2.2)
+        assert c.stream_errors == []
+        await c.stop()
+    run(go())
