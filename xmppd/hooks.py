@@ -277,6 +277,18 @@ avatar hash. STOP is not allowed."""
 
 
 @dataclass(frozen=True, slots=True)
+class UserOffline:
+    user: JID             # bare
+    status: str           # <status/> of the unavailable presence; "" if none (or disconnected)
+
+
+user_offline: RunHook[UserOffline] = RunHook("user_offline")
+"""Fired by the presence module after a user's *last* available resource went unavailable
+(RFC 6121 §4.5.2) or its session ended without a goodbye (§4.5.4: dropped, timed out). The
+last module records "last seen" here. Handlers may not stop it."""
+
+
+@dataclass(frozen=True, slots=True)
 class IdleEvent:
     session: Any          # the client connection that has been silent
     idle: float           # seconds since the last byte arrived

@@ -20,6 +20,8 @@ from storage.accounts import AccountStore, SqlAccountStore
 from storage.cache import Cache
 from storage.db import Database
 from storage.kv import CachedKeyValueStore, KeyValueStore, SqlKeyValueStore
+from storage.last import CachedLastActivityStore, LastActivityStore, SqlLastActivityStore
+from storage.roster import CachedRosterStore, RosterStore, SqlRosterStore
 from xmppd import hooks
 from xmppd.clock import Clock
 from xmppd.config import Config
@@ -43,6 +45,8 @@ class Stores:
     cache: Cache
     accounts: AccountStore
     kv: KeyValueStore             # small per-user documents (vCard, blocking list), cached
+    roster: RosterStore           # rosters and subscription states (RFC 6121), cached
+    last: LastActivityStore       # XEP-0012 last seen, cached
 
 
 class Host:
@@ -90,7 +94,9 @@ class Server:
         self.db = db
         self.cache = cache
         self.stores = Stores(db=db, cache=cache, accounts=SqlAccountStore(db),
-                             kv=CachedKeyValueStore(SqlKeyValueStore(db), cache))
+                             kv=CachedKeyValueStore(SqlKeyValueStore(db), cache),
+                             roster=CachedRosterStore(SqlRosterStore(db), cache),
+                             last=CachedLastActivityStore(SqlLastActivityStore(db), cache))
         self.sessions = SessionManager(
             max_sessions_per_user=config.limits.max_sessions_per_user)
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from sqlalchemy import (
     CheckConstraint,
+    Boolean,
     Column,
     Double,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
 )
 
 JID_PART = 1023
@@ -90,6 +93,44 @@ last_activity = Table(
     Column("username", String(JID_PART), nullable=False),
     Column("seen_at", Double, nullable=False),  # POSIX seconds
     Column("status", String(4096), nullable=False),
+    PrimaryKeyConstraint("host", "username"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+)
+
+# RFC 6121 §2, §3: one row per (user, contact). `listed` is False while the row only records a
+# pending inbound subscription request from someone not in the user's roster (§3.1.3): such
+# rows are never shown in roster results or pushes.
+roster_items = Table(
+    "roster_items",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("contact", String(2 * JID_PART + 1), nullable=False),  # bare JID: local@domain
+    Column("name", Text, nullable=False),  # "" = no name
+    Column("groups", Text, nullable=False),  # JSON array of group names
+    Column("subscription", String(4), nullable=False),  # none, to, from, both
+    Column("ask", Boolean, nullable=False),  # pending out (ask='subscribe')
+    Column("pending_in", Boolean, nullable=False),
+    Column("approved", Boolean, nullable=False),  # §3.4 pre-approval
+    Column("listed", Boolean, nullable=False),
+    PrimaryKeyConstraint("host", "username", "contact"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+    CheckConstraint("subscription IN ('none', 'to', 'from', 'both')", name="subscription"),
+    # Whose rosters name a contact: an account's deletion cancels their subscriptions.
+    Index(None, "contact"),
+)
+
+# XEP-0237 / RFC 6121 §2.6: each user's roster version, a strictly increasing counter.
+roster_versions = Table(
+    "roster_versions",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("version", Integer, nullable=False),
     PrimaryKeyConstraint("host", "username"),
     ForeignKeyConstraint(
         ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
