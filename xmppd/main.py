@@ -34,6 +34,21 @@ def sqlite_dir(url: str) -> None:
         Path(url[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim(0) as a no-argument callable, or None where there is none."""
+    import ctypes
+    import ctypes.util
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        fn = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    return lambda: fn(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="xmppd XMPP server")
     parser.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG",
@@ -87,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         await server.stop()
         cache.close()
 
-    from twisted.internet import defer
+    from twisted.internet import defer, task
+    trim = _malloc_trim()
+    if trim is not None:
+        # glibc keeps freed heap (TLS handshakes, bursts) mapped; hand it back to the OS now
+        # and then so an idle server's RSS reflects what it holds (docs/PERFORMANCE.md).
+        trimmer = task.LoopingCall(trim)
+        trimmer.start(float(os.environ.get("XMPPD_TRIM_INTERVAL", "30")), now=False)
     r.addSystemEventTrigger("before", "shutdown",
                             lambda: defer.Deferred.fromCoroutine(shutdown()))
     r.addSystemEventTrigger("after", "shutdown", db.close)

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 
 
@@ -68,8 +68,13 @@ def server_context(cert: Path, key: Path) -> ssl.CertificateOptions:
         raise TLSConfigError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
     leaf = crypto.X509.from_cryptography(chain[0])
     extra = [crypto.X509.from_cryptography(c) for c in chain[1:]]
-    return ssl.CertificateOptions(
+    options = ssl.CertificateOptions(
         privateKey=pkey, certificate=leaf, extraCertChain=extra or None,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2, enableSessions=False)
+    # OpenSSL keeps ~34 KiB of read/write buffers per connection unless told to release them
+    # when idle; most XMPP connections are idle most of the time (memory per idle connection is
+    # a product goal, docs/PERFORMANCE.md).
+    options.getContext().set_mode(SSL.MODE_RELEASE_BUFFERS)
+    return options
 
 

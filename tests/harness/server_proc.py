@@ -23,6 +23,9 @@ DEFAULT_MODULES = """
 [modules.time]
 [modules.register]
 allow_from = ["127.0.0.0/8", "::1"]
+[modules.roster]
+[modules.presence]
+[modules.last]
 [modules.blocking]
 [modules.vcard]
 """
