@@ -57,7 +57,7 @@ _CDATA = b"<![CDATA["
 _BOM = b"\xef\xbb\xbf"
 _BLANK = re.compile(rb"[ \t\r\n]*\Z")
 _WS = b" \t\r\n"
-_TAIL_MAX = 512
+_TAIL_MAX = 4096
 # The last tag of a slice, complete and followed by whitespace only: an end tag (group 1), an
 # empty-element tag (2) or a start tag (3). Attribute values must be closed, so a '>' inside an
 # unfinished value does not pass for the end of the tag.
@@ -273,12 +273,16 @@ class XmlStreamParser:
     def _track_tail(self, chunk: bytes) -> None:
         """Keep the bytes from the last '<' on (if short), so a tag cut across slices is seen
         whole when it completes."""
-        lt = chunk.rfind(b"<")
+        # Trailing whitespace is kept as one space: it means the same to _LAST_TAG, and a run
+        # of it (keepalives after a stanza whose end tag was cut) must not push the tag out.
+        body = chunk.rstrip(_WS)
+        ws = b" " if len(body) < len(chunk) else b""
+        lt = body.rfind(b"<")
         if lt >= 0:
-            end = len(chunk.rstrip(_WS))        # whitespace after a tag: no need to keep it
-            self._tail = chunk[lt:end] if end - lt <= _TAIL_MAX else None
+            self._tail = body[lt:] + ws if len(body) - lt <= _TAIL_MAX else None
         elif self._tail is not None:
-            self._tail = self._tail + chunk if len(self._tail) + len(chunk) <= _TAIL_MAX else None
+            tail = (self._tail + body).rstrip(_WS) + ws if body else self._tail.rstrip(_WS) + ws
+            self._tail = tail if len(tail) <= _TAIL_MAX else None
 
     def _scan(self, chunk: bytes) -> tuple[int, StreamError] | None:
         """The first restricted or malformed construct the byte scan finds: (offset, error)."""

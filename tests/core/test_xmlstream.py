@@ -464,7 +464,7 @@ def test_stanzas_within_the_limit_pass_in_random_splits(seed: int) -> None:
     # Never early: however the reads fall, no stanza within the limit is refused.
     rng = random.Random(seed)
     sizes = [rng.choice([40, LIMIT, rng.randint(40, LIMIT)]) for _ in range(30)]
-    data = b"".join(message_of(n) + b" " * rng.randint(0, 3) for n in sizes)
+    data = b"".join(message_of(n) + b" " * rng.choice([0, 1, 3, 2000]) for n in sizes)
     events = feed_limited(random_reads(HEADER + data, rng, 3 * LIMIT))
     assert len(events) == 1 + len(sizes)
 
@@ -477,6 +477,14 @@ def test_stanza_over_the_limit_by_two_slices_fails_in_random_splits(seed: int) -
     data = message_of(LIMIT) * rng.randint(0, 3) + message_of(LIMIT + 1024 + 1) + message_of(50)
     with pytest.raises(StreamError, match="policy-violation"):
         feed_limited(random_reads(HEADER + data, rng, 3 * LIMIT))
+
+
+def test_keepalives_after_a_cut_end_tag_do_not_count_towards_the_next_stanza() -> None:
+    # Regression: the end tag's bytes were remembered with the whitespace after them, which
+    # pushed them out and left the stream "unclean", so the keepalives counted.
+    first = message_of(100)
+    reads = [HEADER, first[:-3], first[-3:] + b" " * 3000, message_of(LIMIT)]
+    assert len(feed_limited(reads)) == 3
 
 
 def test_huge_stanza_in_one_read_is_refused_without_parsing_it_all() -> None:
