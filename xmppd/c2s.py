@@ -13,7 +13,8 @@ the events that need the outside world (TLS, credential look-up, binding, routin
   after five failures the stream closes with `<policy-violation/>`. An `<auth/>` without an
   initial response gets an empty challenge (§6.4.2); a new `<auth/>` replaces one in progress.
 - Pre-authentication limits: stanzas of at most `preauth_stanza_size` bytes and
-  `preauth_elements` elements (ejabberd 26.04 uses 8 KiB / 32).
+  `preauth_elements` elements (ejabberd 26.04 uses 8 KiB / 32), and at most `preauth_elements`
+  top-level elements held while credentials are looked up.
 - Resource binding (§7) via the BindRequest event; the legacy session IQ (RFC 3921) is answered.
 - After binding, every stanza is stamped with the session's full JID (§8.1.2.1; a `from` that
   names another entity → `<invalid-from/>`) and handed out as a Stanza event; nonzas in other
@@ -42,6 +43,7 @@ _E = etree._Element
 _SASL = "{%s}" % ns.SASL
 _STANZAS = frozenset("{%s}%s" % (ns.CLIENT, n) for n in ("message", "presence", "iq"))
 _MAX_SASL_FAILURES = 5
+_MAX_QUEUED = 1000           # top-level elements held while binding is pending
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
@@ -160,6 +162,11 @@ class C2SStream:
         items: list[_Item] = [*events, error] if error is not None else list(events)
         if self._waiting or self._queue:
             self._queue.extend(items)
+            # Input waits while the shell looks credentials up or binds; bound it (DESIGN.md:
+            # pre-auth state is tightly bounded), or a slow look-up buffers a flood.
+            limit = _MAX_QUEUED if self.authenticated else self.settings.preauth_elements
+            if len(self._queue) > limit:
+                self.close(StreamError.policy_violation("too much input while waiting"))
             return
         self._process(items)
 

@@ -736,6 +736,27 @@ def test_preauth_stanza_with_too_many_elements_is_a_policy_violation() -> None:
     c.closed_with("policy-violation")
 
 
+def test_flood_while_credentials_are_looked_up_is_a_policy_violation() -> None:
+    c = Client()
+    c.starttls()
+    c.auth_plain(f"\0juliet\0{PASSWORD}")
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>" * 32)     # held, within bounds
+    assert c.stream.state == "sasl"
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+    c.closed_with("policy-violation")
+
+
+def test_stanzas_pipelined_while_binding_are_held_in_order() -> None:
+    c = Client()
+    c.login()
+    c.open()
+    c.send(f"<iq type='set' id='b1'><bind xmlns='{ns.BIND}'/></iq>"
+           + "".join(f"<presence id='p{i}'/>" for i in range(100)))
+    [request] = c.events()
+    c.stream.bind_succeeded(request.user.with_resource("r"), "b1")
+    assert [e.stanza.get("id") for e in c.events()] == [f"p{i}" for i in range(100)]
+
+
 def test_limits_rise_after_authentication() -> None:
     c = bound_client()
     c.send("<message to='romeo@example.org'><body>" + "x" * 20000 + "</body>"
