@@ -152,6 +152,11 @@ class RosterService:
         roster: Roster = await self._locked(user, lambda: self._fetch(user))
         return roster
 
+    async def settled(self, user: JID) -> Roster:
+        """Like `roster`, after the writes already under way for `user`."""
+        roster: Roster = await self._locked(user, lambda: self._fetch(user))
+        return roster
+
     async def get(self, user: JID) -> list[RosterItem]:
         """The items the user sees, in code point order of their JIDs."""
         roster = await self.roster(user)
@@ -297,7 +302,8 @@ class RosterModule(Module[RosterOptions]):
             raise StanzaError.forbidden("that is someone else's roster")       # §2.3.3
         if req.session is not None and hasattr(req.session, "extra"):
             req.session.extra[INTERESTED] = True                                # §2.1.6
-        roster = await self.service.roster(user)
+        # Under the user's lock: a get right after a set sees the set (RFC 6120 §10.1 order).
+        roster = await self.service.settled(user)
         ver = req.payload.get("ver")
         if ver is not None and ver == str(roster.version):
             return iq.result(req.stanza)                                        # §2.6.3

@@ -189,6 +189,7 @@ class StorageSection:
 class CacheSection:
     url: str = "memory"           # "memory" (in-process) or "redis://host:port/db"
     max_entries: int = number(default=100000, minimum=100)
+    prefix: str = "xmppd:"        # Redis key prefix: deployments (and tests) sharing one Redis
 
 
 @dataclass(frozen=True, slots=True)

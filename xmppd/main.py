@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         db = Database.open(config.storage.url, r, max_threads=config.storage.threads)
         db.migrate()
         cache = open_cache(config.cache.url, r, clock=r.seconds,
-                           max_entries=config.cache.max_entries)
+                           max_entries=config.cache.max_entries, prefix=config.cache.prefix)
         server = Server(config, reactor=r, db=db, cache=cache)
         server.load_modules()
         tls_ctx = None

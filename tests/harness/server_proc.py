@@ -4,6 +4,7 @@ written to a temp dir, and `xmppctl` against the same config. Used by integratio
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ url = "{storage_url}"
 
 [cache]
 url = "{cache_url}"
+prefix = "xmppd_t_{secrets.token_hex(6)}:"    # servers sharing the test Redis never collide
 
 [tls]
 cert = "{tmp / 'cert.pem'}"
