@@ -14,7 +14,8 @@
   <not-acceptable/> + <blocked xmlns='urn:xmpp:blocking:errors'/> (§3.3).
 - A blocked JID may not see the user's presence or last activity (`may_see_presence` veto).
   On block it gets unavailable presence from each available resource, on unblock the current
-  presence, both only if it was (or now is) allowed to see the user's presence (§3.3, §3.4).
+  presence, both only if it was (or now is) allowed to see the user's presence (§3.3, §3.4);
+  for a blocked domain, that is the user's contacts there.
   "Polite blocking" (§4): subscriptions are left as they are.
 - Blocklists of online users are kept in memory, so delivery reads no database; an offline
   user's list is read through the cached store (an offline delivery touches storage anyway).
@@ -35,6 +36,7 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from modules.roster import RosterService
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
 from xmppd import hooks
@@ -248,10 +250,8 @@ class Blocking(Module[BlockingOptions]):
             if not added:
                 return iq.result(req.stanza)
             # Who may see our presence is decided before the block vetoes it (§3.3).
-            told = [j for j in added if j.local is not None and j.bare != user
-                    and await self._may_see(user, j)]
-            new = Blocklist(old.items + tuple(added))
-            await self._save(user, new)
+            told = await self._watchers(user, added)
+            await self._save(user, Blocklist(old.items + tuple(added)))
             for target in told:
                 self._send_presence(user, target, available=False)
             self._push(user, _element("block", added))
@@ -270,10 +270,8 @@ class Blocking(Module[BlockingOptions]):
             if not gone:
                 return iq.result(req.stanza)
             await self._save(user, remaining)
-            for target in gone:
-                if target.local is not None and target.bare != user \
-                        and await self._may_see(user, target):
-                    self._send_presence(user, target, available=True)   # §3.4
+            for target in await self._watchers(user, gone):
+                self._send_presence(user, target, available=True)       # §3.4
             self._push(user, _element("unblock", gone if items else ()))
         return iq.result(req.stanza)
 
@@ -294,6 +292,31 @@ class Blocking(Module[BlockingOptions]):
             raise StanzaError.internal_server_error("the account is gone")
         if self.ctx.sessions.resources(user):
             self.online[user] = new
+
+    async def _watchers(self, user: JID, items: list[JID]) -> list[JID]:
+        """Those addressed by `items` who may see `user`'s presence ("only if the JID is allowed
+        to receive presence notifications", §3.3, §3.4). A domain item stands for the user's
+        contacts at that domain."""
+        out: list[JID] = []
+        contacts: list[JID] | None = None
+        for item in items:
+            if item.local is None and item.resource is None:
+                if contacts is None:
+                    contacts = await self._contacts(user)
+                candidates = [c for c in contacts if c.domain == item.domain]
+            else:
+                candidates = [item]
+            for c in candidates:
+                if c.bare != user and c not in out and await self._may_see(user, c):
+                    out.append(c)
+        return out
+
+    async def _contacts(self, user: JID) -> list[JID]:
+        try:
+            roster = self.ctx.service(RosterService)
+        except LookupError:
+            return []                   # no roster module: nobody is subscribed
+        return list((await roster.roster(user)).items)
 
     async def _may_see(self, user: JID, contact: JID) -> bool:
         q = PresenceQuery(user=user, asker=contact.bare)

@@ -5,10 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Iterator
+
+import pytest
 from slixmpp.exceptions import IqError
 
 from tests.harness.clients import XmppClient
-from tests.harness.server_proc import RunningServer
+from tests.harness.server_proc import RunningServer, make_server
+from tests.integration.conftest import BACKENDS, backend_urls
+from tests.integration.presence_helpers import Watcher, befriend, modules_with_contacts, register
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The default test server with the contact modules, and users for every test here."""
+    tmp = tmp_path_factory.mktemp("xmppd")
+    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
+    srv = make_server(tmp, storage_url, cache_url, modules=modules_with_contacts())
+    try:
+        register(srv, ("alice", "bob", "carol", "dave", "erin", "frank", "grace"))
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        for c in cleanups:
+            c()
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -154,3 +176,68 @@ def test_avatar_set_with_xep_0153_is_served_with_its_hash(server: RunningServer)
         await alice.stop()
         await bob.stop()
     run(go())
+
+
+def test_blocked_contact_sees_the_user_offline_until_unblocked(server: RunningServer) -> None:
+    async def go() -> None:
+        dave = Client("dave@localhost/phone", "dave-pw")
+        erin = Client("erin@localhost/pc", "erin-pw")
+        wd, we = Watcher(dave), Watcher(erin)
+        assert await dave.start(server.port) and await erin.start(server.port)
+        await befriend(dave, wd, erin, we)
+
+        await dave.plugin["xep_0191"].block("erin@localhost", timeout=10)
+        await we.wait_for("unavailable", "dave@localhost/phone")         # §3.3
+        await roundtrip(dave)
+        _drain(wd)                      # what the subscription dance left in the queues
+        _drain(we)
+        dave.send_presence(pstatus="busy, but not for erin")
+        await roundtrip(dave)
+        await roundtrip(erin)
+        assert all(f != "dave@localhost/phone" for _, f, _ in _drain(we)), \
+            "a blocked contact saw presence"
+        erin.send_presence(pstatus="still there?")
+        await roundtrip(erin)
+        await roundtrip(dave)
+        assert all(f != "erin@localhost/pc" for _, f, _ in _drain(wd))
+
+        await dave.plugin["xep_0191"].unblock("erin@localhost", timeout=10)
+        back = await we.wait_for("available", "dave@localhost/phone")    # §3.4
+        assert back["status"] == "busy, but not for erin"
+        await dave.stop()
+        await erin.stop()
+    run(go())
+
+
+def test_contacts_get_the_avatar_hash_in_presence(server: RunningServer) -> None:
+    image = b"\x89PNG" + bytes(range(256)) * 4
+    digest = hashlib.sha1(image).hexdigest()
+
+    async def go() -> None:
+        frank = Client("frank@localhost/phone", "frank-pw", plugins=("xep_0153",))
+        grace = Client("grace@localhost/pc", "grace-pw", plugins=("xep_0153",))
+        wf, wg = Watcher(frank), Watcher(grace)
+        assert await frank.start(server.port) and await grace.start(server.port)
+        await befriend(frank, wf, grace, wg)
+        avatars: asyncio.Queue[str] = asyncio.Queue()
+        grace.add_event_handler("vcard_avatar_update", lambda p: avatars.put_nowait(
+            p["vcard_temp_update"]["photo"]) if str(p["from"]) == "frank@localhost/plain"
+            else None)
+
+        await frank.plugin["xep_0153"].set_avatar(avatar=image, mtype="image/png", timeout=10)
+        # a second device whose client knows nothing of avatars: the server stamps its presence
+        plain = Client("frank@localhost/plain", "frank-pw")
+        assert await plain.start(server.port)                  # sends <presence/> at start
+        assert await asyncio.wait_for(avatars.get(), 10) == digest
+        card = await grace.plugin["xep_0054"].get_vcard("frank@localhost", timeout=10)
+        assert hashlib.sha1(card["vcard_temp"]["PHOTO"]["BINVAL"]).hexdigest() == digest
+        for c in (plain, frank, grace):
+            await c.stop()
+    run(go())
+
+
+def _drain(w: Watcher) -> list[tuple[str, str, object]]:
+    out = []
+    while not w.queue.empty():
+        out.append(w.queue.get_nowait())
+    return out

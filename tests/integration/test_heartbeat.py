@@ -15,8 +15,10 @@ from tests.harness.clients import XmppClient
 from tests.harness.raw import RawClient
 from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
 from tests.integration.conftest import BACKENDS, backend_urls
+from tests.integration.presence_helpers import Watcher, befriend, modules_with_contacts, register
 
 KEEPALIVE = '[modules.ping]\nkeepalive_interval = "1 s"\nkeepalive_timeout = "1 s"\n'
+REGISTERED_AT: dict[int, float] = {}        # id(server) -> when its accounts were made
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -26,11 +28,10 @@ def server(request: pytest.FixtureRequest,
     storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
     assert "[modules.ping]\n" in DEFAULT_MODULES
     srv = make_server(tmp, storage_url, cache_url,
-                      modules=DEFAULT_MODULES.replace("[modules.ping]\n", KEEPALIVE))
+                      modules=modules_with_contacts().replace("[modules.ping]\n", KEEPALIVE))
     try:
-        for user in ("bob", "carol", "dave"):
-            done = srv.ctl("register", user, "localhost", f"{user}-pw")
-            assert done.returncode == 0, done.stderr
+        register(srv, ("bob", "carol", "dave"))
+        REGISTERED_AT[id(srv)] = time.monotonic()
         srv.start()
         yield srv
     finally:
@@ -52,7 +53,7 @@ def test_silent_client_is_pinged_and_closed_within_three_seconds(server: Running
         # From here on the client answers nothing (reading does not show on the wire).
         data = await raw.read_to_close(timeout=5)
         elapsed = time.monotonic() - went_quiet
-        assert b"<ping xmlns='urn:xmpp:ping'/>" in data or b'urn:xmpp:ping' in data
+        assert b"urn:xmpp:ping" in data
         assert b"connection-timeout" in data and data.endswith(b"</stream:stream>")
         assert 1.5 < elapsed < 3.0, elapsed       # interval + timeout = 2 s
         raw.close()
@@ -93,4 +94,32 @@ def test_client_answering_pings_stays_connected(server: RunningServer) -> None:
             await asyncio.wait_for(c.gone.wait(), 2.2)
         assert c.stream_errors == []
         await c.stop()
+    run(go())
+
+
+def test_contacts_see_a_silent_client_go_offline_and_its_last_seen(server: RunningServer) -> None:
+    async def go() -> None:
+        bob = XmppClient("bob@localhost/pc", "bob-pw", plugins=("xep_0012",))
+        carol = XmppClient("carol@localhost/setup", "carol-pw")
+        wb, wc = Watcher(bob), Watcher(carol)
+        assert await bob.start(server.port) and await carol.start(server.port)
+        await befriend(bob, wb, carol, wc)
+        await carol.stop()
+        await wb.wait_for("unavailable", "carol@localhost/setup")
+
+        raw = await RawClient.connect(server.port)
+        await raw.login("carol", "carol-pw", resource="raw")
+        await raw.send("<presence/>")
+        went_quiet = time.monotonic()
+        await wb.wait_for("available", "carol@localhost/raw")
+        # carol's network is gone: her client sends nothing and answers nothing
+        await wb.wait_for("unavailable", "carol@localhost/raw", timeout=5)
+        assert time.monotonic() - went_quiet < 3.0
+        # her last seen is the time of the drop, not of her registration (XEP-0012)
+        since_registration = time.monotonic() - REGISTERED_AT[id(server)]
+        assert since_registration > 4, "too little time passed to tell the two apart"
+        last = await bob.plugin["xep_0012"].get_last_activity("carol@localhost", timeout=10)
+        assert last["last_activity"]["seconds"] <= 2
+        raw.close()
+        await bob.stop()
     run(go())

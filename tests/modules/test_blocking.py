@@ -450,3 +450,81 @@ def _presence(sender: str, to: str, type: str | None = None) -> Any:
     if type:
         el.set("type", type)
     return el
+
+
+# -- with the roster, presence and last modules -----------------------------------------------
+
+@pytest.fixture
+def friends(make_harness: MakeHarness) -> Harness:
+    """alice, bob and carol on example.org, dave on example.net: all contacts of alice."""
+    from tests.modules.contacts import MODULES, make_contacts
+    hh = make_harness(modules={**MODULES, "blocking": {}}, hosts=("example.org", "example.net"))
+    for other in ("bob@example.org", "carol@example.org", "dave@example.net"):
+        make_contacts(hh, "alice@example.org", other)
+    return hh
+
+
+def presences(s: FakeSession) -> list[tuple[str | None, str | None]]:
+    return [(p.get("type"), p.get("from")) for p in s.received()
+            if p.tag == "{jabber:client}presence"]
+
+
+def test_blocked_contact_sees_the_user_go_offline_and_stay_offline(friends: Harness) -> None:
+    h = friends
+    alice = h.login("alice@example.org/phone")
+    bob, carol = h.login("bob@example.org/pc"), h.login("carol@example.org/pc")
+    alice.received()
+    assert presences(bob) == []
+    block(alice, "bob@example.org")
+    assert presences(bob) == [("unavailable", "alice@example.org/phone")]     # §3.3
+    result(alice, "b1")
+    alice.send("<presence><status>busy</status></presence>")
+    assert presences(bob) == []                        # the broadcast skips him...
+    assert presences(carol) == [(None, "alice@example.org/phone")]   # ...not the others
+    bob.send("<presence><status>hello?</status></presence>")
+    assert presences(alice) == [(None, "alice@example.org/phone")]   # only her own echo
+    assert presences(bob) == [(None, "bob@example.org/pc")]          # only his own echo
+    bob.send("<iq type='get' id='l1' to='alice@example.org'><query xmlns='jabber:iq:last'/></iq>")
+    bob.expect("<iq type='error' id='l1' from='alice@example.org' to='bob@example.org/pc'>"
+               f"<query xmlns='jabber:iq:last'/>{UNAVAILABLE_ERROR}</iq>")
+
+
+def test_blocked_contact_logging_in_later_does_not_see_the_user(friends: Harness) -> None:
+    h = friends
+    alice = h.login("alice@example.org/phone")
+    block(alice, "bob@example.org")
+    alice.received()
+    bob = h.login("bob@example.org/pc", available=False)
+    bob.send("<presence/>")             # his probe to alice goes unanswered
+    assert presences(bob) == [(None, "bob@example.org/pc")]
+    assert presences(alice) == []       # and his presence does not reach her
+
+
+def test_unblock_sends_current_presence_and_broadcasts_resume(friends: Harness) -> None:
+    h = friends
+    alice = h.login("alice@example.org/phone", available=False)
+    alice.send("<presence><show>dnd</show></presence>")
+    bob = h.login("bob@example.org/pc")
+    block(alice, "bob@example.org")
+    alice.received()
+    bob.received()
+    unblock(alice, "bob@example.org")
+    bob.expect("<presence from='alice@example.org/phone' to='bob@example.org'>"
+               "<show>dnd</show></presence>")                                # §3.4
+    result(alice, "u1")
+    alice.send("<presence/>")
+    assert presences(bob) == [(None, "alice@example.org/phone")]
+
+
+def test_blocking_a_domain_tells_the_contacts_there(friends: Harness) -> None:
+    h = friends
+    alice = h.login("alice@example.org/phone")
+    bob, dave = h.login("bob@example.org/pc"), h.login("dave@example.net/pc")
+    for s in (alice, bob, dave):
+        s.received()
+    block(alice, "example.net")
+    assert presences(dave) == [("unavailable", "alice@example.org/phone")]
+    assert presences(bob) == []
+    result(alice, "b1")
+    unblock(alice, "example.net")
+    assert presences(dave) == [(None, "alice@example.org/phone")]

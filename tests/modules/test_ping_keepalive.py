@@ -154,3 +154,28 @@ def test_bad_options_stop_start_up(make_harness: MakeHarness, options: dict[str,
                                    message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_harness(modules={"ping": options})
+
+
+def test_contacts_see_a_dead_link_go_offline_and_last_seen_is_set(
+        make_harness: MakeHarness) -> None:
+    from tests.modules.contacts import MODULES, make_contacts
+    h = make_harness(modules={**MODULES, "ping": {"keepalive_interval": "60 s",
+                                                  "keepalive_timeout": "10 s"}})
+    make_contacts(h, "alice@example.org", "bob@example.org")
+    bob = h.login("bob@example.org/pc")
+    alice = h.login("alice@example.org/phone")
+    bob.received()
+    for _ in range(3):                 # bob keeps talking; alice's network is gone
+        h.clock.advance(20)
+        bob.whitespace()
+    alice.expect(PING)
+    assert not alice.closed
+    h.clock.advance(10)                # interval + timeout after her last byte
+    assert alice.closed_with == "connection-timeout"
+    bob.expect("<presence type='unavailable' from='alice@example.org/phone' "
+               "to='bob@example.org'/>")
+    h.clock.advance(30)
+    bob.whitespace()
+    bob.send("<iq type='get' id='l1' to='alice@example.org'><query xmlns='jabber:iq:last'/></iq>")
+    bob.expect("<iq type='result' id='l1' from='alice@example.org' to='bob@example.org/pc'>"
+               "<query xmlns='jabber:iq:last' seconds='30'/></iq>")

@@ -234,3 +234,22 @@ def test_hash_of_a_user_whose_sessions_all_ended_is_not_kept(h: Harness) -> None
     assert not vcard.hashes                                          # type: ignore[attr-defined]
     alice = h.login("alice@example.org/phone")
     assert photo_of(broadcast(h, alice)) == IMAGE_HASH               # read back from storage
+
+
+def test_contacts_get_the_hash_in_broadcasts_and_probe_answers(
+        make_harness: MakeHarness) -> None:
+    from tests.modules.contacts import MODULES, make_contacts
+    h = make_harness(modules={**MODULES, "vcard": {}})
+    make_contacts(h, "alice@example.org", "bob@example.org")
+    alice = h.login("alice@example.org/phone", available=False)
+    publish(alice)
+    bob = h.login("bob@example.org/pc")
+    bob.received()
+    alice.send("<presence><show>chat</show></presence>")       # a client ignorant of avatars
+    bob.expect("<presence from='alice@example.org/phone' to='bob@example.org'><show>chat</show>"
+               f"<x xmlns='vcard-temp:x:update'><photo>{IMAGE_HASH}</photo></x></presence>")
+    make_contacts(h, "alice@example.org", "carol@example.org")
+    carol = h.login("carol@example.org/pc", available=False)
+    carol.send("<presence/>")                                  # probes alice: same presence
+    answers = [p for p in carol.received() if p.get("from") == "alice@example.org/phone"]
+    assert [photo_of(p) for p in answers] == [IMAGE_HASH]
