@@ -60,7 +60,7 @@ class Ping(Module[PingOptions]):
     def probe(self, ev: IdleEvent) -> None:
         """Ping a silent client (§4.1); close its stream if it stays silent."""
         session = ev.session
-        if session.extra.get(_PENDING) is not None:
+        if session.extra.get(_PENDING) is not None or _closed(session):
             return                      # one ping at a time; its timeout decides
         sent_at = self.ctx.clock.now()
         ping = iq.request("get", to=str(session.jid), payload=iq.empty(ns.PING, "ping"))
@@ -93,6 +93,11 @@ class Ping(Module[PingOptions]):
     async def stop(self) -> None:
         for d in list(self.in_flight):
             d.cancel()
+
+
+def _closed(session: Any) -> bool:
+    """The stream already ended (its transport may still be flushing)."""
+    return getattr(getattr(session, "stream", None), "state", None) == "closed"
 
 
 def _heard_since(session: Any, t: float) -> bool:

@@ -135,6 +135,15 @@ def test_session_closing_during_a_ping_cancels_it(make_harness: MakeHarness) -> 
     assert not [c for c in h.clock.getDelayedCalls() if c.active()]
 
 
+def test_a_stream_already_closing_is_not_pinged(make_harness: MakeHarness) -> None:
+    h = keepalive(make_harness)
+    alice = h.login("alice@example.org/phone")
+    alice.stream.state = "closed"        # type: ignore[attr-defined]  # the shell, flushing
+    h.clock.advance(60)
+    alice.expect_nothing()
+    assert not h.server.hosts["example.org"].pending_iqs
+
+
 def test_keepalive_is_off_by_default(make_harness: MakeHarness) -> None:
     h = make_harness(modules={"ping": {}})
     alice = h.login("alice@example.org/phone")
