@@ -378,8 +378,8 @@ class XmlStreamParser:
         The parsed original stays in libxml2's tree and is deleted once its slice is drained and
         a later stanza has started: unlinking the *last* child (and its tail text) while libxml2
         may still append text to it is unsafe; deleting earlier siblings is what lxml documents
-        as safe. The copy declares
-        only the namespaces it uses, its own as default (`<message xmlns="jabber:client">`).
+        as safe. The copy declares only the namespaces it uses, its own as default
+        (`<message xmlns="jabber:client">`).
         """
         # lxml's __copy__ copies the whole subtree, like deepcopy without copy.deepcopy's ~40 %.
         home: _E = el.__copy__()  # type: ignore[attr-defined]
