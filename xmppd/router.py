@@ -306,8 +306,9 @@ class Router:
 
     # -- errors ----------------------------------------------------------------------------
     def _bounce(self, el: _E, error: StanzaError, sender: JID) -> None:
-        """Answer `el` with `error` to its sender (never an error to an error)."""
-        if el.get("type") == "error":
+        """Answer `el` with `error` to its sender (never an error to an error, nor to an IQ
+        result: RFC 6120 §8.2.3)."""
+        if el.get("type") == "error" or (el.tag == _IQ and el.get("type") == "result"):
             return
         reply = error_reply(el, error)
         origin = el.get("to")
