@@ -170,6 +170,11 @@ class C2SStream:
             return
         self._process(items)
 
+    def take_output(self) -> list[bytes]:
+        """Pending output as stream-level units (element, header or footer), in order."""
+        out, self._out = self._out, []
+        return out
+
     def data_to_send(self) -> bytes:
         out, self._out = b"".join(self._out), []
         return out

@@ -245,8 +245,11 @@ message_out: RunHook[StanzaEvent] = RunHook("message_out")
 (stanza-id stamping, carbons). STOP drops it for this session."""
 
 presence_in: RunHook[StanzaEvent] = RunHook("presence_in")
-"""Presence from a local client to be handled by the presence module (broadcast, directed,
-subscriptions). STOP means handled; otherwise the router delivers directed presence."""
+"""Presence for the roster and presence modules. `session` is the sending client's session
+for presence from a local client (outbound processing: broadcast, directed, subscriptions);
+None for presence the server routes to a local user (inbound processing: stamped subscription
+stanzas, probes, broadcast copies). STOP means handled; otherwise the router delivers directed
+presence."""
 
 nonza_in: RunHook[StanzaEvent] = RunHook("nonza_in")
 """A top-level element outside jabber:client from a bound session (XEP-0198 <r/>, XEP-0352

@@ -1,250 +1,66 @@
-# tests: tests/core/test_c2s_shell.py, tests/integration/test_core_slixmpp.py
-"""The Twisted shell around `xmppd.c2s.C2SStream`: moves bytes, runs TLS, performs events.
+# tests: tests/integration/test_core_slixmpp.py, tests/integration/test_bad_input.py
+"""The TCP listener for clients (RFC 6120 §3): STARTTLS on a plain port.
 
-- One `C2SConnection` per TCP connection; it is also the bound `Session` the router writes to.
+- One `C2SConnection` (a Twisted protocol) per TCP connection, carrying one `ClientSession`
+  (xmppd/listeners/session.py), which does everything but moving bytes.
 - TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py).
-- Output is written as soon as an event is processed; a stanza for this client from another
-  session is written straight to the transport (the stream's own buffer is flushed first, so
-  order is kept).
 """
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from lxml import etree
 from twisted.internet import protocol, ssl
-from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
-from stanzas.errors import StanzaError, StreamError, error_reply
-from xmppd import c2s, hooks
+from xmppd import c2s
 from xmppd.config import ListenerConfig
-from xmppd.hooks import IdleEvent, SessionEvent, StanzaEvent
-from xmppd.jid import JID
-from xmppd.module import IqRequest
-from xmppd.xmlstream import serialize
+from xmppd.listeners.session import ClientSession
 
 if TYPE_CHECKING:
     from xmppd.server import Server
 
 log = logging.getLogger(__name__)
-_E = etree._Element
 
 
 class C2SConnection(protocol.Protocol):
+    """Bytes in and out for one TCP client; the session is `self.session`."""
+
     def __init__(self, factory: C2SFactory) -> None:
         self.factory = factory
-        self.server = factory.server
-        self.stream: c2s.C2SStream | None = None
-        self.jid: JID = JID.of(None, "unbound.invalid")
-        self.priority = 0
-        self.available = False
-        self.presence: _E | None = None
-        self.bound = False
-        self.peer_ip: str | None = None
-        self._timer: IDelayedCall | None = None
-        self._idle_timer: IDelayedCall | None = None
-        self._closing = False
-        self.extra: dict[str, Any] = {}       # per-session state owned by modules
+        self.session: ClientSession | None = None
 
-    # -- Twisted -----------------------------------------------------------------------------
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer_ip = getattr(peer, "host", None)
         try:
             self.transport.setTcpKeepAlive(True)  # type: ignore[union-attr]
         except (AttributeError, OSError):
             pass
-        now = self.server.clock.now()
-        self.stream = c2s.C2SStream(self.factory.settings, now=now, secure=False,
-                                    peer_ip=self.peer_ip)
-        self.server.connections.add(self)
-        self._arm_timer()
+        self.session = ClientSession(self.factory.server, self.factory.settings, self,
+                                     peer_ip=getattr(peer, "host", None))
 
     def dataReceived(self, data: bytes) -> None:
-        stream = self.stream
-        if stream is None:
-            return
-        stream.receive(data, self.server.clock.now())
-        self._pump()
+        if self.session is not None:
+            self.session.data_received(data)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        for timer in (self._timer, self._idle_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self.server.connections.discard(self)
-        if self.stream is not None:
-            self.stream.state = "closed"
-        if self.bound:
-            self.bound = False
-            was_available = self.available
-            self.available = False
-            host = self.server.hosts.get(self.jid.domain)
-            if self.server.sessions.unbind(self) and host is not None:
-                ev = SessionEvent(self)
-                self.extra["was_available"] = was_available
-                host.hooks.run(hooks.session_closed, ev)
+        if self.session is not None:
+            self.session.connection_lost()
 
-    # -- Session (what the router uses) ------------------------------------------------------
-    def send_bytes(self, data: bytes) -> None:
-        if self.transport is None or self._closing:
-            return
-        if self.stream is not None and self.stream._out:
-            self.transport.write(self.stream.data_to_send())
-        self.transport.write(data)
+    # -- Transport for the session ---------------------------------------------------------
+    def send(self, units: list[bytes]) -> None:
+        if self.transport is not None:
+            self.transport.writeSequence(units)
 
-    def send_element(self, el: _E) -> None:
-        self.send_bytes(serialize(el))
+    def start_tls(self) -> bool:
+        if self.factory.tls_context is None or self.transport is None:
+            return False
+        self.transport.startTLS(self.factory.tls_context)  # type: ignore[attr-defined]
+        return True
 
-    def close(self, error: StreamError | None = None) -> None:
-        if self.stream is not None:
-            self.stream.close(error)
-            self._pump()
-
-    # -- the event pump ----------------------------------------------------------------------
-    def _pump(self) -> None:
-        stream = self.stream
-        if stream is None or self.transport is None:
-            return
-        while True:
-            out = stream.data_to_send()
-            if out:
-                self.transport.write(out)
-            events = stream.events()
-            if not events:
-                return
-            for ev in events:
-                self._handle(ev)
-
-    def _handle(self, ev: c2s.Event) -> None:
-        stream = self.stream
-        assert stream is not None
-        if isinstance(ev, c2s.Stanza):
-            self.server.router.from_client(self, ev.stanza)
-        elif isinstance(ev, c2s.StartTLS):
-            self.transport.startTLS(self.factory.tls_context)  # type: ignore[union-attr]
-            stream.tls_started()
-        elif isinstance(ev, c2s.NeedCredentials):
-            d = self.server.stores.accounts.get(ev.username, ev.host)
-            d = d if hasattr(d, "addCallbacks") else _as_deferred(d)
-            d.addCallbacks(self._credentials, self._storage_failed)
-        elif isinstance(ev, c2s.Authenticated):
-            log.info("authenticated %s from %s", ev.jid, self.peer_ip)
-        elif isinstance(ev, c2s.BindRequest):
-            self._bind(ev)
-        elif isinstance(ev, c2s.PreAuthIq):
-            self._preauth_iq(ev)
-        elif isinstance(ev, c2s.Nonza):
-            self._nonza(ev.element)
-        elif isinstance(ev, c2s.Closed):
-            self._closing = True
-            if ev.error is not None:
-                log.info("stream to %s closed: %s", self.peer_ip, ev.error)
-            out = stream.data_to_send()
-            if out:
-                self.transport.write(out)  # type: ignore[union-attr]
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def _credentials(self, account: Any) -> None:
-        if self.stream is None:
-            return
-        self.stream.credentials_found(account.credentials if account is not None else None)
-        self._pump()
-
-    def _storage_failed(self, failure: Failure) -> None:
-        log.warning("credential look-up failed: %s", failure.value)
-        if self.stream is not None:
-            from xmppd.sasl import SaslFailure
-            self.stream._sasl_fail(SaslFailure("temporary-auth-failure"))
-            self.stream._drain_queue()
-            self._pump()
-
-    def _bind(self, ev: c2s.BindRequest) -> None:
-        stream = self.stream
-        assert stream is not None
-        try:
-            full = self.server.sessions.bind(ev.user, ev.resource, self)
-        except StanzaError as e:
-            stream.bind_failed(ev.stanza, e)
-            return
-        self.jid = full
-        self.bound = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        stream.bind_succeeded(full, ev.stanza.get("id") or "")
-        host = self.server.hosts[full.domain]
-        if host.idle_interval is not None:
-            self._idle_timer = self.server.clock.call_later(host.idle_interval, self._idle_check)
-        host.hooks.run(hooks.session_bound, SessionEvent(self))
-
-    def _idle_check(self) -> None:
-        """Lazy idle timer: re-armed for the remainder instead of reset on every read."""
-        host = self.server.hosts.get(self.jid.domain)
-        if self.stream is None or not self.bound or host is None or host.idle_interval is None:
-            return
-        interval = host.idle_interval
-        idle = self.server.clock.now() - self.stream.last_activity
-        if idle >= interval:
-            host.hooks.run(hooks.c2s_idle, IdleEvent(self, idle))
-            delay = interval
-        else:
-            delay = interval - idle
-        if self.bound:
-            self._idle_timer = self.server.clock.call_later(delay, self._idle_check)
-
-    def _preauth_iq(self, ev: c2s.PreAuthIq) -> None:
-        host = self.server.hosts[ev.host]
-        el = ev.stanza
-        payload = next((c for c in el if isinstance(c.tag, str)), None)
-        kind = el.get("type")
-        handler = host.iq_handlers.get((kind or "", "preauth", payload.tag)) \
-            if payload is not None else None
-
-        def reply(answer: _E) -> None:
-            for attr in ("to", "from"):
-                if attr in answer.attrib:
-                    del answer.attrib[attr]
-            if self.stream is not None:
-                self.stream.send_element(answer)
-                self._pump()
-        if kind not in ("get", "set"):
-            return
-        if handler is None or payload is None:
-            reply(error_reply(el, StanzaError.service_unavailable()))
-            return
-        req = IqRequest(el, JID.of(None, ev.host), JID.of(None, ev.host), payload, self)
-        self.server.router.call_iq_handler(handler, req, reply)
-
-    def _nonza(self, el: _E) -> None:
-        host = self.server.hosts.get(self.jid.domain)
-        if host is not None and host.hooks.has(hooks.nonza_in):
-            handled = host.hooks.run(hooks.nonza_in, StanzaEvent(el, self.jid, self.jid, self))
-            if handled is True:
-                return
-            if handled is not False:
-                return      # async handler: it owns the outcome
-        self.close(StreamError.unsupported_stanza_type(f"unknown element {el.tag}"))
-
-    def _arm_timer(self) -> None:
-        stream = self.stream
-        if stream is None:
-            return
-        deadline = stream.next_deadline()
-        if deadline is None:
-            return
-        self._timer = self.server.clock.call_later(deadline - self.server.clock.now(),
-                                                   self._timeout)
-
-    def _timeout(self) -> None:
-        if self.stream is not None:
-            self.stream.on_timeout(self.server.clock.now())
-            self._pump()
-
-
-def _as_deferred(coro: Any) -> Any:
-    from twisted.internet import defer
-    return defer.Deferred.fromCoroutine(coro)
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
 
 
 class C2SFactory(protocol.ServerFactory):
@@ -253,25 +69,31 @@ class C2SFactory(protocol.ServerFactory):
         self.server = server
         self.listener = listener
         self.tls_context = tls_context
-        cfg = server.config
-        hosts = server.hosts
-        self.settings = c2s.C2SSettings(
-            hosts=frozenset(hosts),
-            tls=listener.starttls,
-            tls_available=tls_context is not None,
-            mechanisms=cfg.auth.mechanisms,
-            max_stanza_size=cfg.limits.max_stanza_size,
-            max_depth=cfg.limits.max_depth,
-            preauth_stanza_size=cfg.limits.preauth_stanza_size,
-            preauth_elements=cfg.limits.preauth_elements,
-            auth_timeout=cfg.limits.auth_timeout,
-            preauth_features=lambda stream: hosts[stream.host or ""].stream_features_for(
-                "preauth", stream),
-            session_features=lambda stream: hosts[stream.host or ""].stream_features_for(
-                "session", stream),
-            preauth_iq_allowed=lambda stream: hosts[stream.host or ""].preauth_allowed(
-                stream.peer_ip),
-        )
+        self.settings = c2s_settings(server, tls=listener.starttls,
+                                     tls_available=tls_context is not None)
 
     def buildProtocol(self, addr: Any) -> C2SConnection:
         return C2SConnection(self)
+
+
+def c2s_settings(server: Server, *, tls: str, tls_available: bool) -> c2s.C2SSettings:
+    """Stream settings from the config, shared by every client transport."""
+    cfg = server.config
+    hosts = server.hosts
+    return c2s.C2SSettings(
+        hosts=frozenset(hosts),
+        tls=tls,  # type: ignore[arg-type]
+        tls_available=tls_available,
+        mechanisms=cfg.auth.mechanisms,
+        max_stanza_size=cfg.limits.max_stanza_size,
+        max_depth=cfg.limits.max_depth,
+        preauth_stanza_size=cfg.limits.preauth_stanza_size,
+        preauth_elements=cfg.limits.preauth_elements,
+        auth_timeout=cfg.limits.auth_timeout,
+        preauth_features=lambda stream: hosts[stream.host or ""].stream_features_for(
+            "preauth", stream),
+        session_features=lambda stream: hosts[stream.host or ""].stream_features_for(
+            "session", stream),
+        preauth_iq_allowed=lambda stream: hosts[stream.host or ""].preauth_allowed(
+            stream.peer_ip),
+    )

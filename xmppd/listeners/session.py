@@ -1,0 +1,267 @@
+# tests: tests/core/test_client_session.py, tests/integration/test_core_slixmpp.py
+"""A client's session, whatever carries it: runs a `C2SStream`, performs its events
+(credentials, binding, routing), and is the bound `Session` the router writes to.
+
+- Transport-agnostic: TCP (xmppd/listeners/c2s.py), WebSocket and BOSH adapters feed it bytes
+  with `data_received` and write what it hands to `Transport.send` — a list of stream-level
+  units (one element each, or the stream header/footer), so framed transports (RFC 7395: one
+  element per WebSocket message) need no re-parsing.
+- A stanza for this client from another session is handed over straight away (the stream's
+  own pending output first, so order is kept); one stanza is serialised once per fan-out.
+- Timers: the authentication deadline until bound, then a lazy idle timer (re-armed for the
+  remainder rather than reset on every read) that fires `c2s_idle` for the heartbeat.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lxml import etree
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
+
+from stanzas.errors import StanzaError, StreamError, error_reply
+from xmppd import c2s, hooks
+from xmppd.hooks import IdleEvent, SessionEvent, StanzaEvent
+from xmppd.jid import JID
+from xmppd.module import IqRequest
+from xmppd.xmlstream import serialize
+
+if TYPE_CHECKING:
+    from xmppd.server import Server
+
+log = logging.getLogger(__name__)
+_E = etree._Element
+
+
+class Transport(Protocol):
+    """What a ClientSession needs of its connection (TCP, WebSocket, BOSH)."""
+
+    def send(self, units: list[bytes]) -> None:
+        """Write stream-level units in order (one element or stream header/footer each)."""
+
+    def start_tls(self) -> bool:
+        """Start TLS now (after the pending units are written); False if impossible."""
+
+    def close(self) -> None:
+        """Close the connection once the pending units are written."""
+
+
+class ClientSession:
+    """One client's stream and, once bound, its `Session` for the router. Transport-agnostic:
+    TCP (xmppd/listeners/c2s.py), WebSocket and BOSH adapters feed it bytes and write its
+    output units."""
+
+    def __init__(self, server: Server, settings: c2s.C2SSettings, transport: Transport, *,
+                 peer_ip: str | None, secure: bool = False) -> None:
+        self.server = server
+        self.settings = settings
+        self.transport: Transport | None = transport
+        self.stream: c2s.C2SStream | None = None
+        self.jid: JID = JID.of(None, "unbound.invalid")
+        self.priority = 0
+        self.available = False
+        self.presence: _E | None = None
+        self.bound = False
+        self.peer_ip = peer_ip
+        self._timer: IDelayedCall | None = None
+        self._idle_timer: IDelayedCall | None = None
+        self._closing = False
+        self.extra: dict[str, Any] = {}       # per-session state owned by modules
+
+        now = server.clock.now()
+        self.stream = c2s.C2SStream(settings, now=now, secure=secure, peer_ip=peer_ip)
+        self.server.connections.add(self)
+        self._arm_timer()
+
+    # -- from the transport ----------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        stream.receive(data, self.server.clock.now())
+        self._pump()
+
+    def connection_lost(self) -> None:
+        self.transport = None
+        for timer in (self._timer, self._idle_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.server.connections.discard(self)
+        if self.stream is not None:
+            self.stream.state = "closed"
+        if self.bound:
+            self.bound = False
+            was_available = self.available
+            self.available = False
+            host = self.server.hosts.get(self.jid.domain)
+            if self.server.sessions.unbind(self) and host is not None:
+                ev = SessionEvent(self)
+                self.extra["was_available"] = was_available
+                host.hooks.run(hooks.session_closed, ev)
+
+    # -- Session (what the router uses) ------------------------------------------------------
+    def send_bytes(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        stream = self.stream
+        if stream is not None and stream._out:
+            units = stream.take_output()
+            units.append(data)
+            transport.send(units)
+        else:
+            transport.send([data])
+
+    def send_element(self, el: _E) -> None:
+        self.send_bytes(serialize(el))
+
+    def close(self, error: StreamError | None = None) -> None:
+        if self.stream is not None:
+            self.stream.close(error)
+            self._pump()
+
+    # -- the event pump ----------------------------------------------------------------------
+    def _pump(self) -> None:
+        stream = self.stream
+        if stream is None or self.transport is None:
+            return
+        while True:
+            if stream._out:
+                self.transport.send(stream.take_output())
+            events = stream.events()
+            if not events:
+                return
+            for ev in events:
+                self._handle(ev)
+
+    def _handle(self, ev: c2s.Event) -> None:
+        stream = self.stream
+        assert stream is not None
+        if isinstance(ev, c2s.Stanza):
+            self.server.router.from_client(self, ev.stanza)
+        elif isinstance(ev, c2s.StartTLS):
+            if self.transport is not None and self.transport.start_tls():
+                stream.tls_started()
+            else:
+                stream.close(StreamError.internal_server_error("TLS is not available"))
+        elif isinstance(ev, c2s.NeedCredentials):
+            d = self.server.stores.accounts.get(ev.username, ev.host)
+            d = d if hasattr(d, "addCallbacks") else _as_deferred(d)
+            d.addCallbacks(self._credentials, self._storage_failed)
+        elif isinstance(ev, c2s.Authenticated):
+            log.info("authenticated %s from %s", ev.jid, self.peer_ip)
+        elif isinstance(ev, c2s.BindRequest):
+            self._bind(ev)
+        elif isinstance(ev, c2s.PreAuthIq):
+            self._preauth_iq(ev)
+        elif isinstance(ev, c2s.Nonza):
+            self._nonza(ev.element)
+        elif isinstance(ev, c2s.Closed):
+            self._closing = True
+            if ev.error is not None:
+                log.info("stream to %s closed: %s", self.peer_ip, ev.error)
+            if self.transport is not None:
+                if stream._out:
+                    self.transport.send(stream.take_output())
+                self.transport.close()
+
+    def _credentials(self, account: Any) -> None:
+        if self.stream is None:
+            return
+        self.stream.credentials_found(account.credentials if account is not None else None)
+        self._pump()
+
+    def _storage_failed(self, failure: Failure) -> None:
+        log.warning("credential look-up failed: %s", failure.value)
+        if self.stream is not None:
+            from xmppd.sasl import SaslFailure
+            self.stream._sasl_fail(SaslFailure("temporary-auth-failure"))
+            self.stream._drain_queue()
+            self._pump()
+
+    def _bind(self, ev: c2s.BindRequest) -> None:
+        stream = self.stream
+        assert stream is not None
+        try:
+            full = self.server.sessions.bind(ev.user, ev.resource, self)
+        except StanzaError as e:
+            stream.bind_failed(ev.stanza, e)
+            return
+        self.jid = full
+        self.bound = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        stream.bind_succeeded(full, ev.stanza.get("id") or "")
+        host = self.server.hosts[full.domain]
+        if host.idle_interval is not None:
+            self._idle_timer = self.server.clock.call_later(host.idle_interval, self._idle_check)
+        host.hooks.run(hooks.session_bound, SessionEvent(self))
+
+    def _idle_check(self) -> None:
+        """Lazy idle timer: re-armed for the remainder instead of reset on every read."""
+        host = self.server.hosts.get(self.jid.domain)
+        if self.stream is None or not self.bound or host is None or host.idle_interval is None:
+            return
+        interval = host.idle_interval
+        idle = self.server.clock.now() - self.stream.last_activity
+        if idle >= interval:
+            host.hooks.run(hooks.c2s_idle, IdleEvent(self, idle))
+            delay = interval
+        else:
+            delay = interval - idle
+        if self.bound:
+            self._idle_timer = self.server.clock.call_later(delay, self._idle_check)
+
+    def _preauth_iq(self, ev: c2s.PreAuthIq) -> None:
+        host = self.server.hosts[ev.host]
+        el = ev.stanza
+        payload = next((c for c in el if isinstance(c.tag, str)), None)
+        kind = el.get("type")
+        handler = host.iq_handlers.get((kind or "", "preauth", payload.tag)) \
+            if payload is not None else None
+
+        def reply(answer: _E) -> None:
+            for attr in ("to", "from"):
+                if attr in answer.attrib:
+                    del answer.attrib[attr]
+            if self.stream is not None:
+                self.stream.send_element(answer)
+                self._pump()
+        if kind not in ("get", "set"):
+            return
+        if handler is None or payload is None:
+            reply(error_reply(el, StanzaError.service_unavailable()))
+            return
+        req = IqRequest(el, JID.of(None, ev.host), JID.of(None, ev.host), payload, self)
+        self.server.router.call_iq_handler(handler, req, reply)
+
+    def _nonza(self, el: _E) -> None:
+        host = self.server.hosts.get(self.jid.domain)
+        if host is not None and host.hooks.has(hooks.nonza_in):
+            handled = host.hooks.run(hooks.nonza_in, StanzaEvent(el, self.jid, self.jid, self))
+            if handled is True:
+                return
+            if handled is not False:
+                return      # async handler: it owns the outcome
+        self.close(StreamError.unsupported_stanza_type(f"unknown element {el.tag}"))
+
+    def _arm_timer(self) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        deadline = stream.next_deadline()
+        if deadline is None:
+            return
+        self._timer = self.server.clock.call_later(deadline - self.server.clock.now(),
+                                                   self._timeout)
+
+    def _timeout(self) -> None:
+        if self.stream is not None:
+            self.stream.on_timeout(self.server.clock.now())
+            self._pump()
+
+
+def _as_deferred(coro: Any) -> Any:
+    from twisted.internet import defer
+    return defer.Deferred.fromCoroutine(coro)
