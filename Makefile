@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install check-config bench bench-parser mypy clean
+.PHONY: run test install check-config bench bench-parser bench-presence mypy clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ mypy: $(STAMP)
 
 bench-parser: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/parser_bench.py
+
+bench-presence: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/presence_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache *.egg-info

@@ -17,7 +17,7 @@
   When a user's last available resource goes, `user_offline` fires (last seen).
 - Directed presence (§4.6) is delivered by the router; recipients without a subscription are
   remembered per session (at most `max_directed`) for that final unavailable.
-Not here: subscriptions (modules/roster.py), routing by priority (xmppd/router.py).
+Not here: subscriptions (modules/roster/), routing by priority (xmppd/router.py).
 
 Config ([modules.presence]):
   max_directed  int  default 1000  directed-presence recipients remembered per session
@@ -66,6 +66,7 @@ class Presence(Module[PresenceOptions]):
         self.hooks = ctx.server.hosts[ctx.host].hooks
         self.roster = ctx.service(RosterService)
         self.max_directed = ctx.options.max_directed
+        self.local_domains = frozenset(ctx.server.hosts)
         ctx.hook(hooks.presence_in, self.on_presence)
         ctx.hook(hooks.session_closed, self.on_closed)
 
@@ -117,7 +118,9 @@ class Presence(Module[PresenceOptions]):
             for asker in await self.roster.pending_requests(user):        # §3.1.3
                 session.send_element(_presence("subscribe", asker, user))
             for item in list(roster.items.values()):
-                if has_to(item):
+                # A local contact without sessions would not answer (§4.3.2, option 2).
+                if has_to(item) and (item.contact.domain not in self.local_domains
+                                     or self.sessions.resources(item.contact)):
                     self.ctx.send(_presence("probe", user, item.contact))
         return STOP
 
@@ -155,8 +158,12 @@ class Presence(Module[PresenceOptions]):
             await _settle(self.hooks.run(hooks.user_offline, UserOffline(user, status)))
 
     async def _to_contacts(self, user: JID, el: etree._Element, contacts: list[JID]) -> None:
-        """One routed copy per allowed contact (the router serialises once per contact)."""
+        """One routed copy per allowed contact (the router serialises once per contact).
+        A local contact without sessions is skipped: the router would drop the copy anyway
+        (presence is not stored, RFC 6121 §8.5.2.2.2), after running every inbound hook."""
         for contact in contacts:
+            if contact.domain in self.local_domains and not self.sessions.resources(contact):
+                continue
             allowed = self.hooks.fold(hooks.may_see_presence, PresenceQuery(user, contact),
                                       False)
             if isinstance(allowed, defer.Deferred):

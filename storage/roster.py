@@ -10,7 +10,7 @@
   someone not in the roster): XEP-0237 §5 "internal states ... do not necessitate a change to
   the version".
 - Users and contacts are bare JIDs, already prepared.
-Not here: the rules deciding what to write (modules/roster.py).
+Not here: the rules deciding what to write (modules/roster/).
 """
 from __future__ import annotations
 

@@ -22,6 +22,8 @@
 - `RosterService` (ctx.service) lets other modules read rosters: `get(user)`, `subscription(user,
   contact)`. The roster of a user with sessions is kept in memory, so presence broadcasts and
   probe answers never reach the database; others are read through the cached store.
+The package: this file (IQ handlers, subscription processing, hooks), `states.py` (Appendix A
+as data), `service.py` (RosterService: in-memory rosters, locked writes, pushes).
 Not here: presence broadcast and probes (modules/presence.py), storage (storage/roster.py).
 
 Config ([modules.roster]):
@@ -32,246 +34,36 @@ Storage: RosterStore, behind the cache.
 from __future__ import annotations
 
 import copy
-import secrets
 from dataclasses import dataclass, replace
-from typing import Any, Callable
 
 from lxml import etree
 from twisted.internet import defer
 
+from modules.roster.service import INTERESTED, RosterService, item_element
+from modules.roster.states import AUTO_REPLY, INBOUND, OUTBOUND, PRE_APPROVABLE, PRE_APPROVED, \
+    has_from, has_to, state, with_state
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
-from storage.roster import Roster, RosterItem, RosterStore, Subscription
+from storage.roster import RosterItem
 from xmppd import hooks
 from xmppd.hooks import STOP, PresenceQuery, StanzaEvent
 from xmppd.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext, number
+
+__all__ = ["RosterModule", "RosterOptions", "RosterService", "has_from", "has_to",
+           "INTERESTED"]
 
 _Q = "{%s}" % ns.ROSTER
 _C = "{%s}" % ns.CLIENT
 ROSTERVER = "urn:xmpp:features:rosterver"
 PREAPPROVAL = "urn:xmpp:features:pre-approval"
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
-INTERESTED = "roster.interested"        # session.extra key: the session asked for the roster
-
-# -- RFC 6121 Appendix A, as data ----------------------------------------------------------
-# A state is (subscription, pending out, pending in); "None + Pending Out" is ("none", T, F).
-State = tuple[Subscription, bool, bool]
-NONE: State = ("none", False, False)
-NONE_PO: State = ("none", True, False)
-NONE_PI: State = ("none", False, True)
-NONE_PO_PI: State = ("none", True, True)
-TO: State = ("to", False, False)
-TO_PI: State = ("to", False, True)
-FROM: State = ("from", False, False)
-FROM_PO: State = ("from", True, False)
-BOTH: State = ("both", False, False)
-STATES = (NONE, NONE_PO, NONE_PI, NONE_PO_PI, TO, TO_PI, FROM, FROM_PO, BOTH)
-
-# Rows that are not listed keep their state. A missing row is "None".
-OUTBOUND: dict[str, dict[State, State]] = {
-    # A.2.1: the user asks for the contact's presence (always routed, §3.1.2).
-    "subscribe": {NONE: NONE_PO, NONE_PI: NONE_PO_PI, FROM: FROM_PO},
-    # A.2.2: the user approves (routed only if the state changes; §3.4 pre-approval otherwise).
-    "subscribed": {NONE_PI: FROM, NONE_PO_PI: FROM_PO, TO_PI: BOTH},
-    # A.2.3: the user cancels its subscription (always routed, §3.3.2).
-    "unsubscribe": {NONE_PO: NONE, NONE_PO_PI: NONE_PI, TO: NONE, TO_PI: NONE_PI,
-                    FROM_PO: FROM, BOTH: FROM},
-    # A.2.4: the user denies or cancels the contact's subscription (routed if it changes).
-    "unsubscribed": {NONE_PI: NONE, NONE_PO_PI: NONE_PO, TO_PI: TO, FROM: NONE,
-                     FROM_PO: NONE_PO, BOTH: TO},
-}
-INBOUND: dict[str, dict[State, State]] = {
-    # A.3.1: a request arrives (delivered only if the state changes).
-    "subscribe": {NONE: NONE_PI, NONE_PO: NONE_PO_PI, TO: TO_PI},
-    # A.3.2–A.3.4: delivered to the user only if the state changes.
-    "subscribed": {NONE_PO: TO, NONE_PO_PI: TO_PI, FROM_PO: BOTH},
-    "unsubscribe": {NONE_PI: NONE, NONE_PO_PI: NONE_PO, TO_PI: TO, FROM: NONE,
-                    FROM_PO: NONE_PO, BOTH: TO},
-    "unsubscribed": {NONE_PO: NONE, NONE_PO_PI: NONE_PI, TO: NONE, TO_PI: NONE_PI,
-                     FROM_PO: FROM, BOTH: FROM},
-}
-PRE_APPROVABLE = frozenset({NONE, NONE_PO, TO})       # §3.4.1 rule 3
-PRE_APPROVED = {NONE: FROM, NONE_PO: FROM_PO, TO: BOTH}  # §3.4 + A.3.1: approved on arrival
-AUTO_REPLY = frozenset({FROM, FROM_PO, BOTH})          # §3.1.3: already subscribed → 'subscribed'
-
-
-def state(item: RosterItem | None) -> State:
-    if item is None:
-        return NONE
-    return (item.subscription, item.ask, item.pending_in)
-
-
-def with_state(item: RosterItem, s: State) -> RosterItem:
-    return replace(item, subscription=s[0], ask=s[1], pending_in=s[2])
-
-
-def has_from(item: RosterItem | None) -> bool:
-    return item is not None and item.subscription in ("from", "both")
-
-
-def has_to(item: RosterItem | None) -> bool:
-    return item is not None and item.subscription in ("to", "both")
-
-
-def _visible(item: RosterItem | None) -> tuple[object, ...] | None:
-    """What a client sees of an item (XEP-0237: only this bumps the version)."""
-    if item is None or not item.listed:
-        return None
-    return (item.name, item.groups, item.subscription, item.ask, item.approved)
 
 
 @dataclass(frozen=True, slots=True)
 class RosterOptions:
     max_items: int = number(default=1000, minimum=1, maximum=1_000_000)
     max_name_length: int = number(default=1023, minimum=1, maximum=65536)
-
-
-class RosterService:
-    """Rosters for other modules, and the writes of this module. Per-user writes are serialised
-    (a lock per user), so the version always matches the items."""
-
-    def __init__(self, ctx: ModuleContext[Any], store: RosterStore) -> None:
-        self._ctx = ctx
-        self.store = store
-        self._live: dict[JID, Roster] = {}          # users with sessions
-        self._locks: dict[JID, defer.DeferredLock] = {}
-
-    # -- reading (public) ------------------------------------------------------------------
-    def cached(self, user: JID) -> Roster | None:
-        """The in-memory roster of a user with sessions, or None."""
-        return self._live.get(user)
-
-    async def roster(self, user: JID) -> Roster:
-        """All rows (listed or not) of `user`'s roster; kept in memory while it has sessions."""
-        live = self._live.get(user)
-        if live is not None:
-            return live
-        if not self._ctx.sessions.resources(user):
-            return await self.store.get(user)
-        roster: Roster = await self._locked(user, lambda: self._fetch(user))
-        return roster
-
-    async def settled(self, user: JID) -> Roster:
-        """Like `roster`, after the writes already under way for `user`."""
-        roster: Roster = await self._locked(user, lambda: self._fetch(user))
-        return roster
-
-    async def get(self, user: JID) -> list[RosterItem]:
-        """The items the user sees, in code point order of their JIDs."""
-        roster = await self.roster(user)
-        return sorted((i for i in roster.items.values() if i.listed), key=lambda i: str(i.contact))
-
-    async def subscription(self, user: JID, contact: JID) -> Subscription:
-        item = (await self.roster(user)).items.get(contact.bare)
-        return item.subscription if item is not None else "none"
-
-    async def pending_requests(self, user: JID) -> list[JID]:
-        """Contacts whose subscription requests to `user` await an answer (§3.1.3)."""
-        return sorted((i.contact for i in (await self.roster(user)).items.values()
-                       if i.pending_in), key=str)
-
-    # -- writing ---------------------------------------------------------------------------
-    async def update(self, user: JID, contact: JID,
-                     change: Callable[[RosterItem | None], RosterItem | None],
-                     *, room: int | None = None) -> tuple[RosterItem | None, RosterItem | None]:
-        """Apply `change(old) -> new` (None: no row) to one item under the user's lock; write,
-        bump and push if it changed. Returns (old, new). `change` may raise StanzaError.
-
-        With `room`, a change adding a listed item to a roster that lists `room` items, or a
-        pending request from a stranger when `room` such requests wait, raises <not-allowed/>.
-        """
-        async def run() -> tuple[RosterItem | None, RosterItem | None]:
-            roster = await self._fetch(user)
-            old = roster.items.get(contact)
-            new = change(old)
-            if new is not None and not new.listed and state(new) == NONE and not new.approved:
-                new = None          # nothing left to remember about a stranger
-            if room is not None and new is not None:
-                if new.listed and not (old is not None and old.listed):
-                    if sum(1 for i in roster.items.values() if i.listed) >= room:
-                        raise StanzaError.not_allowed(f"a roster holds at most {room} items")
-                elif not new.listed and old is None:
-                    if sum(1 for i in roster.items.values() if not i.listed) >= room:
-                        raise StanzaError.not_allowed("too many pending requests")
-            if new != old:
-                await self._write(user, contact, old, new)
-            return old, new
-        result: tuple[RosterItem | None, RosterItem | None] = await self._locked(user, run)
-        return result
-
-    async def put_item(self, user: JID, item: RosterItem) -> None:
-        """Set an item as is (admin tools, tests): written, pushed, no stanzas sent."""
-        await self.update(user, item.contact, lambda old: item)
-
-    async def _write(self, user: JID, contact: JID, old: RosterItem | None,
-                     new: RosterItem | None) -> None:
-        bump = _visible(old) != _visible(new)
-        if new is None:
-            version = await self.store.remove(user, contact, bump=bump)
-        else:
-            version = await self.store.put(user, new, bump=bump)
-        live = self._live.get(user)
-        if live is not None:
-            if new is None:
-                live.items.pop(contact, None)
-            else:
-                live.items[contact] = new
-            self._live[user] = Roster(version, live.items)
-        if bump:
-            self.push(user, contact, new if new is not None and new.listed else None, version)
-
-    def push(self, user: JID, contact: JID, item: RosterItem | None, version: int) -> None:
-        """Roster push (§2.1.6) to every interested resource; `item` None means removed."""
-        for s in self._ctx.sessions.resources(user):
-            if getattr(s, "extra", {}).get(INTERESTED):
-                q = iq.empty(ns.ROSTER, "query")
-                q.set("ver", str(version))
-                q.append(item_element(item) if item is not None else
-                         etree.Element(_Q + "item", jid=str(contact), subscription="remove"))
-                s.send_element(iq.request("set", to=str(s.jid), payload=q,
-                                          id="push" + secrets.token_hex(6)))
-
-    # -- memory ----------------------------------------------------------------------------
-    async def _fetch(self, user: JID) -> Roster:
-        """Call with the user's lock held."""
-        live = self._live.get(user)
-        if live is not None:
-            return live
-        roster = await self.store.get(user)
-        if self._ctx.sessions.resources(user):
-            roster = Roster(roster.version, dict(roster.items))
-            self._live[user] = roster
-        return roster
-
-    def forget(self, user: JID) -> None:
-        if not self._ctx.sessions.resources(user):
-            self._live.pop(user, None)
-
-    async def _locked(self, user: JID, fn: Callable[[], Any]) -> Any:
-        lock = self._locks.get(user)
-        if lock is None:
-            lock = self._locks[user] = defer.DeferredLock()
-        await lock.acquire()
-        try:
-            return await fn()
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(user, None)
-
-
-def item_element(item: RosterItem) -> etree._Element:
-    el = etree.Element(_Q + "item", jid=str(item.contact), subscription=item.subscription)
-    if item.name:
-        el.set("name", item.name)
-    if item.ask:
-        el.set("ask", "subscribe")
-    if item.approved:
-        el.set("approved", "true")
-    for g in item.groups:
-        etree.SubElement(el, _Q + "group").text = g
-    return el
 
 
 class RosterModule(Module[RosterOptions]):

@@ -1,4 +1,4 @@
-# tests: modules/roster.py, modules/presence.py, modules/last.py, storage/roster.py, storage/last.py
+# tests: modules/roster/, modules/presence.py, modules/last.py, storage/roster.py, storage/last.py
 """Contacts, presence and last seen driven by slixmpp against the real server, on both backend
 pairs: subscriptions with both users online and with the contact offline, who sees whose
 presence among three users with two resources each (also after a socket is dropped without a

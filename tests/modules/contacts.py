@@ -1,4 +1,4 @@
-# tests: modules/roster.py, modules/presence.py, modules/last.py
+# tests: modules/roster/, modules/presence.py, modules/last.py
 """Helpers for the contact-list tests on the in-memory harness."""
 from __future__ import annotations
 

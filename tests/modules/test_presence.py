@@ -273,3 +273,16 @@ def test_inbound_presence_from_server_side_is_delivered(h: Harness) -> None:
     bob.received()
     h.server.router.route(parse(f"<presence from='eve@example.org/y' to='{BOB}'/>"))
     assert presences(bob) == [(None, "eve@example.org/y", BOB)]
+
+
+def test_contacts_without_sessions_cost_nothing_at_login(h: Harness) -> None:
+    """Presence to them would be dropped and probes unanswered, so neither is routed (no
+    inbound hooks, no block-list or roster reads for offline users)."""
+    routed: list[tuple[str, str]] = []
+    h.server.hosts["example.org"].hooks.add(
+        hooks.user_inbound, lambda ev: routed.append((str(ev.to), ev.stanza.get("type", ""))))
+    bob = h.login(f"{BOB}/x")
+    routed.clear()
+    h.login(f"{ALICE}/phone")
+    assert sorted(routed) == [(ALICE, ""), (BOB, ""), (BOB, "probe")]   # + bob's answer
+    bob.received()
