@@ -139,6 +139,17 @@ class ModuleContext(Generic[O]):
             self._host.idle_interval = previous
         self._undo.append(undo)
 
+    def service_domain(self, domain: str, handler: Callable[[_E, JID, JID], Any]) -> None:
+        """Own a service domain (e.g. `conference.<host>`, `upload.<host>`): the router hands
+        `handler(stanza, sender, to)` every stanza addressed to it or to JIDs under it.
+        `sender` is stamped by the server; answer with `ctx.send` (from = a JID under
+        `domain`). Raises ConfigError if the domain is a virtual host or already taken."""
+        router = self._server.router
+        if domain in self._server.hosts or domain in router.services:
+            raise ConfigError(f"{domain} is already served on this server")
+        router.services[domain] = handler
+        self._undo.append(_remover(router.services, domain))
+
     def provide(self, service: object) -> None:
         """Publish a service object other modules reach with `ctx.service(type)`."""
         self._host.services[type(service)] = service

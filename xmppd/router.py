@@ -13,14 +13,15 @@
   `<service-unavailable/>` (until offline storage exists, §8.5.2.2.1).
 - Presence without `to` updates the session's availability, then the `presence_in` hook
   (presence module) broadcasts it; directed presence goes to the session or bare JID.
-- Remote domains → `<remote-server-not-found/>` (no server-to-server yet).
+- Service domains registered by modules (`ctx.service_domain`: MUC, upload) get every stanza
+  addressed to them; other remote domains → `<remote-server-not-found/>` (no s2s yet).
 A stanza is serialised once per delivery batch, not once per recipient, unless a `message_out`
 hook may rewrite it. No database is touched to deliver to an online user.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lxml import etree
 from twisted.internet import defer
@@ -50,6 +51,10 @@ class Router:
         self.server = server
         self.sessions = server.sessions
         self.routed = 0
+        # Service domains on this server (MUC, upload, components): domain -> handler(el,
+        # sender, to). Registered through ModuleContext.service_domain; the handler owns every
+        # stanza addressed to the domain or its JIDs, and answers through ctx.send.
+        self.services: dict[str, Callable[[_E, JID, JID], Any]] = {}
 
     # -- entry points ----------------------------------------------------------------------
     def from_client(self, session: Session, el: _E) -> None:
@@ -77,24 +82,38 @@ class Router:
             except JIDError as e:
                 self._bounce(el, StanzaError.jid_malformed(str(e)), sender)
                 return
-        host = self.server.hosts.get(to.domain)
-        if host is None:
-            self._bounce(el, StanzaError.remote_server_not_found(
-                f"this server does not federate with {to.domain}"), sender)
-            return
-        if session is not None and host.hooks.has(hooks.stanza_in):
-            stopped = host.hooks.run(hooks.stanza_in, StanzaEvent(el, sender, to, session))
-            if isinstance(stopped, defer.Deferred):
-                stopped.addCallback(self._after_stanza_in, el, sender, to, host, session)
-                return
-            if stopped:
-                return
-        self._dispatch(el, sender, to, host, session)
+        if session is not None:
+            # Outbound checks belong to the sender's host (blocking, rate limits, carbons).
+            own = self.server.hosts.get(sender.domain)
+            if own is not None and own.hooks.has(hooks.stanza_in):
+                stopped = own.hooks.run(hooks.stanza_in, StanzaEvent(el, sender, to, session))
+                if isinstance(stopped, defer.Deferred):
+                    stopped.addCallback(self._after_stanza_in, el, sender, to, session)
+                    return
+                if stopped:
+                    return
+        self._deliver_to_domain(el, sender, to, session)
 
-    def _after_stanza_in(self, stopped: bool, el: _E, sender: JID, to: JID, host: Host,
+    def _after_stanza_in(self, stopped: bool, el: _E, sender: JID, to: JID,
                          session: Session | None) -> None:
         if not stopped:
+            self._deliver_to_domain(el, sender, to, session)
+
+    def _deliver_to_domain(self, el: _E, sender: JID, to: JID, session: Session | None) -> None:
+        host = self.server.hosts.get(to.domain)
+        if host is not None:
             self._dispatch(el, sender, to, host, session)
+            return
+        service = self.services.get(to.domain)
+        if service is not None:
+            try:
+                service(el, sender, to)
+            except Exception:
+                log.exception("service %s failed on %s", to.domain, summary(el))
+                self._bounce(el, StanzaError.internal_server_error(), sender)
+            return
+        self._bounce(el, StanzaError.remote_server_not_found(
+            f"this server does not federate with {to.domain}"), sender)
 
     def _dispatch(self, el: _E, sender: JID, to: JID, host: Host,
                   session: Session | None) -> None:

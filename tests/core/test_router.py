@@ -185,3 +185,33 @@ def test_failing_iq_handler_answers_internal_server_error_and_server_survives(
         is not None
     romeo.send("<iq to='example.org' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
     romeo.expect("<iq type='result' id='p1' to='romeo@example.org/a' from='example.org'/>")
+
+
+def test_service_domain_gets_its_stanzas_and_answers_through_ctx(harness: Harness) -> None:
+    ctx = harness.server.hosts["example.org"].contexts[0]
+    seen: list[tuple[str, str, str]] = []
+
+    def handler(el, sender, to):  # type: ignore[no-untyped-def]
+        seen.append((el.get("id"), str(sender), str(to)))
+        from stanzas import iq
+        ctx.send(iq.result(el))
+    ctx.service_domain("svc.example.org", handler)
+    romeo = harness.login("romeo@example.org/a")
+    romeo.send("<iq to='room@svc.example.org/nick' type='get' id='s1'>"
+               "<query xmlns='urn:test'/></iq>")
+    assert seen == [("s1", "romeo@example.org/a", "room@svc.example.org/nick")]
+    romeo.expect("<iq type='result' id='s1' to='romeo@example.org/a' "
+                 "from='room@svc.example.org/nick'/>")
+    ctx.close()
+    romeo.send("<iq to='svc.example.org' type='get' id='s2'><query xmlns='urn:test'/></iq>")
+    got = romeo.received()[0]
+    assert got.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}remote-server-not-found") \
+        is not None
+
+
+def test_service_domain_cannot_shadow_a_host(harness: Harness) -> None:
+    import pytest
+    from xmppd.config import ConfigError
+    ctx = harness.server.hosts["example.org"].contexts[0]
+    with pytest.raises(ConfigError):
+        ctx.service_domain("example.org", lambda el, s, t: None)
