@@ -49,6 +49,22 @@ def _malloc_trim() -> Any:
     return lambda: fn(0)
 
 
+def _housekeeping(server: Any, trim: Any) -> None:
+    """Memory per idle connection (docs/PERFORMANCE.md): free the XML parser state of streams
+    silent for a while (rebuilt on their next byte), then hand freed heap back to the OS —
+    glibc keeps it mapped after TLS handshakes and bursts."""
+    now = server.clock.now()
+    for conn in list(server.connections):
+        stream = getattr(conn, "stream", None)
+        if stream is not None and now - stream.last_activity >= _IDLE_COMPACT_AFTER:
+            stream.parser.compact()
+    if trim is not None:
+        trim()
+
+
+_IDLE_COMPACT_AFTER = float(os.environ.get("XMPPD_IDLE_COMPACT_AFTER", "20"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="xmppd XMPP server")
     parser.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG",
@@ -67,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from storage.db import Database
     from xmppd.listeners.c2s import C2SFactory
     from xmppd.server import Server
-    from xmppd.tls import TLSConfigError, ensure_certificate, server_context
+    from xmppd.tls import TLSConfigError, ensure_certificate, stream_context
 
     r: Any = reactor
     try:
@@ -84,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             if ensure_certificate(cert, key, list(config.server.hosts),
                                   generate=config.tls.generate_self_signed):
                 log.warning("generated a self-signed certificate at %s (development only)", cert)
-            tls_ctx = server_context(cert, key)
+            tls_ctx = stream_context(cert, key)
         for lst in config.listeners:
             port = r.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx), interface=lst.bind)
             bound = port.getHost().port
@@ -103,12 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         cache.close()
 
     from twisted.internet import defer, task
-    trim = _malloc_trim()
-    if trim is not None:
-        # glibc keeps freed heap (TLS handshakes, bursts) mapped; hand it back to the OS now
-        # and then so an idle server's RSS reflects what it holds (docs/PERFORMANCE.md).
-        trimmer = task.LoopingCall(trim)
-        trimmer.start(float(os.environ.get("XMPPD_TRIM_INTERVAL", "30")), now=False)
+    housekeeping = task.LoopingCall(_housekeeping, server, _malloc_trim())
+    housekeeping.start(float(os.environ.get("XMPPD_HOUSEKEEPING_INTERVAL", "30")), now=False)
     r.addSystemEventTrigger("before", "shutdown",
                             lambda: defer.Deferred.fromCoroutine(shutdown()))
     r.addSystemEventTrigger("after", "shutdown", db.close)

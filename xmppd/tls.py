@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl as stdlib_ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -56,6 +57,21 @@ def ensure_certificate(cert: Path, key: Path, hosts: list[str], *, generate: boo
                                       serialization.NoEncryption()))
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return True
+
+
+def stream_context(cert: Path, key: Path, *, alpn: list[str] | None = None) -> stdlib_ssl.SSLContext:
+    """A stdlib SSLContext for the client listeners' own TLS layer (xmppd/listeners/tlslayer.py):
+    TLS 1.2+, no compression, no renegotiation, optional ALPN (XEP-0368: `xmpp-client`)."""
+    ctx = stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = stdlib_ssl.TLSVersion.TLSv1_2
+    ctx.options |= stdlib_ssl.OP_NO_COMPRESSION | stdlib_ssl.OP_NO_RENEGOTIATION
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, stdlib_ssl.SSLError) as e:
+        raise TLSConfigError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
 
 
 def server_context(cert: Path, key: Path) -> ssl.CertificateOptions:

@@ -29,13 +29,24 @@ docs/PERFORMANCE.md), so libxml2 builds the elements in C.
 Whitespace between stanzas accumulates as the root's text in libxml2, so after every MiB the
 parser is rebuilt at a clean boundary (no stanza open, no partial markup fed) with a synthetic
 header declaring the client's own namespace prefixes (memory stays flat).
+Framings (RFC 7395, XEP-0206): the same parser, restricted scan and limits serve every entry
+point (Prosody's CVE-2022-0217 was a WebSocket-only gap).
+- `framing="websocket"`: each `feed_message()` is one WebSocket message, parsed inside a neutral
+  synthetic root. It must hold exactly one element, declaring its own namespaces (RFC 7395
+  §3.3.3; a leading XML declaration is allowed but must name UTF-8); anything else is
+  `<not-well-formed/>`. `<open/>` and `<close/>` in urn:ietf:params:xml:ns:xmpp-framing come
+  out as `StreamOpen`/`StreamClose` (§3.4, §3.6); an element before `<open/>` is
+  `<invalid-namespace/>` (as a TCP document not rooted at `<stream:stream/>`), a second
+  `<open/>` before a restart `<bad-format/>`.
+- `parse_document()`: one whole document with a given root (a BOSH `<body/>`, XEP-0124 §4):
+  the root's attributes as `StreamOpen`, its children as stanzas, each under the limits.
 Not here: what the header's attributes mean (xmppd/c2s.py).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import Iterator, Literal, Union
 from xml.sax.saxutils import quoteattr
 
 from lxml import etree
@@ -45,6 +56,10 @@ from stanzas.errors import StreamError
 
 _E = etree._Element
 _STREAM_TAG = "{%s}stream" % ns.STREAMS
+FRAMING_NS = "urn:ietf:params:xml:ns:xmpp-framing"      # RFC 7395 §3.3.2
+_OPEN_TAG = "{%s}open" % FRAMING_NS
+_CLOSE_TAG = "{%s}close" % FRAMING_NS
+_FRAMED_ROOT = b"<ws-frames>"     # never seen by clients: each message is one child of it
 _LANG = "{%s}lang" % ns.XML
 _RESTART_AFTER = 1 << 20
 _MIN_SLICE = 512
@@ -89,11 +104,15 @@ class XmlStreamParser:
     """
 
     def __init__(self, *, max_stanza_size: int = 262144, max_depth: int = 64,
-                 content_ns: str = ns.CLIENT, max_elements: int | None = None) -> None:
+                 content_ns: str = ns.CLIENT, max_elements: int | None = None,
+                 framing: Literal["stream", "websocket"] = "stream",
+                 root_tag: str = _STREAM_TAG) -> None:
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
         self.max_elements = max_elements
         self.content_ns = content_ns
+        self.framing = framing
+        self.root_tag = root_tag
         self.restarts = 0
         self.reset()
 
@@ -104,7 +123,17 @@ class XmlStreamParser:
         self._opened = False
         self._held = b""
         self._synthetic = b""
+        self._compacted = False
         self._new_parser()
+        self._framed_open = False
+        if self.framing == "websocket":
+            # One neutral root for all messages: it declares no namespace, so every message
+            # must declare its own (RFC 7395 §3.3.3), and it is never announced as a header.
+            self._opened = True
+            self._synthetic = _FRAMED_ROOT
+            self._parser.feed(_FRAMED_ROOT)
+            for _, el in self._events():
+                self._root, self._depth = el, 1
 
     def _new_parser(self) -> None:
         self._parser = etree.XMLPullParser(
@@ -129,6 +158,18 @@ class XmlStreamParser:
         self._parser.feed(self._synthetic)
         for _, el in self._events():
             self._root, self._depth = el, 1
+
+    def compact(self) -> bool:
+        """Free libxml2's parser state (about 10 KiB) between stanzas of an idle stream; the
+        next feed rebuilds it with the synthetic header, as the 1 MiB restart does. False
+        (nothing done) unless the stream is open and at a clean stanza boundary."""
+        if (self._compacted or not self._opened or self.closed or self._failed is not None
+                or self._held or not self._clean or self._depth != 1 or not self._synthetic):
+            return False
+        self._parser = None  # type: ignore[assignment]
+        self._root = None
+        self._compacted = True
+        return True
 
     @property
     def in_stanza(self) -> bool:
@@ -158,11 +199,63 @@ class XmlStreamParser:
             return out, e
         return out, None
 
+    def feed_message(self, data: bytes) -> tuple[list[Event], StreamError | None]:
+        """Parse one whole WebSocket message (`framing="websocket"`); see the module docstring."""
+        assert self.framing == "websocket"
+        if self._failed is not None:
+            return [], self._failed
+        if self.closed:
+            return [], None
+        try:
+            return self._message(data), None
+        except StreamError as e:
+            self._failed = e
+            return [], e
+
+    def _message(self, data: bytes) -> list[Event]:
+        body = data.strip(_WS)
+        if body.startswith(_BOM):
+            body = body[len(_BOM):].lstrip(_WS)
+        if body.startswith(b"<?xml"):
+            # §3.3.3: an XML declaration is NOT RECOMMENDED but allowed; only UTF-8.
+            decl = _XML_DECL.match(body)
+            if decl is None:
+                raise StreamError.restricted_xml("processing instructions are not allowed")
+            enc = _DECL_ENCODING.search(decl.group(0))
+            if enc is not None and enc.group(1).lower() not in (b"utf-8", b"utf8"):
+                raise StreamError("unsupported-encoding", "only UTF-8 (RFC 6120 §11.6)")
+            body = body[decl.end():].lstrip(_WS)
+        if len(body) > self.max_stanza_size:
+            raise StreamError.policy_violation(f"stanza larger than {self.max_stanza_size} bytes")
+        if not body.startswith(b"<") or not body.endswith(b">"):
+            raise StreamError.not_well_formed("a message must hold one XML element (RFC 7395)")
+        raw: list[Event] = []
+        self._feed(body, raw)
+        if len(raw) != 1 or self._depth != 1 or self._held:
+            raise StreamError.not_well_formed("a message must hold one XML element (RFC 7395)")
+        el = raw[0]
+        assert isinstance(el, etree._Element)
+        if el.tag == _OPEN_TAG:
+            if self._framed_open:
+                raise StreamError.bad_format("<open/> on an open stream")
+            self._framed_open = True
+            return [StreamOpen(_header_attrs(el), FRAMING_NS)]
+        if not self._framed_open:
+            raise StreamError.invalid_namespace(
+                "the stream must start with <open xmlns='%s'/>" % FRAMING_NS)
+        if el.tag == _CLOSE_TAG:
+            self.closed = True
+            return [StreamClose()]
+        return [el]
+
     def _feed(self, data: bytes, out: list[Event]) -> None:
         if self.closed:
             return
         if self._held:
             data, self._held = self._held + data, b""
+        if self._compacted:
+            self._compacted = False
+            self._restart_clean()
         step = max(_MIN_SLICE, self.max_stanza_size // 8)
         pos, size = 0, len(data)
         while pos < size and not self.closed:
@@ -352,19 +445,14 @@ class XmlStreamParser:
 
     def _open_stream(self, root: _E) -> StreamOpen:
         self._opened = True
-        if root.tag != _STREAM_TAG:
-            raise StreamError.invalid_namespace("the root element must be <stream:stream/>")
+        if root.tag != self.root_tag:
+            name = etree.QName(self.root_tag).localname
+            raise StreamError.invalid_namespace(f"the root element must be <{name}/>")
         default_ns = root.nsmap.get(None)
         if default_ns != self.content_ns:
             raise StreamError.invalid_namespace(
                 f"the stream's content namespace must be {self.content_ns}")
-        attrs: dict[str, str] = {}
-        for k, v in root.items():
-            key, value = str(k), str(v)     # str at run time; the stubs say str | bytes
-            if key == _LANG:
-                attrs["xml:lang"] = value
-            elif key[0] != "{":
-                attrs[key] = value
+        attrs = _header_attrs(root)
         # The rebuilt parser must know every prefix the client declared on its header (stanzas
         # may use them) and the prefix its `</…:stream>` will use.
         decls = " ".join("xmlns%s=%s" % (":" + p if p else "", quoteattr(uri))
@@ -385,6 +473,33 @@ class XmlStreamParser:
         home: _E = el.__copy__()  # type: ignore[attr-defined]
         home.tail = None
         return home
+
+
+def _header_attrs(root: _E) -> dict[str, str]:
+    """A header's attributes: plain names as they are, xml:lang as "xml:lang", other
+    namespaced ones in Clark notation (BOSH's `{urn:xmpp:xbosh}restart`)."""
+    attrs: dict[str, str] = {}
+    for k, v in root.items():
+        key, value = str(k), str(v)     # str at run time; the stubs say str | bytes
+        attrs["xml:lang" if key == _LANG else key] = value
+    return attrs
+
+
+def parse_document(data: bytes, *, root_tag: str, content_ns: str, max_stanza_size: int,
+                   max_depth: int, max_elements: int | None = None
+                   ) -> tuple[StreamOpen, list[_E]]:
+    """One whole document (a BOSH `<body/>`): its root's attributes and its child elements,
+    through the same restricted parser and per-child limits as a stream. Raises StreamError;
+    a document that does not end with its root is `<not-well-formed/>`."""
+    parser = XmlStreamParser(max_stanza_size=max_stanza_size, max_depth=max_depth,
+                             content_ns=content_ns, max_elements=max_elements,
+                             root_tag=root_tag)
+    events = parser.feed(data)
+    if not parser.closed or not events or not isinstance(events[0], StreamOpen) \
+            or not isinstance(events[-1], StreamClose):
+        raise StreamError.not_well_formed("the document is incomplete")
+    children = [e for e in events[1:-1] if isinstance(e, etree._Element)]
+    return events[0], children
 
 
 def _check_prefixes(el: _E) -> None:

@@ -641,3 +641,41 @@ def serialize_text(stanza: bytes) -> str:
     """How `stanza` (written without namespaces) looks re-serialised."""
     name_end = stanza.index(b">") if b" " not in stanza[:stanza.index(b">")] else stanza.index(b" ")
     return (stanza[:name_end] + b' xmlns="jabber:client"' + stanza[name_end:]).decode()
+
+
+def test_compact_frees_the_parser_and_parsing_continues() -> None:
+    from xmppd.xmlstream import XmlStreamParser, serialize as ser
+    p = XmlStreamParser()
+    p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+           b" to='example.org' version='1.0'><message><body>a</body></message>")
+    assert p.compact()
+    assert not p.compact()                     # already compacted
+    got = p.feed(b"<message to='x@y'><body>b</body></message>  <presence/>")
+    assert [ser(e) for e in got] == [
+        b'<message xmlns="jabber:client" to="x@y"><body>b</body></message>',
+        b'<presence xmlns="jabber:client"/>']
+    assert p.feed(b"</stream:stream>")[-1].__class__.__name__ == "StreamClose"
+
+
+def test_compact_refuses_inside_a_stanza() -> None:
+    from xmppd.xmlstream import XmlStreamParser
+    p = XmlStreamParser()
+    p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+           b" to='example.org' version='1.0'><message><body>a")
+    assert not p.compact()
+    assert len(p.feed(b"</body></message>")) == 1
+
+
+def test_restricted_xml_still_refused_after_compact() -> None:
+    from stanzas.errors import StreamError
+    from xmppd.xmlstream import XmlStreamParser
+    p = XmlStreamParser()
+    p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+           b" to='example.org' version='1.0'>")
+    assert p.compact()
+    try:
+        p.feed(b"<!-- hi -->")
+    except StreamError as e:
+        assert e.condition == "restricted-xml"
+    else:
+        raise AssertionError("comment accepted after compact")

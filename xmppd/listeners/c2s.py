@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import ssl as stdlib_ssl
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import protocol, ssl
@@ -16,6 +17,7 @@ from twisted.python.failure import Failure
 from xmppd import c2s
 from xmppd.config import ListenerConfig
 from xmppd.listeners.session import ClientSession
+from xmppd.listeners.tlslayer import TlsFailed, TlsLayer
 
 if TYPE_CHECKING:
     from xmppd.server import Server
@@ -24,11 +26,16 @@ log = logging.getLogger(__name__)
 
 
 class C2SConnection(protocol.Protocol):
-    """Bytes in and out for one TCP client; the session is `self.session`."""
+    """Bytes in and out for one TCP client; the session is `self.session`.
+
+    STARTTLS with a stdlib `ssl.SSLContext` runs our own memory-BIO TLS layer (half the memory
+    per connection of Twisted's pyOpenSSL one: xmppd/listeners/tlslayer.py); a Twisted
+    `CertificateOptions` context uses Twisted's `startTLS`."""
 
     def __init__(self, factory: C2SFactory) -> None:
         self.factory = factory
         self.session: ClientSession | None = None
+        self._tls: TlsLayer | None = None
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
@@ -40,6 +47,19 @@ class C2SConnection(protocol.Protocol):
                                      peer_ip=getattr(peer, "host", None))
 
     def dataReceived(self, data: bytes) -> None:
+        tls = self._tls
+        if tls is not None:
+            try:
+                data = tls.receive(data)
+                out = tls.pending_output()
+            except TlsFailed as e:
+                log.info("TLS failed from %s: %s", self.session and self.session.peer_ip, e)
+                self.transport.abortConnection()  # type: ignore[union-attr]
+                return
+            if out and self.transport is not None:
+                self.transport.write(out)
+            if not data:
+                return
         if self.session is not None:
             self.session.data_received(data)
 
@@ -49,23 +69,37 @@ class C2SConnection(protocol.Protocol):
 
     # -- Transport for the session ---------------------------------------------------------
     def send(self, units: list[bytes]) -> None:
-        if self.transport is not None:
-            self.transport.writeSequence(units)
+        if self.transport is None:
+            return
+        if self._tls is not None:
+            try:
+                self.transport.write(self._tls.send(b"".join(units)))
+            except TlsFailed:
+                self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        self.transport.writeSequence(units)
 
     def start_tls(self) -> bool:
-        if self.factory.tls_context is None or self.transport is None:
+        ctx = self.factory.tls_context
+        if ctx is None or self.transport is None:
             return False
-        self.transport.startTLS(self.factory.tls_context)  # type: ignore[attr-defined]
+        if isinstance(ctx, stdlib_ssl.SSLContext):
+            self._tls = TlsLayer(ctx)
+        else:
+            self.transport.startTLS(ctx)  # type: ignore[attr-defined]
         return True
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
+        if self.transport is None:
+            return
+        if self._tls is not None and self._tls.handshaken:
+            self.transport.write(self._tls.close())
+        self.transport.loseConnection()
 
 
 class C2SFactory(protocol.ServerFactory):
     def __init__(self, server: Server, listener: ListenerConfig,
-                 tls_context: ssl.CertificateOptions | None) -> None:
+                 tls_context: stdlib_ssl.SSLContext | ssl.CertificateOptions | None) -> None:
         self.server = server
         self.listener = listener
         self.tls_context = tls_context

@@ -1,0 +1,77 @@
+# tests: xmppd/listeners/tlslayer.py, xmppd/tls.py
+"""The memory-BIO TLS layer against a stdlib client, with no sockets."""
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from xmppd.listeners.tlslayer import TlsFailed, TlsLayer
+from xmppd.tls import ensure_certificate, stream_context
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    d = tmp_path_factory.mktemp("tls")
+    ensure_certificate(d / "c.pem", d / "k.pem", ["example.org"], generate=True)
+    return stream_context(d / "c.pem", d / "k.pem", alpn=["xmpp-client"])
+
+
+class Client:
+    def __init__(self, alpn: list[str] | None = None) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname="example.org")
+
+
+def handshake(server: TlsLayer, client: Client) -> bytes:
+    """Run the handshake; returns plaintext the server got meanwhile."""
+    got = b""
+    for _ in range(10):
+        try:
+            client.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        got += server.receive(client.out.read())
+        client.inc.write(server.pending_output())
+        if server.handshaken:
+            try:
+                client.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+    return got
+
+
+def test_handshake_then_data_both_ways(context: ssl.SSLContext) -> None:
+    server, client = TlsLayer(context), Client(["xmpp-client"])
+    handshake(server, client)
+    assert server.handshaken and server.alpn == "xmpp-client"
+    client.obj.write(b"<stream:stream>")
+    assert server.receive(client.out.read()) == b"<stream:stream>"
+    client.inc.write(server.send(b"<stream:features/>"))
+    assert client.obj.read() == b"<stream:features/>"
+
+
+def test_output_before_the_handshake_is_held(context: ssl.SSLContext) -> None:
+    server, client = TlsLayer(context), Client()
+    early = server.send(b"<early/>")
+    assert b"<early/>" not in early
+    handshake(server, client)
+    client.inc.write(server.pending_output())
+    assert client.obj.read() == b"<early/>"
+
+
+def test_garbage_fails(context: ssl.SSLContext) -> None:
+    server = TlsLayer(context)
+    with pytest.raises(TlsFailed):
+        server.receive(b"\x16\x03\x01\x00\x05hello" + b"\x00" * 64)
+
+
+def test_tls_below_1_2_is_refused(context: ssl.SSLContext) -> None:
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
