@@ -16,18 +16,22 @@
 - Service domains registered by modules (`ctx.service_domain`: MUC, upload) get every stanza
   addressed to them; other remote domains → `<remote-server-not-found/>` (no s2s yet).
 A stanza is serialised once per delivery batch, not once per recipient, unless a `message_out`
-hook may rewrite it. No database is touched to deliver to an online user.
+hook may rewrite it; `fan_out` (MUC rooms) splices each recipient's `to` into one serialisation.
+Presence from a local client to a service domain runs the sender host's `presence_in` first
+(directed presence, RFC 6121 §4.6). No database is touched to deliver to an online user.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from copy import deepcopy
 from typing import TYPE_CHECKING, Any, Callable
 
 from lxml import etree
 from twisted.internet import defer
 
 from stanzas import ns
-from stanzas.errors import StanzaError, error_reply
+from stanzas.errors import StanzaError, error_reply, escape_attr
 from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
@@ -106,14 +110,33 @@ class Router:
             return
         service = self.services.get(to.domain)
         if service is not None:
-            try:
-                service(el, sender, to)
-            except Exception:
-                log.exception("service %s failed on %s", to.domain, summary(el))
-                self._bounce(el, StanzaError.internal_server_error(), sender)
+            own = self.server.hosts.get(sender.domain) if session is not None else None
+            if el.tag == _PRESENCE and own is not None and own.hooks.has(hooks.presence_in):
+                # RFC 6121 §4.6: the sender's server processes outbound directed presence
+                # (the presence module remembers a room joined, to leave it on disconnect).
+                handled = own.hooks.run(hooks.presence_in, StanzaEvent(el, sender, to, session))
+                if isinstance(handled, defer.Deferred):
+                    handled.addCallback(self._after_service_presence, service, el, sender, to)
+                    return
+                if handled:
+                    return
+            self._to_service(service, el, sender, to)
             return
         self._bounce(el, StanzaError.remote_server_not_found(
             f"this server does not federate with {to.domain}"), sender)
+
+    def _after_service_presence(self, handled: bool, service: Callable[[_E, JID, JID], Any],
+                                el: _E, sender: JID, to: JID) -> None:
+        if not handled:
+            self._to_service(service, el, sender, to)
+
+    def _to_service(self, service: Callable[[_E, JID, JID], Any], el: _E, sender: JID,
+                    to: JID) -> None:
+        try:
+            service(el, sender, to)
+        except Exception:
+            log.exception("service %s failed on %s", to.domain, summary(el))
+            self._bounce(el, StanzaError.internal_server_error(), sender)
 
     def _dispatch(self, el: _E, sender: JID, to: JID, host: Host,
                   session: Session | None) -> None:
@@ -197,6 +220,53 @@ class Router:
         data = serialize(el)
         for s in targets:
             s.send_bytes(data)
+
+    def fan_out(self, el: _E, recipients: Sequence[JID]) -> None:
+        """Deliver `el` (its `from` set, no `to`) to every full JID in `recipients`, each copy
+        addressed to its recipient: a MUC room's groupchat message or presence (XEP-0045 §7.4).
+
+        The stanza is serialised once; per recipient only `to` is spliced into the start tag
+        (DESIGN.md hot path). A recipient's host runs its `user_inbound` hooks on the shared
+        element (read-only; it has no `to`, `ev.to` is the recipient). Recipients not connected
+        here, and hosts with `message_out` hooks (which may rewrite), get their own routed copy.
+        """
+        if el.get("to") is not None:
+            del el.attrib["to"]
+        self.routed += len(recipients)
+        sender = JID.parse(el.get("from") or "")
+        is_message = el.tag == _MESSAGE
+        data: bytes | None = None
+        cut = 0
+        for to in recipients:
+            host = self.server.hosts.get(to.domain)
+            session = self.sessions.get(to) if host is not None else None
+            if session is None or host is None or (is_message and
+                                                   host.hooks.has(hooks.message_out)):
+                mine = deepcopy(el)
+                mine.set("to", str(to))
+                self._route(mine, None)
+                continue
+            if host.hooks.has(hooks.user_inbound):
+                stopped = host.hooks.run(hooks.user_inbound, StanzaEvent(el, sender, to, None))
+                if isinstance(stopped, defer.Deferred):
+                    mine = deepcopy(el)
+                    mine.set("to", str(to))
+                    stopped.addCallback(_send_unless_stopped, session, mine)
+                    continue
+                if stopped:
+                    continue
+            if data is None:
+                data = serialize(el)
+                cut = len(etree.QName(el).localname) + 1
+                if data[:cut] != b"<" + etree.QName(el).localname.encode():
+                    cut = 0             # a prefixed start tag: never ours, but stay correct
+            if cut:
+                session.send_bytes(b"".join((data[:cut], b' to="',
+                                             escape_attr(str(to)).encode(), b'"', data[cut:])))
+            else:
+                mine = deepcopy(el)
+                mine.set("to", str(to))
+                session.send_element(mine)
 
     # -- presence --------------------------------------------------------------------------
     def _presence(self, el: _E, sender: JID, to: JID, host: Host, session: Session | None,
