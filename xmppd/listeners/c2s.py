@@ -12,6 +12,7 @@ import ssl as stdlib_ssl
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import protocol, ssl
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from xmppd import c2s
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from xmppd.server import Server
 
 log = logging.getLogger(__name__)
+_CLOSE_GRACE = 10.0          # seconds a closing stream may take to flush before it is cut
 
 
 class C2SConnection(protocol.Protocol):
@@ -36,6 +38,7 @@ class C2SConnection(protocol.Protocol):
         self.factory = factory
         self.session: ClientSession | None = None
         self._tls: TlsLayer | None = None
+        self._abort: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
@@ -43,8 +46,13 @@ class C2SConnection(protocol.Protocol):
             self.transport.setTcpKeepAlive(True)  # type: ignore[union-attr]
         except (AttributeError, OSError):
             pass
+        if self.factory.direct_tls:
+            # XEP-0368: TLS from the first byte; the stream is secure and offers no STARTTLS.
+            assert isinstance(self.factory.tls_context, stdlib_ssl.SSLContext)
+            self._tls = TlsLayer(self.factory.tls_context)
         self.session = ClientSession(self.factory.server, self.factory.settings, self,
-                                     peer_ip=getattr(peer, "host", None))
+                                     peer_ip=getattr(peer, "host", None),
+                                     secure=self.factory.direct_tls)
 
     def dataReceived(self, data: bytes) -> None:
         tls = self._tls
@@ -64,6 +72,8 @@ class C2SConnection(protocol.Protocol):
             self.session.data_received(data)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
         if self.session is not None:
             self.session.connection_lost()
 
@@ -95,6 +105,14 @@ class C2SConnection(protocol.Protocol):
         if self._tls is not None and self._tls.handshaken:
             self.transport.write(self._tls.close())
         self.transport.loseConnection()
+        # loseConnection waits for the write buffer to drain; a dead peer whose window is
+        # full would hold the session (and its presence) for TCP's whole retry time.
+        if self._abort is None:
+            self._abort = self.factory.server.clock.call_later(_CLOSE_GRACE, self._force_close)
+
+    def _force_close(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
 class C2SFactory(protocol.ServerFactory):
@@ -103,6 +121,7 @@ class C2SFactory(protocol.ServerFactory):
         self.server = server
         self.listener = listener
         self.tls_context = tls_context
+        self.direct_tls = listener.type == "c2s_tls"     # tls_context must have ALPN set
         self.settings = c2s_settings(server, tls=listener.starttls,
                                      tls_available=tls_context is not None)
 
@@ -110,7 +129,8 @@ class C2SFactory(protocol.ServerFactory):
         return C2SConnection(self)
 
 
-def c2s_settings(server: Server, *, tls: str, tls_available: bool) -> c2s.C2SSettings:
+def c2s_settings(server: Server, *, tls: str, tls_available: bool,
+                 framing: str = "tcp") -> c2s.C2SSettings:
     """Stream settings from the config, shared by every client transport."""
     cfg = server.config
     hosts = server.hosts
@@ -130,4 +150,5 @@ def c2s_settings(server: Server, *, tls: str, tls_available: bool) -> c2s.C2SSet
             "session", stream),
         preauth_iq_allowed=lambda stream: hosts[stream.host or ""].preauth_allowed(
             stream.peer_ip),
+        framing=framing,  # type: ignore[arg-type]
     )
