@@ -1,7 +1,7 @@
 # tests: xmppd/bot/
-"""Bot SDK tests: the real server in a subprocess (once for this package per backend pair,
-"sqlite+memory" and "postgresql+redis"; tests use their own bot accounts), bots run through the real runner
-(`python -m xmppd.bot FILE`) or in-process, and slixmpp test clients.
+"""Bot SDK tests: the real server in a subprocess, once for this package per backend pair
+("sqlite+memory" and "postgresql+redis"; tests use their own bot accounts), bots run through
+the real runner (`python -m xmppd.bot FILE`) or in-process, and slixmpp test clients.
 Every wait is bounded; none polls with sleep."""
 from __future__ import annotations
 

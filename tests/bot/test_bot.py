@@ -14,7 +14,7 @@ import pytest
 from tests.bot.conftest import PASSWORD, Person, run, start_server
 from tests.harness.server_proc import RunningServer
 from xmppd.bot import (JID, Bot, Message, OfflineError, ReplacedError, RequestError,
-                       UploadError)
+                       RoomError, UploadError)
 
 
 def make_bot(port: int, tmp: Path | None = None, user: str = "helper", resource: str = "bot",
@@ -334,6 +334,29 @@ def test_receipts_to_contacts_only_spare_strangers(server: RunningServer) -> Non
             await stopped(bot, task)
             await alice.stop()
             await bob.stop()
+    run(go())
+
+
+def test_joining_an_unknown_room_while_running_ends_the_run(server: RunningServer) -> None:
+    async def go() -> None:
+        bot = make_bot(server.port)
+
+        @bot.command("join")
+        def join(msg: Message, args: str) -> str:
+            bot.join(args)
+            return "joining"
+
+        alice = Person("alice")
+        assert await alice.start(server.port)
+        task = await serving(bot)
+        try:
+            assert await alice.ask("helper@localhost", "!join nosuch@rooms.nowhere.example") \
+                == "joining"
+            with pytest.raises(RoomError, match="cannot join room nosuch@rooms.nowhere.example: "
+                                                "remote-server-not-found"):
+                await asyncio.wait_for(task, 20)
+        finally:
+            await alice.stop()
     run(go())
 
 

@@ -132,7 +132,7 @@ def test_mark_read_only_for_markable_one_to_one_messages() -> None:
     assert Message(sender=sender, body="x", id="m1", outbox=out).mark_read() is False
     assert Message(sender=sender, body="x", markable=True, outbox=out).mark_read() is False
     assert Message(sender=sender, body="x", id="m2", markable=True, outbox=out).mark_read()
-    # XEP-0333 §4: in a room the marker names the room's stanza-id, sent to the room
+    # XEP-0333 §4.3: in a room the marker names the room's stanza-id, sent to the room
     room = JID.parse("lounge@conference.example.org")
     assert Message(sender=room.with_resource("bob"), body="x", id="client-id", is_group=True,
                    room=room, nick="bob", kind="groupchat", room_stanza_id="room-id",

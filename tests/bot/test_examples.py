@@ -59,7 +59,7 @@ def test_receipts_are_sent_for_messages_that_ask_and_only_those(server: RunningS
             wanted = bob.say("echo@localhost", "receipt please", receipt=True)
             assert (await bob.next_message())["body"] == "receipt please"
             receipt = await asyncio.wait_for(bob.receipts.get(), 10)
-            # XEP-0184 §5.4: the ack echoes the id, from the bot, with the message's type
+            # XEP-0184 §7: the ack echoes the id, from the bot, with the message's type
             assert receipt["receipt"] == wanted
             assert str(receipt["from"]) == "echo@localhost/bot"
             assert receipt["type"] == "chat"
@@ -84,7 +84,7 @@ def test_echo_bot_marks_markable_messages_read(server: RunningServer) -> None:
             wanted = carol.say("echo@localhost", "markable", markable=True)
             await carol.next_message()
             marker = await asyncio.wait_for(carol.markers.get(), 10)
-            assert marker["displayed"]["id"] == wanted          # XEP-0333 §3
+            assert marker["displayed"]["id"] == wanted          # XEP-0333 §4.2
             assert str(marker["from"]) == "echo@localhost/bot"
             await carol.roundtrip()
             assert carol.markers.empty()

@@ -4,7 +4,7 @@
 - Handlers are registered with decorators: `command`, `on_message`, `on_group_message`,
   `on_subscription_request`, `every`. A handler may be `def` or `async def`; a `str` it
   returns is sent as the reply; an exception it raises is logged and the bot carries on.
-- Incoming one-to-one messages that request a receipt get one at once (XEP-0184 §5.4, per the
+- Incoming one-to-one messages that request a receipt get one at once (XEP-0184 §7, per the
   `receipts` setting); `Message.mark_read()` sends a XEP-0333 displayed marker.
 - `run()` connects, stays online (reconnecting with exponential backoff and jitter after a
   drop; XEP-0198 resumption when the server offers it) and stops cleanly on SIGINT/SIGTERM:
@@ -75,7 +75,7 @@ class Bot:
             development server).
         config: a TOML file whose [bot] table holds any of these settings.
         receipts: XEP-0184 receipts to "everyone" (default), only "contacts" who may see the
-            bot's presence (§6 of the XEP), or "off".
+            bot's presence (§8 of the XEP), or "off".
     """
 
     def __init__(self, jid: str | None = None, password: str | None = None, *,
@@ -200,7 +200,7 @@ class Bot:
         jid = _room_jid(room)
         self._rooms[jid] = nick
         if self._conn is not None and self._conn.online and self._loop is not None:
-            self._spawn_background(self._join(jid))
+            self._spawn_background(self._join_now(jid))
 
     def has_handlers(self) -> bool:
         return bool(self._commands or self._message_handlers or self._group_handlers
@@ -370,6 +370,7 @@ class Bot:
             # One round trip: once answered, the server has our presence and routes
             # messages for the bare JID here (RFC 6121 §8.5.2.1.1 "available resources").
             await conn.ping_server(self.settings.connect_timeout)
+            conn.rooms.clear()      # a new session is in no room until it joins again
             for room in list(self._rooms):
                 await self._join(room)
         self._online.set()
@@ -387,9 +388,18 @@ class Bot:
         try:
             await conn.join_room(room, nick, self.settings.connect_timeout)
         except BotError as e:
+            if not conn.online:         # the link dropped meanwhile: rejoin after reconnecting
+                log.warning("connection lost while joining %s", room)
+                return
             self._die(e)
             raise
         log.info("joined %s as %s", room, nick)
+
+    async def _join_now(self, room: JID) -> None:
+        try:
+            await self._join(room)
+        except BotError:
+            pass                        # `_join` has ended the run with it
 
     def _die(self, error: BotError) -> None:
         """End the run with `error` (from any task)."""
@@ -511,8 +521,8 @@ class Bot:
             return
         kind: Kind = "chat" if inc.kind == "chat" else "normal"
         if inc.wants_receipt and inc.id and self._may_ack(conn, inc.sender):
-            # XEP-0184 §5.4: a receipt echoes the id, with the content message's type; sent
-            # on arrival, i.e. on delivery to this client (§1), whatever the handlers do.
+            # XEP-0184 §7: a receipt echoes the id, with the content message's type; sent on
+            # arrival, i.e. on delivery to this client (§4), whatever the handlers do.
             conn.send_receipt(inc.sender, inc.id, kind)
         msg = Message(sender=inc.sender, body=inc.body, thread=inc.thread, id=inc.id,
                       markable=inc.markable, kind=kind, outbox=conn)

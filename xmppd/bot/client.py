@@ -302,7 +302,7 @@ class Connection:
         msg.send()
 
     def send_receipt(self, to: JID, ref: str, kind: Kind) -> None:
-        # XEP-0184 §5: the ack carries only <received id=…/>; same type as the content message.
+        # XEP-0184 §7: the ack carries only <received id=…/>; same type as the content message.
         msg = self._message_to(to, kind)
         ET.SubElement(msg.xml, "{%s}received" % NS_RECEIPTS, id=ref)
         msg.send()

@@ -83,9 +83,9 @@ class Message:
     def mark_read(self) -> bool:
         """Send a XEP-0333 <displayed/> marker for this message; True if one was sent.
 
-        In one-to-one chats only messages that carry <markable/> get one (XEP-0333 §3: the
+        In one-to-one chats only messages that carry <markable/> get one (XEP-0333 §4.1: the
         sender asks; opportunistic markers in 1:1 chats are NOT RECOMMENDED, §5). In a group
-        chat the marker goes to the room and names the room's XEP-0359 stanza-id (§4, "clients
+        chat the marker goes to the room and names the room's XEP-0359 stanza-id (§4.3, "clients
         MUST always use the MUC-assigned id"), falling back to the message id.
         """
         if self.outbox is None:

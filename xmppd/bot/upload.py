@@ -2,11 +2,11 @@
 """XEP-0363: HTTP File Upload, client side — find the service, get a slot, PUT the file.
 
 - The service is the server itself or one of its disco#items that announces
-  urn:xmpp:http:upload:0 (§2); its `max-file-size` (XEP-0128 form) is checked before asking.
-- A slot request names the file, its size and content type (§3); the reply's PUT URL gets the
+  urn:xmpp:http:upload:0 (§3); its `max-file-size` (XEP-0128 form) is checked before asking.
+- A slot request names the file, its size and content type (§4); the reply's PUT URL gets the
   file with Content-Length, Content-Type and only the Authorization, Cookie and Expires headers
-  of the slot, newlines stripped, order kept (§3, §9 "Uploader").
-- The file counts as uploaded on any 2xx (201 per §5); the GET URL is then shared by the bot,
+  of the slot, newlines stripped, order kept (§4, §9.2 "Uploader").
+- The file counts as uploaded on any 2xx (201 per §7); the GET URL is then shared by the bot,
   as body and XEP-0066 <x xmlns='jabber:x:oob'/>, which is how clients show it inline.
 Not here: encryption (XEP-0454), purposes other than the default "message".
 """
@@ -46,7 +46,7 @@ class Slot:
 
 
 async def find_service(conn: Connection) -> Service:
-    """The first upload service of our server (§2).
+    """The first upload service of our server (§3).
 
     Raises:
         UploadError: none offered.
@@ -86,7 +86,7 @@ def _max_size(info: ET.Element) -> int | None:
 
 async def request_slot(conn: Connection, service: Service, filename: str, size: int,
                        content_type: str) -> Slot:
-    """Ask for a PUT/GET URL pair (§3).
+    """Ask for a PUT/GET URL pair (§4).
 
     Raises:
         UploadError: the service refused (too large, quota, forbidden) or answered nonsense.
@@ -108,7 +108,7 @@ async def request_slot(conn: Connection, service: Service, filename: str, size: 
         name = (h.get("name") or "").replace("\r", "").replace("\n", "").strip()
         canonical = ALLOWED_HEADERS.get(name.lower())
         if canonical is None:
-            continue                    # §3: other header names MUST be ignored
+            continue                    # §4: other header names MUST be ignored
         value = (h.text or "").replace("\r", "").replace("\n", "").strip()
         headers.append((canonical, value))
     return Slot(put_url=put.get("url") or "", get_url=get.get("url") or "",
