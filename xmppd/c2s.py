@@ -19,6 +19,11 @@ the events that need the outside world (TLS, credential look-up, binding, routin
 - After binding, every stanza is stamped with the session's full JID (§8.1.2.1; a `from` that
   names another entity → `<invalid-from/>`) and handed out as a Stanza event; nonzas in other
   namespaces go to `Nonza` events (stream management, CSI).
+- Framings: "tcp" (one XML document), "websocket" (RFC 7395: `<open/>`/`<close/>`, one element
+  per message, each unit standalone with its namespaces declared, §3.3.3) and "bosh"
+  (XEP-0206: the transport parses `<body/>`s and hands their children to `receive_items`; no
+  header or footer on the wire). Framed streams never offer STARTTLS (RFC 7395 §3.8, XEP-0206
+  §5: TLS belongs to the HTTP connection); the transport says whether it is `secure`.
 Not here: what happens to a stanza (xmppd/router.py), who may have which resource
 (xmppd/sessions.py).
 """
@@ -37,7 +42,7 @@ from stanzas import iq, ns
 from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from xmppd.jid import JID, JIDError
 from xmppd.sasl import PlainServer, SaslFailure, ScramCredentials, ScramServer
-from xmppd.xmlstream import StreamClose, StreamOpen, XmlStreamParser, serialize
+from xmppd.xmlstream import FRAMING_NS, StreamClose, StreamOpen, XmlStreamParser, serialize
 
 _E = etree._Element
 _SASL = "{%s}" % ns.SASL
@@ -45,6 +50,7 @@ _STANZAS = frozenset("{%s}%s" % (ns.CLIENT, n) for n in ("message", "presence", 
 _MAX_SASL_FAILURES = 5
 _MAX_QUEUED = 1000           # top-level elements held while binding is pending
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_STREAM_NS_DECL = b" xmlns:stream='%s'" % ns.STREAMS.encode()
 
 
 # -- events for the shell --------------------------------------------------------------------
@@ -118,6 +124,8 @@ class C2SSettings:
     session_features: Callable[[C2SStream], list[_E]] = field(default=lambda stream: [])
     # stream -> whether XEP-0077 IQs are allowed before auth (by host and peer address)
     preauth_iq_allowed: Callable[[C2SStream], bool] = field(default=lambda stream: False)
+    # "tcp", "websocket" (RFC 7395) or "bosh" (XEP-0206); see the module docstring
+    framing: Literal["tcp", "websocket", "bosh"] = "tcp"
 
 
 class C2SStream:
@@ -147,19 +155,36 @@ class C2SStream:
         self._initial_pending = False          # <auth/> came without an initial response
         self._mechanism = ""
         self._sasl_failures = 0
+        self.framed = settings.framing != "tcp"
         self.parser = XmlStreamParser(max_stanza_size=settings.preauth_stanza_size,
                                       max_depth=settings.max_depth,
-                                      max_elements=settings.preauth_elements)
+                                      max_elements=settings.preauth_elements,
+                                      framing="websocket" if settings.framing == "websocket"
+                                      else "stream")
 
     # -- I/O surface -----------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
+        """Bytes from the client: any part of the stream (TCP), or one whole WebSocket
+        message."""
         if self.state == "closed":
             return
-        self.last_activity = now
-        events, error = self.parser.feed_until_error(data)
+        if self.settings.framing == "websocket":
+            events, error = self.parser.feed_message(data)
+        else:
+            events, error = self.parser.feed_until_error(data)
         # What was complete before bad bytes is handled first, then the error closes the
         # stream: the outcome does not depend on how TCP split the bytes.
         items: list[_Item] = [*events, error] if error is not None else list(events)
+        self.receive_items(items, now)
+
+    def receive_items(self, items: list[_Item], now: float) -> None:
+        """Parsed input: a header, elements, the stream end or a StreamError (BOSH parses
+        each `<body/>` itself and hands its children here)."""
+        if self.state == "closed":
+            return
+        self.last_activity = now
+        if self.settings.framing == "bosh" and not self.authenticated:
+            items = [_preauth_checked(item, self.settings) for item in items]
         if self._waiting or self._queue:
             self._queue.extend(items)
             # Input waits while the shell looks credentials up or binds; bound it (DESIGN.md:
@@ -208,8 +233,14 @@ class C2SStream:
         if not self._header_sent:
             self._send_header(self.host or next(iter(sorted(self.settings.hosts))))
         if error is not None:
-            self._out.append(error.to_bytes())
-        self._out.append(b"</stream:stream>")
+            data = error.to_bytes()
+            if self.framed:     # a standalone element (RFC 7395 §3.3.3; XEP-0206 §8)
+                data = data.replace(b"<stream:error", b"<stream:error" + _STREAM_NS_DECL, 1)
+            self._out.append(data)
+        if self.settings.framing == "websocket":
+            self._out.append(b"<close xmlns='%s'/>" % FRAMING_NS.encode())   # RFC 7395 §3.6
+        elif self.settings.framing == "tcp":
+            self._out.append(b"</stream:stream>")
         self.state = "closed"
         self._queue.clear()
         self._events.append(Closed(error))
@@ -255,8 +286,10 @@ class C2SStream:
         self._waiting = False
         self.jid = full
         self.state = "bound"
-        self._out.append(("<iq type='result' id='%s'><bind xmlns='%s'><jid>%s</jid></bind></iq>"
-                          % (escape_attr(iq_id), ns.BIND, escape_attr(str(full)))).encode())
+        client_ns = " xmlns='%s'" % ns.CLIENT if self.framed else ""
+        self._out.append(("<iq%s type='result' id='%s'><bind xmlns='%s'><jid>%s</jid></bind></iq>"
+                          % (client_ns, escape_attr(iq_id), ns.BIND, escape_attr(str(full))))
+                         .encode())
         self._drain_queue()
 
     def bind_failed(self, request: _E, error: StanzaError) -> None:
@@ -298,6 +331,14 @@ class C2SStream:
 
     def _send_header(self, host: str) -> None:
         self.stream_id = secrets.token_hex(12)
+        self._header_sent = True
+        if self.settings.framing == "websocket":     # RFC 7395 §3.4
+            self._out.append((
+                "<open xmlns='%s' id='%s' from='%s' version='1.0' xml:lang='en'/>"
+                % (FRAMING_NS, self.stream_id, escape_attr(host))).encode())
+            return
+        if self.settings.framing == "bosh":
+            return      # XEP-0206 §5: the session creation response carries from/authid
         self._out.append((
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
             "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s' version='1.0' "
@@ -326,7 +367,7 @@ class C2SStream:
 
     def _features(self) -> bytes:
         assert self.host is not None
-        parts = [b"<stream:features>"]
+        parts = [b"<stream:features%s>" % (_STREAM_NS_DECL if self.framed else b"")]
         if self.authenticated:
             parts.append(b"<bind xmlns='%s'/>" % ns.BIND.encode())
             parts.append(b"<session xmlns='%s'><optional/></session>" % ns.SESSION.encode())
@@ -552,6 +593,19 @@ class C2SStream:
                 self._out.append(serialize(iq.result(el)))
                 return
         self._events.append(Stanza(el))
+
+
+def _preauth_checked(item: _Item, settings: C2SSettings) -> _Item:
+    """The pre-auth stanza limits for elements parsed by the transport (BOSH bodies are parsed
+    under the session's limits, not the pre-auth ones)."""
+    if not isinstance(item, etree._Element):
+        return item
+    if len(serialize(item)) > settings.preauth_stanza_size:
+        return StreamError.policy_violation(
+            f"stanza larger than {settings.preauth_stanza_size} bytes before authentication")
+    if sum(1 for _ in item.iter()) > settings.preauth_elements:
+        return StreamError.policy_violation("too many elements in one stanza")
+    return item
 
 
 def _version(value: str | None) -> tuple[int, int]:

@@ -201,11 +201,57 @@ class TlsSection:
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
+    # default by type: c2s 5222, c2s_tls 5223 (XEP-0368), http 5280, or 5443 with tls = true
     port: int = number(default=5222, minimum=0, maximum=65535)
-    type: Literal["c2s"] = "c2s"
+    # "c2s": STARTTLS (RFC 6120); "c2s_tls": TLS at once (XEP-0368);
+    # "http": WebSocket (RFC 7395), BOSH (XEP-0206), host-meta (XEP-0156) and HTTP upload
+    type: Literal["c2s", "c2s_tls", "http"] = "c2s"
     bind: str = "127.0.0.1"
-    starttls: Literal["required", "optional", "off"] = "required"
+    starttls: Literal["required", "optional", "off"] = "required"     # c2s only
     port_file: str = ""           # write the bound port here (tests bind port 0)
+    # -- http only --
+    tls: bool = False             # HTTPS on this port
+    behind_tls_proxy: bool = False  # plain port reached only through a TLS proxy: count as TLS
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed ("*": any); none = same-origin
+    public_url: str = ""          # base URL clients use ("https://chat.example.org"); "" = Host
+    websocket_path: str = "/xmpp-websocket"
+    bosh_path: str = "/http-bind"
+    upload_path: str = "/upload"
+
+
+_DEFAULT_PORTS = {"c2s": 5222, "c2s_tls": 5223, "http": 5280}
+_HTTP_ONLY = ("tls", "behind_tls_proxy", "cors_origins", "public_url", "websocket_path",
+              "bosh_path", "upload_path")
+
+
+def _listener(table: object, where: str) -> ListenerConfig:
+    lst = build(ListenerConfig, table, where)
+    assert isinstance(table, dict)
+    if lst.type != "http":
+        for key in _HTTP_ONLY:
+            if key in table:
+                raise ConfigError(f"{where}.{key}: only for type = \"http\" listeners")
+    if lst.type != "c2s" and "starttls" in table:
+        raise ConfigError(f"{where}.starttls: only for type = \"c2s\" listeners "
+                          "(c2s_tls and http carry TLS themselves)")
+    if lst.type == "http":
+        for key in ("websocket_path", "bosh_path", "upload_path"):
+            path = getattr(lst, key)
+            if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", path):
+                raise ConfigError(f"{where}.{key}: expected a path such as \"/http-bind\", "
+                                  f"got {path!r}")
+        if lst.public_url and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?",
+                                               lst.public_url):
+            raise ConfigError(f"{where}.public_url: expected an http(s):// URL, "
+                              f"got {lst.public_url!r}")
+        for i, origin in enumerate(lst.cors_origins):
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ConfigError(f"{where}.cors_origins[{i}]: expected \"*\" or an origin "
+                                  f"such as \"https://chat.example.org\", got {origin!r}")
+    if "port" not in table:
+        port = 5443 if lst.type == "http" and lst.tls else _DEFAULT_PORTS[lst.type]
+        lst = dataclasses.replace(lst, port=port)
+    return lst
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +315,7 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
     listeners_raw = raw.get("listeners", [{}])
     if not isinstance(listeners_raw, list):
         raise ConfigError("listeners: expected an array of tables ([[listeners]])")
-    listeners = tuple(build(ListenerConfig, t, f"listeners[{i}]")
-                      for i, t in enumerate(listeners_raw))
+    listeners = tuple(_listener(t, f"listeners[{i}]") for i, t in enumerate(listeners_raw))
     modules = raw.get("modules", {})
     if not isinstance(modules, dict) or not all(isinstance(v, dict) for v in modules.values()):
         raise ConfigError("modules: expected one table per module ([modules.<name>])")

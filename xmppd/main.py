@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     from storage.cache import open_cache
     from storage.db import Database
     from xmppd.listeners.c2s import C2SFactory
+    from xmppd.listeners.http import HttpListener
     from xmppd.server import Server
-    from xmppd.tls import TLSConfigError, ensure_certificate, stream_context
+    from xmppd.tls import TLSConfigError, ensure_certificate, server_context, stream_context
 
     r: Any = reactor
     try:
@@ -95,16 +96,38 @@ def main(argv: list[str] | None = None) -> int:
         server = Server(config, reactor=r, db=db, cache=cache)
         server.load_modules()
         tls_ctx = None
-        if any(lst.starttls != "off" for lst in config.listeners):
-            cert, key = Path(config.tls.cert), Path(config.tls.key)
+        cert, key = Path(config.tls.cert), Path(config.tls.key)
+        if any((lst.type == "c2s" and lst.starttls != "off") or lst.type == "c2s_tls"
+               or (lst.type == "http" and lst.tls) for lst in config.listeners):
             if ensure_certificate(cert, key, list(config.server.hosts),
                                   generate=config.tls.generate_self_signed):
                 log.warning("generated a self-signed certificate at %s (development only)", cert)
             tls_ctx = stream_context(cert, key)
         for lst in config.listeners:
-            port = r.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx), interface=lst.bind)
+            if lst.type == "http":
+                web = HttpListener(server, lst)
+                if lst.tls:
+                    port = r.listenSSL(lst.port, web.site,
+                                       server_context(cert, key, alpn=[b"http/1.1"]),
+                                       interface=lst.bind)
+                else:
+                    port = r.listenTCP(lst.port, web.site, interface=lst.bind)
+                web.bound_port = port.getHost().port
+                log.info("http listening on %s:%d (tls %s): WebSocket %s, BOSH %s", lst.bind,
+                         web.bound_port, "on" if lst.tls else "off", lst.websocket_path,
+                         lst.bosh_path)
+            elif lst.type == "c2s_tls":
+                # XEP-0368 §3: ALPN "xmpp-client" on direct TLS.
+                direct = stream_context(cert, key, alpn=["xmpp-client"])
+                port = r.listenTCP(lst.port, C2SFactory(server, lst, direct),
+                                   interface=lst.bind)
+                log.info("c2s listening on %s:%d (direct TLS)", lst.bind, port.getHost().port)
+            else:
+                port = r.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx),
+                                   interface=lst.bind)
+                log.info("c2s listening on %s:%d (starttls %s)", lst.bind,
+                         port.getHost().port, lst.starttls)
             bound = port.getHost().port
-            log.info("c2s listening on %s:%d (starttls %s)", lst.bind, bound, lst.starttls)
             if lst.port_file:
                 Path(lst.port_file).write_text(f"{bound}\n")
     except (ConfigError, TLSConfigError, ValueError, OSError) as e:

@@ -74,7 +74,9 @@ def stream_context(cert: Path, key: Path, *, alpn: list[str] | None = None) -> s
     return ctx
 
 
-def server_context(cert: Path, key: Path) -> ssl.CertificateOptions:
+def server_context(cert: Path, key: Path, *, alpn: list[bytes] | None = None
+                   ) -> ssl.CertificateOptions:
+    """A pyOpenSSL context for Twisted's listenSSL (the HTTPS listener: ALPN http/1.1)."""
     try:
         key_pem = key.read_bytes()
         cert_pem = cert.read_bytes()
@@ -86,7 +88,8 @@ def server_context(cert: Path, key: Path) -> ssl.CertificateOptions:
     extra = [crypto.X509.from_cryptography(c) for c in chain[1:]]
     options = ssl.CertificateOptions(
         privateKey=pkey, certificate=leaf, extraCertChain=extra or None,
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2, enableSessions=False)
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2, enableSessions=False,
+        acceptableProtocols=alpn)
     # OpenSSL keeps ~34 KiB of read/write buffers per connection unless told to release them
     # when idle; most XMPP connections are idle most of the time (memory per idle connection is
     # a product goal, docs/PERFORMANCE.md).

@@ -1,5 +1,6 @@
 # tests: tests/integration/test_core_slixmpp.py, tests/integration/test_bad_input.py
-"""The TCP listener for clients (RFC 6120 §3): STARTTLS on a plain port.
+"""The TCP listeners for clients: STARTTLS on a plain port (RFC 6120 §3, type "c2s"), or TLS
+from the first byte (XEP-0368, type "c2s_tls": no STARTTLS offered, ALPN "xmpp-client").
 
 - One `C2SConnection` (a Twisted protocol) per TCP connection, carrying one `ClientSession`
   (xmppd/listeners/session.py), which does everything but moving bytes.

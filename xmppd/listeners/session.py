@@ -82,6 +82,14 @@ class ClientSession:
         stream.receive(data, self.server.clock.now())
         self._pump()
 
+    def items_received(self, items: list[Any]) -> None:
+        """Input the transport parsed itself (BOSH bodies, xmppd/listeners/bosh.py)."""
+        stream = self.stream
+        if stream is None:
+            return
+        stream.receive_items(items, self.server.clock.now())
+        self._pump()
+
     def connection_lost(self) -> None:
         self.transport = None
         for timer in (self._timer, self._idle_timer):

@@ -1,0 +1,281 @@
+# tests: tests/core/test_http_listener.py, tests/integration/test_web_clients.py
+"""The HTTP listener (`type = "http"`): one resource tree on a plain port (5280) or with TLS
+(5443), for browser and mobile clients.
+
+- `websocket_path` (default /xmpp-websocket): RFC 7395 (xmppd/listeners/websocket.py).
+- `bosh_path` (default /http-bind): XEP-0124/0206 (xmppd/listeners/bosh.py).
+- `/.well-known/host-meta` and `/.well-known/host-meta.json`: XEP-0156 §3 discovery of the two.
+  The URLs are built from `public_url` when set; otherwise from the request's own effective
+  URI (RFC 9110 §7.1: scheme of this listener + Host header), which is right for a client that
+  reached us directly. XEP-0156 §3 says host-meta is fetched over HTTPS and names only https://
+  and wss:// URLs, so a production listener sets `tls = true` (or sits behind a TLS proxy with
+  `behind_tls_proxy = true` and `public_url`). Served with `Access-Control-Allow-Origin: *`
+  (§3.2: CORS for web clients; the document is public and carries no credentials).
+- `upload_path` (default /upload): files of XEP-0363 (modules/http_upload.py registers itself
+  as an `HttpFiles` service on its host; this tree hands it every request under the path).
+- CORS (Fetch standard): requests from an origin in `cors_origins` (or any with "*") get
+  `Access-Control-Allow-Origin` and preflights are answered; with no list only same-origin
+  pages may read our answers. WebSocket handshakes from other origins are refused the same way
+  (browsers send `Origin` and do not enforce CORS on WebSockets).
+- HttpRequest bodies are bounded before they are read: BOSH at 4 × `limits.max_stanza_size`,
+  uploads at the largest file the upload service accepts, everything else at 64 KiB
+  (413 and the connection closed).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import weakref
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from twisted.web import http, resource, server
+
+from xmppd.config import ListenerConfig
+from xmppd.listeners import bosh as bosh_mod
+from xmppd.listeners import websocket as ws_mod
+from xmppd.listeners.c2s import c2s_settings
+
+if TYPE_CHECKING:
+    from xmppd.server import Server
+
+log = logging.getLogger(__name__)
+HttpRequest = Any      # twisted.web.server.Request (untyped)
+_HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_SMALL_BODY = 64 * 1024
+_listeners: weakref.WeakKeyDictionary[Any, list[HttpListener]] = weakref.WeakKeyDictionary()
+
+
+@runtime_checkable
+class HttpFiles(Protocol):
+    """A module's files under the listener's `upload_path` (modules/http_upload.py)."""
+
+    max_body: int
+
+    def render_http(self, request: HttpRequest, path: list[str]) -> bytes | int:
+        """Answer `request` for the path segments after `upload_path`; None if not ours."""
+        ...
+
+    def owns(self, path: list[str]) -> bool:
+        """Whether the path (segments after `upload_path`) names one of this service's files."""
+        ...
+
+
+def listeners_of(server: Server) -> list[HttpListener]:
+    """The HTTP listeners started for `server`, in config order."""
+    return _listeners.get(server, [])
+
+
+class HttpListener:
+    """What one `type = "http"` listener serves; `site` goes to listenTCP/listenSSL."""
+
+    def __init__(self, server: Server, config: ListenerConfig) -> None:
+        self.server = server
+        self.config = config
+        self.secure = config.tls or config.behind_tls_proxy
+        self.bound_port = config.port
+        limits = server.config.limits
+        ws_settings = c2s_settings(server, tls="off", tls_available=False, framing="websocket")
+        bosh_settings = c2s_settings(server, tls="off", tls_available=False, framing="bosh")
+        self.ws_settings = ws_settings
+        self.bosh = bosh_mod.BoshManager(server, bosh_settings, bosh_mod.BoshSettings())
+        self.bosh_body_limit = 4 * limits.max_stanza_size
+        self.site = _Site(_Root(self), self)
+        _listeners.setdefault(server, []).append(self)
+
+    # -- URLs ------------------------------------------------------------------------------
+    def base_url(self, request: HttpRequest | None = None, *, host: str | None = None) -> str:
+        """Our base URL: `public_url`, else from the request's Host (or `host`:port)."""
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        scheme = "https" if self.secure else "http"
+        authority = None
+        if request is not None:
+            given = (request.getHeader("host") or "").strip()
+            if _HOST_HEADER.fullmatch(given):
+                authority = given
+        if authority is None:
+            authority = f"{host or self.server.config.server.hosts[0]}:{self.bound_port}"
+        return f"{scheme}://{authority}"
+
+    def service_urls(self, request: HttpRequest | None = None) -> tuple[str, str]:
+        base = self.base_url(request)
+        ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
+        return ws_base + self.config.websocket_path, base + self.config.bosh_path
+
+    # -- files -----------------------------------------------------------------------------
+    def files_for(self, path: list[str]) -> HttpFiles | None:
+        for host in self.server.hosts.values():
+            for svc in host.services.values():
+                if isinstance(svc, HttpFiles) and svc.owns(path):
+                    return svc
+        return None
+
+    def max_upload(self) -> int:
+        sizes = [svc.max_body for host in self.server.hosts.values()
+                 for svc in host.services.values() if isinstance(svc, HttpFiles)]
+        return max(sizes, default=0)
+
+    # -- CORS ------------------------------------------------------------------------------
+    def origin_allowed(self, request: HttpRequest) -> bool:
+        origin = request.getHeader("origin")
+        if origin is None:
+            return True             # not a browser's cross-origin request
+        allowed = self.config.cors_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        return bool(origin == self.base_url(request))     # same origin
+
+    def cors(self, request: HttpRequest, *, public: bool = False) -> None:
+        """CORS response headers for an allowed origin (`public`: any origin, host-meta)."""
+        origin = request.getHeader("origin")
+        if public:
+            request.setHeader("access-control-allow-origin", "*")
+        elif origin is not None and self.origin_allowed(request):
+            request.setHeader("access-control-allow-origin",
+                              "*" if "*" in self.config.cors_origins else origin)
+            request.setHeader("vary", "Origin")
+        else:
+            return
+        request.setHeader("access-control-allow-methods", "GET, HEAD, POST, PUT, OPTIONS")
+        request.setHeader("access-control-allow-headers", "Content-Type")
+        request.setHeader("access-control-max-age", "86400")
+
+    def body_limit(self, method: bytes, path: bytes) -> int:
+        p = path.split(b"?", 1)[0].decode("latin-1")
+        if p == self.config.bosh_path:
+            return self.bosh_body_limit
+        if p.startswith(self.config.upload_path + "/") and method == b"PUT":
+            return self.max_upload()
+        return _SMALL_BODY
+
+    def stop(self) -> None:
+        self.bosh.close_all()
+
+
+class _Request(server.Request):
+    """Refuses a body larger than the listener allows before reading it (413)."""
+    _refused = False
+    _received = 0
+
+    def _limit(self) -> int:
+        channel: Any = self.channel
+        return int(channel.site.listener.body_limit(getattr(channel, "_command", b""),
+                                                    getattr(channel, "_path", b"")))
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self._limit():
+            self._refuse()
+            length = 0
+        super().gotLength(length)  # type: ignore[no-untyped-call]
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self._limit():
+            self._refuse()
+            return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def _refuse(self) -> None:
+        self._refused = True
+        transport = self.channel.transport if self.channel is not None else None
+        if transport is not None:
+            transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n"
+                            b"Connection: close\r\n\r\n")
+            transport.loseConnection()
+
+
+class _Site(server.Site):
+    def __init__(self, root: resource.Resource, listener: HttpListener) -> None:
+        super().__init__(root, requestFactory=_Request, timeout=120)  # type: ignore[no-untyped-call]
+        self.listener = listener
+        self.displayTracebacks = False
+
+    def log(self, request: HttpRequest) -> None:
+        pass        # no access log lines per BOSH poll; errors are logged where they happen
+
+
+class _Root(resource.Resource):
+    """One leaf for the whole tree: paths are matched exactly (configured, may have several
+    segments)."""
+    isLeaf = True
+
+    def __init__(self, listener: HttpListener) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.listener = listener
+
+    def render(self, request: HttpRequest) -> bytes | int:
+        lst = self.listener
+        cfg = lst.config
+        request.setHeader("server", "xmppd")
+        request.setHeader("x-content-type-options", "nosniff")
+        path = (request.path or b"/").decode("utf-8", "replace")
+        method = request.method
+        if path in ("/.well-known/host-meta", "/.well-known/host-meta.json"):
+            lst.cors(request, public=True)
+            if method == b"OPTIONS":
+                return _no_content(request)
+            if method not in (b"GET", b"HEAD"):
+                return _not_allowed(request, b"GET, HEAD, OPTIONS")
+            return self._host_meta(request, json_form=path.endswith(".json"))
+        if not lst.origin_allowed(request):
+            request.setResponseCode(http.FORBIDDEN)
+            return b"origin not allowed\n"
+        lst.cors(request)
+        if method == b"OPTIONS":
+            return _no_content(request)
+        if path == cfg.websocket_path:
+            if method != b"GET":
+                return _not_allowed(request, b"GET, OPTIONS")
+
+            def make(conn: Any) -> ws_mod.XmppWebSocket:
+                peer = request.getClientAddress()
+                return ws_mod.XmppWebSocket(
+                    lst.server, lst.ws_settings, conn, peer_ip=getattr(peer, "host", None),
+                    secure=lst.secure, ping_interval=60.0)
+            return ws_mod.accept_upgrade(request, make)
+        if path == cfg.bosh_path:
+            if method == b"POST":
+                return bosh_mod.render_post(lst.bosh, request, secure=lst.secure,
+                                            headers=lambda r: None)
+            if method in (b"GET", b"HEAD"):
+                request.setHeader("content-type", "text/plain; charset=utf-8")
+                return b"xmppd BOSH endpoint (XEP-0206): POST <body/> here\n"
+            return _not_allowed(request, b"GET, HEAD, POST, OPTIONS")
+        if path.startswith(cfg.upload_path + "/"):
+            segments = path[len(cfg.upload_path) + 1:].split("/")
+            files = lst.files_for(segments)
+            if files is not None:
+                return files.render_http(request, segments)
+        request.setResponseCode(http.NOT_FOUND)
+        request.setHeader("content-type", "text/plain; charset=utf-8")
+        return b"not found\n"
+
+    def _host_meta(self, request: HttpRequest, *, json_form: bool) -> bytes:
+        ws_url, bosh_url = self.listener.service_urls(request)
+        links = [("urn:xmpp:alt-connections:xbosh", bosh_url),
+                 ("urn:xmpp:alt-connections:websocket", ws_url)]
+        if json_form:
+            request.setHeader("content-type", "application/json")
+            return json.dumps({"links": [{"rel": rel, "href": href} for rel, href in links]},
+                              indent=1).encode() + b"\n"
+        from xml.sax.saxutils import quoteattr
+        request.setHeader("content-type", "application/xrd+xml")
+        return ("<?xml version='1.0' encoding='utf-8'?>\n"
+                "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"
+                + "".join("  <Link rel=%s href=%s/>\n" % (quoteattr(r), quoteattr(h))
+                          for r, h in links)
+                + "</XRD>\n").encode()
+
+
+def _no_content(request: HttpRequest) -> bytes:
+    request.setResponseCode(http.NO_CONTENT)
+    return b""
+
+
+def _not_allowed(request: HttpRequest, allow: bytes) -> bytes:
+    request.setResponseCode(http.NOT_ALLOWED)
+    request.setHeader("allow", allow)
+    return b""
