@@ -36,7 +36,8 @@ MODULES = """
 """
 
 
-def start_server(tmp: Path, kind: str, modules: str = MODULES) -> tuple[RunningServer, list[Any]]:
+def start_server(tmp: Path, kind: str, modules: str = MODULES,
+                 extra: str = "") -> tuple[RunningServer, list[Any]]:
     storage, cache = kind.split("+")
     cleanups: list[Any] = []
     if storage == "sqlite":
@@ -53,7 +54,7 @@ def start_server(tmp: Path, kind: str, modules: str = MODULES) -> tuple[RunningS
         space = redis_url()
         cache_url = space.url
         cleanups.append(space.cleanup)
-    srv = make_server(tmp, storage_url, cache_url, modules=modules)
+    srv = make_server(tmp, storage_url, cache_url, extra=extra, modules=modules)
     try:
         register_accounts(srv)
         srv.start()
