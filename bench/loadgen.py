@@ -14,6 +14,12 @@ Scenarios (each prints ONE JSON line on stdout):
   messages  P sender->receiver pairs, throughput / loss / order / latency
   idle      N logged-in idle connections held open (server RSS per conn)
 
+With --transport websocket the same scenarios run over XMPP-over-WebSocket
+(RFC 7395) at --ws-path of an HTTP listener: one stanza per text frame,
+<open/>/<close/> framing, no TLS (compare with --no-tls on TCP).  Client frames
+use an all-zero masking key (valid RFC 6455 framing that costs the client no
+XOR; the server unmasks as usual).
+
 Accounts are <user-prefix><i>@<domain> with password <password-prefix><i>
 (user1/pw1, user2/pw2, ...).  With --server-pid the server's CPU
 (utime+stime from /proc/<pid>/stat) and RSS (VmRSS) are sampled around the
@@ -260,6 +266,9 @@ class Conn(asyncio.Protocol):
     def write(self, data: bytes):
         self.transport.write(data)
 
+    def write_units(self, units):
+        self.transport.write(b"".join(units))
+
     async def close(self, timeout: float = 2.0):
         """Polite close: </stream:stream>, wait for the server to close."""
         if self.lost:
@@ -277,6 +286,97 @@ class Conn(asyncio.Protocol):
 
 def _discard(_data):
     pass
+
+
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+
+
+def ws_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """One masked client frame (RFC 6455 §5.2) with the all-zero masking key."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+class WsConn(Conn):
+    """RFC 7395 over RFC 6455: frames in, the byte scanners of Conn on their payloads."""
+
+    def __init__(self):
+        super().__init__()
+        self.raw = bytearray()
+        self.handshake = asyncio.get_event_loop().create_future()
+
+    def data_received(self, data):
+        raw = self.raw
+        raw += data
+        if not self.handshake.done():
+            i = raw.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            self.handshake.set_result(bytes(raw[:i]))
+            del raw[:i + 4]
+        out = []
+        pos, n = 0, len(raw)
+        while n - pos >= 2:
+            ln, hl = raw[pos + 1] & 0x7F, 2
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln, hl = int.from_bytes(raw[pos + 2:pos + 4], "big"), 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln, hl = int.from_bytes(raw[pos + 2:pos + 10], "big"), 10
+            if n - pos < hl + ln:
+                break
+            op = raw[pos] & 0x0F
+            if op in (0, 1):
+                out.append(bytes(raw[pos + hl:pos + hl + ln]))
+            elif op == 9:                               # ping -> pong
+                self.transport.write(ws_frame(bytes(raw[pos + hl:pos + hl + ln]), 0xA))
+            pos += hl + ln
+        del raw[:pos]
+        if out:
+            super().data_received(b"".join(out))
+
+    def write(self, data: bytes):
+        self.transport.write(ws_frame(data))
+
+    def write_units(self, units):
+        self.transport.write(b"".join([ws_frame(u) for u in units]))
+
+    async def close(self, timeout: float = 2.0):
+        if self.lost:
+            return
+        self.on_data = _discard
+        try:
+            self.transport.write(ws_frame(f"<close xmlns='{FRAMING}'/>".encode()))
+            await asyncio.wait_for(self.closed_evt.wait(), timeout)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+            pass
+        if not self.lost:
+            self.transport.abort()
+
+
+async def ws_connect(cfg):
+    loop = asyncio.get_running_loop()
+    _, conn = await asyncio.wait_for(loop.create_connection(WsConn, cfg.host, cfg.port),
+                                     cfg.timeout)
+    key = base64.b64encode(os.urandom(16))
+    conn.transport.write(b"GET " + cfg.ws_path.encode() + b" HTTP/1.1\r\nHost: "
+                         + cfg.server.encode() + b"\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                         b"\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n")
+    head = await asyncio.wait_for(conn.handshake, cfg.timeout)
+    if not head.startswith(b"HTTP/1.1 101"):
+        conn.transport.abort()
+        raise XMPPError(f"WebSocket upgrade refused: {head[:200]!r}")
+    return conn
 
 
 _background: set = set()
@@ -307,10 +407,15 @@ async def login(cfg, user: str, password: str, resource_: str, presence: bool) -
     """Full login; returns a bound (and optionally available) Conn."""
     loop = asyncio.get_running_loop()
     to = cfg.timeout
-    _, conn = await asyncio.wait_for(
-        loop.create_connection(Conn, cfg.host, cfg.port), to)
+    ws = cfg.transport == "websocket"
+    if ws:
+        conn = await ws_connect(cfg)
+    else:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(Conn, cfg.host, cfg.port), to)
     try:
-        header = stream_header(cfg.domain)
+        header = (f"<open xmlns='{FRAMING}' to='{cfg.domain}' version='1.0'/>".encode()
+                  if ws else stream_header(cfg.domain))
         conn.write(header)
         _, _, feats = await conn.element([b"stream:features"], to)
         if cfg.tls:
@@ -353,7 +458,8 @@ async def login(cfg, user: str, password: str, resource_: str, presence: bool) -
 
         conn.write(header)
         _, _, feats = await conn.element([b"stream:features"], to)
-        conn.write(b"<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        conn.write(b"<iq" + cfg.client_ns + b" type='set' id='bind1'>"
+                   b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
                    b"<resource>" + resource_.encode() + b"</resource></bind></iq>")
         _, open_tag, inner = await conn.element([b"iq"], to)
         if attr(open_tag, b"type") != b"result":
@@ -362,13 +468,13 @@ async def login(cfg, user: str, password: str, resource_: str, presence: bool) -
         # not optional (all three servers mark it optional today).
         si = feats.find(b"urn:ietf:params:xml:ns:xmpp-session")
         if si >= 0 and b"<optional" not in feats[si:feats.find(b"</session>", si) + 1 or None]:
-            conn.write(b"<iq type='set' id='sess1'><session "
+            conn.write(b"<iq" + cfg.client_ns + b" type='set' id='sess1'><session "
                        b"xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
             _, open_tag, inner = await conn.element([b"iq"], to)
             if attr(open_tag, b"type") != b"result":
                 raise XMPPError(f"session failed: {open_tag + inner!r}")
         if presence:
-            conn.write(b"<presence/>")
+            conn.write(b"<presence" + cfg.client_ns + b"/>")
         conn.buf.clear()
         return conn
     except BaseException:
@@ -523,7 +629,8 @@ class Pair:
 
 def make_stanza_parts(cfg, pair: Pair, to_jid: str):
     pad = b"x" * max(0, cfg.body_size)
-    head = f"<message type='chat' to='{to_jid}' id='m{pair.idx}-".encode()
+    head = (b"<message" + cfg.client_ns
+            + f" type='chat' to='{to_jid}' id='m{pair.idx}-".encode())
     mid = b"'><body>B:" + str(pair.idx).encode() + b":"
     tail = b":" + pad + b"</body></message>"
     return head, mid, tail
@@ -548,8 +655,8 @@ async def sender_max(cfg, pair: Pair, parts, first_send):
         if first_send[0] is None:
             first_send[0] = time.perf_counter_ns()
         s = pair.sent
-        conn.write(b"".join([head + b"%d" % k + mid + b"%d" % k + b":" + ts + tail
-                             for k in range(s, s + n)]))
+        conn.write_units([head + b"%d" % k + mid + b"%d" % k + b":" + ts + tail
+                          for k in range(s, s + n)])
         pair.sent = s + n
         if conn.paused:
             await conn.resume_evt.wait()
@@ -588,8 +695,8 @@ async def senders_rate(cfg, pairs, rate_per_sender, first_send, lagmax):
                         lagmax[0] = lag
                     head, mid, tail = p.parts
                     s = p.sent
-                    p.sender.write(b"".join([head + b"%d" % j + mid + b"%d" % j + b":" + ts + tail
-                                             for j in range(s, due)]))
+                    p.sender.write_units([head + b"%d" % j + mid + b"%d" % j + b":" + ts + tail
+                                          for j in range(s, due)])
                     p.sent = due
             if p.sent >= m or p.sender.lost:
                 active.remove(k)
@@ -715,6 +822,9 @@ async def run_idle(cfg):
 def parse_args(argv=None):
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default="127.0.0.1:5222", help="host:port of the c2s listener")
+    common.add_argument("--transport", default="tcp", choices=["tcp", "websocket"],
+                        help="websocket: RFC 7395 at --ws-path of an HTTP listener (no TLS)")
+    common.add_argument("--ws-path", default="/xmpp-websocket")
     common.add_argument("--domain", default="localhost")
     common.add_argument("--user-prefix", default="user")
     common.add_argument("--password-prefix", default="pw",
@@ -763,6 +873,10 @@ def parse_args(argv=None):
     host, _, port = cfg.server.rpartition(":")
     cfg.host, cfg.port = host or "127.0.0.1", int(port)
     cfg.sslctx = make_sslctx()
+    if cfg.transport == "websocket":
+        cfg.tls = False             # ws:// (TLS would be wss://, not STARTTLS)
+    # RFC 7395 §3.3.3: every WebSocket message declares its namespace
+    cfg.client_ns = b" xmlns='jabber:client'" if cfg.transport == "websocket" else b""
     if cfg.scenario == "messages" and cfg.rate != "max":
         float(cfg.rate)
     return cfg

@@ -230,8 +230,8 @@ class XmlStreamParser:
         if not body.startswith(b"<") or not body.endswith(b">"):
             raise StreamError.not_well_formed("a message must hold one XML element (RFC 7395)")
         raw: list[Event] = []
-        self._feed(body, raw)
-        if len(raw) != 1 or self._depth != 1 or self._held:
+        self._feed_whole(body, raw)
+        if len(raw) != 1 or self._depth != 1:
             raise StreamError.not_well_formed("a message must hold one XML element (RFC 7395)")
         el = raw[0]
         assert isinstance(el, etree._Element)
@@ -247,6 +247,27 @@ class XmlStreamParser:
             self.closed = True
             return [StreamClose()]
         return [el]
+
+    def _feed_whole(self, body: bytes, out: list[Event]) -> None:
+        """One whole message: no slicing, partial-markup or size tracking is needed (its size
+        was checked and it ends in '>'), only the restricted scan, libxml2 and the limits."""
+        if self._compacted:
+            self._compacted = False
+            self._restart_clean()
+        refused = self._scan(body) if _SUSPECT.search(body) is not None else None
+        if refused is not None:
+            raise refused[1]
+        try:
+            self._parser.feed(body)
+            self._drain(out)
+        except etree.XMLSyntaxError as e:
+            raise StreamError.not_well_formed(str(e.msg or "")[:200]) from None
+        root = self._root
+        if root is not None and len(root) > 1:
+            del root[:-1]       # earlier messages' shells (see _feed_slice)
+        self._since_restart += len(body)
+        if self._depth == 1 and self._since_restart > _RESTART_AFTER:
+            self._restart_clean()
 
     def _feed(self, data: bytes, out: list[Event]) -> None:
         if self.closed:

@@ -438,3 +438,83 @@ def test_bad_requests_get_terminal_conditions(data: bytes, condition: str, code:
     r = Manager().post(data % HB.encode())
     assert r.body.get("type") == "terminate" and r.body.get("condition") == condition
     assert r.code == code
+
+
+# -- RFC 6455 frames (xmppd/listeners/websocket.py) ------------------------------------------
+from xmppd.listeners.websocket import FrameError, WsFramer, close_frame, frame  # noqa: E402
+
+
+def client_frame(payload: bytes, opcode: int = 1, fin: bool = True,
+                 mask: bytes = b"\x12\x34\x56\x78") -> bytes:
+    n = len(payload)
+    head = bytes(((0x80 if fin else 0) | opcode,))
+    if n < 126:
+        head += bytes((0x80 | n,))
+    elif n < 65536:
+        head += bytes((0x80 | 126,)) + n.to_bytes(2, "big")
+    else:
+        head += bytes((0x80 | 127,)) + n.to_bytes(8, "big")
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+def test_masked_text_frames_in_any_split_give_whole_messages() -> None:
+    msgs = [b"<a/>", "<b>é</b>".encode(), b"x" * 300, b"y" * 70000]
+    data = b"".join(client_frame(m) for m in msgs)
+    for step in (1, 7, 1000, len(data)):
+        f = WsFramer(max_message=100000)
+        got = []
+        for i in range(0, len(data), step):
+            got += f.receive(data[i:i + step])
+        assert got == [("text", m) for m in msgs]
+
+
+def test_fragments_join_and_control_frames_may_come_between() -> None:
+    f = WsFramer(max_message=100)
+    data = (client_frame(b"<mes", fin=False) + client_frame(b"hi", opcode=9)
+            + client_frame(b"sage/>", opcode=0))
+    assert f.receive(data) == [("ping", b"hi"), ("text", b"<message/>")]
+
+
+def test_close_frame_carries_its_code() -> None:
+    f = WsFramer(max_message=100)
+    assert f.receive(client_frame((1000).to_bytes(2, "big") + b"bye", opcode=8)) == [
+        ("close", 1000)]
+    assert WsFramer(100).receive(client_frame(b"", opcode=8)) == [("close", 1005)]
+
+
+@pytest.mark.parametrize("data, code", [
+    (b"\x81\x05hello", 1002),                                   # unmasked
+    (client_frame(b"x")[:0] + bytes((0xC1,)) + client_frame(b"x")[1:], 1002),   # RSV1
+    (client_frame(b"x", opcode=0), 1002),                       # continuation, no start
+    (client_frame(b"x", opcode=3), 1002),                       # reserved opcode
+    (client_frame(b"x", opcode=9, fin=False), 1002),            # fragmented ping
+    (client_frame(b"x" * 126, opcode=9), 1002),                 # long ping
+    (client_frame(b"<a", fin=False) + client_frame(b"<b/>"), 1002),   # new message inside
+    (client_frame(b"\xff\xfe"), 1007),                           # not UTF-8
+    (client_frame(b"x" * 200), 1009),                            # too large
+    (bytes((0x81, 0xFF)) + (1 << 40).to_bytes(8, "big"), 1009),  # refused from the header
+])
+def test_protocol_violations_have_their_close_codes(data: bytes, code: int) -> None:
+    with pytest.raises(FrameError) as e:
+        WsFramer(max_message=100).receive(data)
+    assert e.value.code == code
+
+
+def test_server_frames_are_unmasked_with_the_shortest_length() -> None:
+    assert frame(b"abc") == b"\x81\x03abc"
+    assert frame(b"x" * 200)[:4] == b"\x81\x7e\x00\xc8"
+    assert frame(b"x" * 70000)[:2] == b"\x81\x7f"
+    assert close_frame(1009) == b"\x88\x02\x03\xf1"
+
+
+def test_framed_parser_is_rebuilt_after_a_mib_and_keeps_parsing() -> None:
+    p = ws_parser()
+    p.feed_message(OPEN)
+    msg = b"<message xmlns='jabber:client'><body>" + b"x" * 500 + b"</body></message>"
+    for i in range(3000):
+        events, error = p.feed_message(msg)
+        assert error is None and len(events) == 1, i
+    assert p.restarts >= 1
+    assert p.feed_message(b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>") == (
+        [StreamClose()], None)

@@ -230,10 +230,10 @@ class _Root(resource.Resource):
             if method != b"GET":
                 return _not_allowed(request, b"GET, OPTIONS")
 
-            def make(conn: Any) -> ws_mod.XmppWebSocket:
+            def make() -> ws_mod.XmppWebSocket:
                 peer = request.getClientAddress()
                 return ws_mod.XmppWebSocket(
-                    lst.server, lst.ws_settings, conn, peer_ip=getattr(peer, "host", None),
+                    lst.server, lst.ws_settings, peer_ip=getattr(peer, "host", None),
                     secure=lst.secure, ping_interval=60.0)
             return ws_mod.accept_upgrade(request, make)
         if path == cfg.bosh_path:

@@ -14,6 +14,12 @@
   another interval, the stream closes with `<connection-timeout/>`.
 - Closing (§3.6): `<close/>` answers `<close/>`; whoever ends the stream, the server then sends
   a Close frame and drops the TCP connection once written.
+- Frames (RFC 6455 §5) after the handshake are read and written by `WsFramer`, a small sans-IO
+  codec: wsproto's per-frame cost (about 40 µs to read one, docs/PERFORMANCE.md) was most of a
+  WebSocket message's price. It refuses what §5 forbids with the matching close code:
+  unmasked client frames, reserved bits, fragmented or oversized control frames, continuation
+  without a start, unknown opcodes (1002), invalid UTF-8 in a text message (1007), a message
+  over the limit (1009, checked from the frame header, before the payload arrives).
 """
 from __future__ import annotations
 
@@ -24,9 +30,7 @@ from twisted.internet.interfaces import IDelayedCall, IProtocol, ITransport
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 from wsproto import ConnectionType
-from wsproto.connection import Connection, ConnectionState
-from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Pong,
-                            Request as WSRequest, TextMessage)
+from wsproto.events import AcceptConnection, Request as WSRequest
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 from zope.interface import implementer
@@ -41,12 +45,120 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 HttpRequest = Any      # twisted.web.server.Request (untyped)
 SUBPROTOCOL = "xmpp"           # RFC 7395 §3.1, IANA WebSocket Subprotocol Name Registry
-_GOING_AWAY, _UNSUPPORTED, _TOO_BIG = 1001, 1003, 1009
+_PROTOCOL_ERROR, _UNSUPPORTED, _BAD_DATA, _TOO_BIG = 1002, 1003, 1007, 1009
+_TEXT, _BINARY, _CLOSE, _PING, _PONG = 1, 2, 8, 9, 10
+
+
+class FrameError(Exception):
+    """The peer broke RFC 6455 §5: close with `code`."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+def frame(payload: bytes, opcode: int = _TEXT) -> bytes:
+    """One unmasked server frame (§5.2), FIN set."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 65536:
+        return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big") + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return frame(code.to_bytes(2, "big") + reason.encode()[:123], _CLOSE)
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    n = len(payload)
+    if not n or mask == b"\0\0\0\0":
+        return payload
+    key = (mask * ((n + 3) // 4))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+class WsFramer:
+    """RFC 6455 §5 for a server after the handshake, sans-IO. `receive(data)` returns events:
+    ("text", bytes) | ("binary", bytes) | ("ping", bytes) | ("pong", bytes) | ("close", code);
+    it raises FrameError on a protocol violation."""
+
+    def __init__(self, max_message: int) -> None:
+        self.max_message = max_message
+        self._buf = bytearray()
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._kind: int | None = None
+
+    def receive(self, data: bytes) -> list[tuple[str, Any]]:
+        buf = self._buf
+        buf += data
+        out: list[tuple[str, Any]] = []
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            if b0 & 0x70:
+                raise FrameError(_PROTOCOL_ERROR, "reserved bits set (no extension agreed)")
+            if not b1 & 0x80:
+                raise FrameError(_PROTOCOL_ERROR, "client frames must be masked (§5.3)")
+            op, fin, ln, hl = b0 & 0x0F, b0 & 0x80, b1 & 0x7F, 6
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln, hl = int.from_bytes(buf[pos + 2:pos + 4], "big"), 8
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln, hl = int.from_bytes(buf[pos + 2:pos + 10], "big"), 14
+            if op >= 8:
+                if not fin or ln > 125:
+                    raise FrameError(_PROTOCOL_ERROR, "control frames are short and whole")
+            elif self._size + ln > self.max_message:
+                raise FrameError(_TOO_BIG, "message too large")
+            if n - pos < hl + ln:
+                break
+            payload = _unmask(bytes(buf[pos + hl:pos + hl + ln]), bytes(buf[pos + hl - 4:pos + hl]))
+            pos += hl + ln
+            if op == _CLOSE:
+                out.append(("close", int.from_bytes(payload[:2], "big") if len(payload) >= 2
+                            else 1005))
+                break
+            if op == _PING:
+                out.append(("ping", payload))
+                continue
+            if op == _PONG:
+                out.append(("pong", payload))
+                continue
+            if op == 0:
+                if self._kind is None:
+                    raise FrameError(_PROTOCOL_ERROR, "continuation without a message")
+            elif op in (_TEXT, _BINARY):
+                if self._kind is not None:
+                    raise FrameError(_PROTOCOL_ERROR, "a new message inside a fragmented one")
+                self._kind = op
+            else:
+                raise FrameError(_PROTOCOL_ERROR, f"unknown opcode {op}")
+            self._parts.append(payload)
+            self._size += ln
+            if fin:
+                message = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+                kind, self._kind, self._parts, self._size = self._kind, None, [], 0
+                if kind == _TEXT:
+                    try:
+                        message.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise FrameError(_BAD_DATA, "text messages are UTF-8") from None
+                    out.append(("text", message))
+                else:
+                    out.append(("binary", message))
+        del buf[:pos]
+        return out
 
 
 def accept_upgrade(request: HttpRequest, make_protocol: Any) -> bytes | int:
     """Answer a WebSocket upgrade on `request` with the xmpp subprotocol and hand the
-    connection to `make_protocol(wsproto_connection)`; an HTTP error page otherwise."""
+    connection to the protocol `make_protocol()` builds; an HTTP error page otherwise."""
     handshake = H11Handshake(ConnectionType.SERVER)
     raw = request.requestHeaders.getAllRawHeaders()
     headers = [(name, value) for name, values in raw for value in values]
@@ -61,13 +173,12 @@ def accept_upgrade(request: HttpRequest, make_protocol: Any) -> bytes | int:
     if SUBPROTOCOL not in offered:
         return _refuse(request, 400, "the 'xmpp' WebSocket subprotocol is required (RFC 7395)")
     data = handshake.send(AcceptConnection(subprotocol=SUBPROTOCOL))
-    conn = handshake.connection
     channel: Any = request.channel
     transport = channel.transport
-    assert conn is not None and transport is not None
+    assert transport is not None
     channel.setTimeout(None)        # the HTTP idle timer must not cut a live stream
-    channel._protocolUpgradeForWebsockets(make_protocol(conn))
-    transport.write(data)
+    transport.write(data)           # the 101 first: the session's <open/> answer follows it
+    channel._protocolUpgradeForWebsockets(make_protocol())
     return NOT_DONE_YET
 
 
@@ -82,18 +193,17 @@ class XmppWebSocket:
     """One client's WebSocket after the upgrade: frames in and out, and the session's
     `Transport` (xmppd/listeners/session.py)."""
 
-    def __init__(self, server: Server, settings: c2s.C2SSettings, conn: Connection, *,
+    def __init__(self, server: Server, settings: c2s.C2SSettings, *,
                  peer_ip: str | None, secure: bool, ping_interval: float | None) -> None:
         self.server = server
         self.settings = settings
-        self.conn = conn
+        # Characters of XML are at most 4 bytes of UTF-8; the parser applies the real limit.
+        self.framer = WsFramer(max_message=settings.max_stanza_size + 1024)
         self.peer_ip = peer_ip
         self.secure = secure
         self.ping_interval = ping_interval
         self.transport: ITransport | None = None
         self.session: ClientSession | None = None
-        self._text: list[str] = []
-        self._size = 0
         self._last_frame = server.clock.now()
         self._pinged = False
         self._timer: IDelayedCall | None = None
@@ -111,40 +221,34 @@ class XmppWebSocket:
         self._arm()
 
     def dataReceived(self, data: bytes) -> None:
-        try:
-            self.conn.receive_data(data)
-        except RemoteProtocolError:
-            self._drop()
+        if self._closed:
             return
         self._last_frame = self.server.clock.now()
         self._pinged = False
-        for ev in self.conn.events():
+        try:
+            events = self.framer.receive(data)
+        except FrameError as e:
+            error = (StreamError.policy_violation(str(e)) if e.code == _TOO_BIG
+                     else StreamError.not_well_formed(str(e)) if e.code == _BAD_DATA
+                     else None)
+            self._fail(error, e.code)
+            return
+        for kind, value in events:
             if self._closed:
                 return
-            if isinstance(ev, TextMessage):
-                self._size += len(ev.data)
-                if self._size > self.settings.max_stanza_size * 4:
-                    # Characters, not bytes: at most 4 bytes each in UTF-8.
-                    self._fail(StreamError.policy_violation("message too large"), _TOO_BIG)
-                    return
-                self._text.append(ev.data)
-                if ev.message_finished:
-                    message = "".join(self._text).encode()
-                    self._text, self._size = [], 0
-                    if self.session is not None:
-                        self.session.data_received(message)
-            elif isinstance(ev, BytesMessage):
+            if kind == "text":
+                if self.session is not None:
+                    self.session.data_received(value)
+            elif kind == "binary":
                 # RFC 7395 §3.2: XMPP is carried in text messages (UTF-8) only.
                 self._fail(StreamError.bad_format("binary WebSocket messages are not XMPP"),
                            _UNSUPPORTED)
                 return
-            elif isinstance(ev, Ping):
-                self._write(self.conn.send(ev.response()))
-            elif isinstance(ev, Pong):
-                pass                    # liveness is any frame (see _last_frame)
-            elif isinstance(ev, CloseConnection):
-                if self.conn.state not in (ConnectionState.CLOSED,):
-                    self._write(self.conn.send(ev.response()))
+            elif kind == "ping":
+                self._write(frame(value, _PONG))
+            elif kind == "close":
+                # §5.5.1: answer the Close, then the TCP connection ends.
+                self._write(close_frame(1000 if value in (1005, 1006) else value))
                 self._drop()
                 return
 
@@ -158,10 +262,13 @@ class XmppWebSocket:
 
     # -- Transport for the session -------------------------------------------------------
     def send(self, units: list[bytes]) -> None:
-        if self._closed or self.conn.state != ConnectionState.OPEN:
+        if self._closed or self.transport is None:
             return
-        # One element per message (RFC 7395 §3.3.3); TCP-level writes batched.
-        self._write(b"".join(self.conn.send(TextMessage(u.decode("utf-8"))) for u in units))
+        # One element per message (RFC 7395 §3.3.3), written together.
+        if len(units) == 1:
+            self.transport.write(frame(units[0]))
+        else:
+            self.transport.writeSequence([frame(u) for u in units])
 
     def start_tls(self) -> bool:
         return False                    # §3.8: TLS comes from wss://
@@ -169,8 +276,7 @@ class XmppWebSocket:
     def close(self) -> None:
         if self._closed:
             return
-        if self.conn.state == ConnectionState.OPEN:
-            self._write(self.conn.send(CloseConnection(code=self._close_code)))
+        self._write(close_frame(self._close_code))
         self._drop()
 
     # -- helpers -------------------------------------------------------------------------
@@ -178,10 +284,10 @@ class XmppWebSocket:
         if self.transport is not None and data:
             self.transport.write(data)
 
-    def _fail(self, error: StreamError, code: int) -> None:
-        """A stream error and `<close/>`, then a Close frame with `code`."""
+    def _fail(self, error: StreamError | None, code: int) -> None:
+        """A stream error and `<close/>` (if `error`), then a Close frame with `code`."""
         self._close_code = code
-        if self.session is not None:
+        if self.session is not None and error is not None:
             self.session.close(error)       # its Closed event calls self.close()
         self.close()
 
@@ -209,6 +315,5 @@ class XmppWebSocket:
             self.close()
             return
         self._pinged = True
-        if self.conn.state == ConnectionState.OPEN:
-            self._write(self.conn.send(Ping(b"xmppd")))
+        self._write(frame(b"xmppd", _PING))
         self._timer = self.server.clock.call_later(self.ping_interval, self._tick)
