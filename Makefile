@@ -26,6 +26,14 @@ test: $(STAMP)
 mypy: $(STAMP)
 	$(BIN)/mypy --strict xmppd stanzas storage modules
 
+# Side-by-side with Prosody and ejabberd (Debian packages; run as root: they drop to their users).
+bench: $(STAMP)
+	$(BIN)/python bench/compare.py --servers prosody,prosody+mam,ejabberd,xmppd --repeat 3 \
+		--nice -10 --json-out /tmp/xmppd-bench.json
+
+bench-memory: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/memory_bench.py
+
 bench-parser: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/parser_bench.py
 
