@@ -13,6 +13,7 @@ tables need no join through a surrogate id. Usernames and hosts are stored alrea
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Boolean,
     Column,
@@ -135,4 +136,25 @@ roster_versions = Table(
     ForeignKeyConstraint(
         ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
     ),
+)
+
+# XEP-0363 HTTP upload slots and the files uploaded through them (storage/files.py). The token
+# names the file on disk and in its URL; no foreign key to accounts, so a deleted account's
+# files still expire and are cleaned up with their rows.
+upload_slots = Table(
+    "upload_slots",
+    metadata,
+    Column("token", String(64), nullable=False),
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("created_at", Double, nullable=False),  # POSIX seconds
+    Column("slot_expires_at", Double, nullable=False),  # a PUT after this is refused
+    Column("expires_at", Double, nullable=True),  # the file's end; NULL: kept
+    Column("uploaded", Boolean, nullable=False),
+    PrimaryKeyConstraint("token"),
+    Index(None, "host", "username"),  # quota sums
+    Index(None, "expires_at"),  # expiry sweeps
 )

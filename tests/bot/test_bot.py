@@ -482,7 +482,6 @@ def test_roster_helpers_add_list_and_remove_contacts(server: RunningServer) -> N
     run(go())
 
 
-@pytest.mark.xfail(strict=True, reason="HTTP upload service arrives with issue 7")
 def test_send_file_uploads_and_shares_the_link(tmp_path_factory: pytest.TempPathFactory) -> None:
     tmp = tmp_path_factory.mktemp("upload")
     srv, cleanups = start_server(
