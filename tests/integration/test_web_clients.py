@@ -81,6 +81,12 @@ cors_origins = ["{page_origin}"]
 type = "c2s_tls"
 port = 0
 port_file = "{tmp / 'tls_port'}"
+
+[[listeners]]
+type = "http"
+tls = true
+port = 0
+port_file = "{tmp / 'https_port'}"
 """
     srv = make_server(tmp, storage_url, cache_url, extra)
     try:
@@ -90,7 +96,7 @@ port_file = "{tmp / 'tls_port'}"
         srv.start()
         # The c2s port file is written first; the others follow within the same start-up.
         deadline = time.monotonic() + 10
-        while not all((tmp / f).exists() for f in ("http_port", "tls_port")):
+        while not all((tmp / f).exists() for f in ("http_port", "tls_port", "https_port")):
             assert time.monotonic() < deadline, srv.log()
             time.sleep(0.02)
         yield WebServer(srv, page_origin)
@@ -275,3 +281,47 @@ def test_oversized_http_body_is_refused_before_it_is_read(web: WebServer) -> Non
     head = _raw_http(web, b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\n"
                           b"Content-Length: 999999999\r\n\r\n<body")
     assert head.startswith(b"HTTP/1.1 413")
+
+
+def test_https_listener_speaks_http1_and_announces_secure_urls(web: WebServer) -> None:
+    port = web.port("https_port")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), 10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        assert s.selected_alpn_protocol() == "http/1.1"
+        s.sendall(b"GET /.well-known/host-meta.json HTTP/1.1\r\nHost: localhost:%d\r\n"
+                  b"Connection: close\r\n\r\n" % port)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    links = {link["rel"]: link["href"]
+             for link in json.loads(data.split(b"\r\n\r\n", 1)[1])["links"]}
+    # XEP-0156 §3: only https:// and wss:// URLs
+    assert links == {"urn:xmpp:alt-connections:websocket":
+                     f"wss://localhost:{port}/xmpp-websocket",
+                     "urn:xmpp:alt-connections:xbosh": f"https://localhost:{port}/http-bind"}
+
+
+def test_wss_upgrade_and_stream_over_tls(web: WebServer) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", web.port("https_port")), 10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Protocol: xmpp\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        opening = b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
+        s.sendall(bytes((0x81, 0x80 | len(opening))) + b"\0\0\0\0" + opening)
+        data = head.split(b"\r\n\r\n", 1)[1]
+        while b"</stream:features>" not in data:
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+    # wss:// is encrypted: PLAIN is offered, STARTTLS is not (RFC 7395 §3.8)
+    assert b"<mechanism>PLAIN</mechanism>" in data and b"starttls" not in data
