@@ -28,16 +28,29 @@ PASSWORD = "bot-secret"
 BOT_ACCOUNTS = ("echo", "reminder", "moderator", "mybot", "helper", "doorman", "keeper",
                 "polite")
 PEOPLE = ("alice", "bob", "carol")
-MODULES = """
+BASE_MODULES = """
 [modules.disco]
 [modules.ping]
 [modules.roster]
 [modules.presence]
 """
+UPLOAD_LIMIT = 1 << 20
+# "{tmp}" becomes the server's directory.
+MODULES = BASE_MODULES + f"""
+[modules.http_upload]
+directory = "{{tmp}}/files"
+max_file_size = {UPLOAD_LIMIT}
+"""
+HTTP_LISTENER = """
+[[listeners]]
+type = "http"
+port = 0
+port_file = "{tmp}/http_port"
+"""
 
 
 def start_server(tmp: Path, kind: str, modules: str = MODULES,
-                 extra: str = "") -> tuple[RunningServer, list[Any]]:
+                 extra: str = HTTP_LISTENER) -> tuple[RunningServer, list[Any]]:
     storage, cache = kind.split("+")
     cleanups: list[Any] = []
     if storage == "sqlite":
@@ -54,7 +67,8 @@ def start_server(tmp: Path, kind: str, modules: str = MODULES,
         space = redis_url()
         cache_url = space.url
         cleanups.append(space.cleanup)
-    srv = make_server(tmp, storage_url, cache_url, extra=extra, modules=modules)
+    srv = make_server(tmp, storage_url, cache_url, extra=extra.replace("{tmp}", str(tmp)),
+                      modules=modules.replace("{tmp}", str(tmp)))
     try:
         register_accounts(srv)
         srv.start()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bot.conftest import MODULES, PASSWORD, Person, run, start_server
+from tests.bot.conftest import (BASE_MODULES, MODULES, PASSWORD, UPLOAD_LIMIT, Person, run,
+                                start_server)
 from tests.harness.server_proc import RunningServer
 from xmppd.bot import (JID, Bot, Message, OfflineError, ReplacedError, RequestError,
                        RoomError, UploadError)
@@ -482,57 +484,57 @@ def test_roster_helpers_add_list_and_remove_contacts(server: RunningServer) -> N
     run(go())
 
 
-def test_send_file_uploads_and_shares_the_link(tmp_path_factory: pytest.TempPathFactory) -> None:
-    tmp = tmp_path_factory.mktemp("upload")
-    srv, cleanups = start_server(
-        tmp, "sqlite+memory",
-        modules=MODULES + f'[modules.http_upload]\ndirectory = "{tmp / "files"}"\n',
-        extra=f'[[listeners]]\ntype = "http"\nport = 0\nport_file = "{tmp / "http_port"}"\n')
-    payload = tmp / "report.txt"
+def test_send_file_uploads_and_shares_the_link(server: RunningServer, tmp_path: Path) -> None:
+    payload = tmp_path / "report.txt"
     payload.write_bytes(b"quarterly numbers\n" * 100)
+    too_big = tmp_path / "video.bin"
+    too_big.write_bytes(b"x" * (UPLOAD_LIMIT + 1))
 
     async def go() -> None:
-        import urllib.request
-        bot = make_bot(srv.port)
+        bot = make_bot(server.port)
         bot.on_message(lambda msg: None)
         alice = Person("alice", plugins=("xep_0066",))
-        assert await alice.start(srv.port)
+        assert await alice.start(server.port)
         task = await serving(bot)
         try:
             url = await bot.send_file(payload, "alice@localhost")
             msg = await alice.next_message()
             assert msg["body"] == url and msg["oob"]["url"] == url      # XEP-0066
-            import ssl
-            ctx = ssl.create_default_context()
-            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
             body = await asyncio.to_thread(
-                lambda: urllib.request.urlopen(url, context=ctx, timeout=10).read())
+                lambda: urllib.request.urlopen(url, timeout=10).read())
             assert body == payload.read_bytes()
-            with pytest.raises(UploadError, match="No such file"):
-                await bot.send_file(tmp / "missing.txt", "alice@localhost")
+            # XEP-0363 §3: the announced max-file-size is checked before asking for a slot
+            with pytest.raises(UploadError, match=f"video.bin is {UPLOAD_LIMIT + 1} bytes; the "
+                                                  f"upload service upload.localhost accepts at "
+                                                  f"most {UPLOAD_LIMIT}"):
+                await bot.send_file(too_big, "alice@localhost")
+            with pytest.raises(UploadError, match="cannot send .*missing.txt: No such file"):
+                await bot.send_file(tmp_path / "missing.txt", "alice@localhost")
         finally:
             await stopped(bot, task)
             await alice.stop()
+    run(go())
+
+
+def test_send_file_without_an_upload_service_says_so(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("no-upload")
+    srv, cleanups = start_server(tmp, "sqlite+memory", modules=BASE_MODULES, extra="")
+    (tmp / "a.txt").write_text("x")
+
+    async def go() -> None:
+        bot = make_bot(srv.port)
+        bot.on_message(lambda msg: None)
+        task = await serving(bot)
+        try:
+            with pytest.raises(UploadError, match="the server localhost offers no HTTP file "
+                                                  "upload service"):
+                await bot.send_file(tmp / "a.txt", "alice@localhost")
+        finally:
+            await stopped(bot, task)
     try:
         run(go())
     finally:
         srv.stop()
         for c in cleanups:
             c()
-
-
-def test_send_file_without_an_upload_service_says_so(server: RunningServer,
-                                                     tmp_path: Path) -> None:
-    async def go() -> None:
-        bot = make_bot(server.port)
-        bot.on_message(lambda msg: None)
-        task = await serving(bot)
-        (tmp_path / "a.txt").write_text("x")
-        try:
-            with pytest.raises(UploadError, match="offers no HTTP file upload service"):
-                await bot.send_file(tmp_path / "a.txt", "alice@localhost")
-            with pytest.raises(UploadError, match="cannot send .*missing.txt: No such file"):
-                await bot.send_file(tmp_path / "missing.txt", "alice@localhost")
-        finally:
-            await stopped(bot, task)
-    run(go())
