@@ -7,8 +7,10 @@
 - disco#info to an account's bare JID is answered by the server on the account's behalf
   (identity account/registered, account features such as PEP); unknown accounts get
   <service-unavailable/> so they cannot be probed (XEP-0030 §3.1, RFC 6121 §8.5.1).
-- A `node` we do not know gets <item-not-found/> (§3.1).
-Not here: caps hashes (modules/caps.py, later), the contents of nodes (PEP).
+- A `node` nobody answers gets <item-not-found/> (§3.1). Account queries fold
+  `account_disco_info` / `account_disco_items`, so modules add identities and items or answer
+  their nodes (PEP: identity pubsub/pep, its nodes).
+Not here: caps (modules/caps.py), the contents of nodes (modules/pep/).
 
 Config ([modules.disco]): none.
 Storage: none (account existence through the account store).
@@ -16,9 +18,12 @@ Storage: none (account existence through the account store).
 from __future__ import annotations
 
 from lxml import etree
+from twisted.internet import defer
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
+from xmppd import hooks
+from xmppd.hooks import DiscoQuery, FoldHook
 from xmppd.module import IqRequest, Module, ModuleContext, NoOptions
 
 _INFO = "{%s}" % ns.DISCO_INFO
@@ -55,18 +60,33 @@ class Disco(Module[NoOptions]):
         return iq.result(req.stanza, q)
 
     async def account_info(self, req: IqRequest) -> iq.Reply:
-        _no_node(req)
         if not await self.ctx.server.user_exists(req.to.bare):
             raise StanzaError.service_unavailable()
-        features = [ns.DISCO_INFO, ns.DISCO_ITEMS] + \
-            self.ctx.server.hosts[self.ctx.host].features["account"]
-        return iq.result(req.stanza, _info([("account", "registered", "")], features))
+        node = req.payload.get("node") or None
+        answer = None
+        if node is None:
+            features = [ns.DISCO_INFO, ns.DISCO_ITEMS] + \
+                self.ctx.server.hosts[self.ctx.host].features["account"]
+            answer = _info([("account", "registered", "")], features)
+        # Modules add to the account's answer or answer their nodes (PEP, XEP-0163 §6).
+        return iq.result(req.stanza, await self._fold(hooks.account_disco_info, req, answer))
 
     async def account_items(self, req: IqRequest) -> iq.Reply:
-        _no_node(req)
         if not await self.ctx.server.user_exists(req.to.bare):
             raise StanzaError.service_unavailable()
-        return iq.result(req.stanza, iq.empty(ns.DISCO_ITEMS, "query"))
+        node = req.payload.get("node") or None
+        answer = iq.empty(ns.DISCO_ITEMS, "query") if node is None else None
+        return iq.result(req.stanza, await self._fold(hooks.account_disco_items, req, answer))
+
+    async def _fold(self, hook: FoldHook[DiscoQuery, etree._Element | None], req: IqRequest,
+                    answer: etree._Element | None) -> etree._Element:
+        q = DiscoQuery(req.to.bare, req.sender, req.payload.get("node") or None)
+        found = self.ctx.server.hosts[self.ctx.host].hooks.fold(hook, q, answer)
+        if isinstance(found, defer.Deferred):
+            found = await found
+        if found is None:
+            raise StanzaError.item_not_found("no such node")
+        return found
 
 
 def _no_node(req: IqRequest) -> None:

@@ -19,7 +19,8 @@
   Publishing a new photo re-broadcasts nothing: the client sends new presence (XEP-0153 §4.1
   rule 3; XEP-0398 §5.1 "will not resend the presence").
 - Hashes of online users are kept in memory: stamping a broadcast reads no storage.
-Not here: XEP-0084 PEP avatars and their conversion (XEP-0398 §3), a server vCard.
+Not here: XEP-0084 PEP avatars and their conversion (XEP-0398 §3: modules/pep/avatar.py,
+through `vcard_published` and `VCardService.set_photo`), a server vCard.
 
 Config ([modules.vcard]):
   max_size   size   default "64 KiB"   largest vCard accepted, as serialized XML
@@ -41,7 +42,7 @@ from twisted.python.failure import Failure
 from stanzas import iq
 from stanzas.errors import StanzaError
 from xmppd import hooks
-from xmppd.hooks import SessionEvent, StanzaEvent, UserEvent
+from xmppd.hooks import SessionEvent, StanzaEvent, UserEvent, VCardEvent
 from xmppd.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, size
 
@@ -78,6 +79,7 @@ class VCard(Module[VCardOptions]):
         ctx.hook(hooks.session_bound, self.warm)
         ctx.hook(hooks.session_closed, self.cool)
         ctx.hook(hooks.user_deleted, self.forget)
+        ctx.provide(VCardService(self))
 
     # -- XEP-0054 --------------------------------------------------------------------------
     async def own(self, req: IqRequest) -> iq.Reply:
@@ -108,6 +110,11 @@ class VCard(Module[VCardOptions]):
             raise StanzaError.internal_server_error("the account is gone")
         if self.ctx.sessions.resources(user):
             self.hashes[user] = photo
+        # XEP-0398 §3.2: PEP publishes the photo as an XEP-0084 avatar.
+        done = self.ctx.server.hosts[self.ctx.host].hooks.run(hooks.vcard_published,
+                                                              VCardEvent(user, card))
+        if isinstance(done, defer.Deferred):
+            await done
         return iq.result(req.stanza)
 
     # -- XEP-0153 in presence --------------------------------------------------------------
@@ -169,6 +176,40 @@ class VCard(Module[VCardOptions]):
         self.hashes.pop(ev.user, None)
         # The rows went with the account (foreign key); this clears the cache.
         await self.kv.update(ev.user, {NS: None, NS_UPDATE: None}, self.ctx.clock.now())
+
+
+class VCardService:
+    """For XEP-0398 (modules/pep/avatar.py): change a user's vCard photo on the server's
+    initiative. Does not fire `vcard_published` (the change came from PEP)."""
+
+    def __init__(self, module: VCard) -> None:
+        self._m = module
+
+    async def set_photo(self, user: JID, image: bytes | None, mime: str = "") -> bool:
+        """Replace the PHOTO (None: remove it), keeping the rest of the card. False if the
+        card would exceed `max_size` or the account is gone."""
+        m = self._m
+        stored = await m.kv.get(user, NS)
+        card = _parse(stored) if stored else iq.empty(NS, "vCard")
+        for old in card.findall(_V + "PHOTO"):
+            card.remove(old)
+        if image is not None:
+            photo = etree.SubElement(card, _V + "PHOTO")
+            if mime:
+                etree.SubElement(photo, _V + "TYPE").text = mime
+            etree.SubElement(photo, _V + "BINVAL").text = base64.b64encode(image).decode()
+        data = etree.tostring(card)
+        if len(data) > m.ctx.options.max_size:
+            return False
+        digest = hashlib.sha1(image).hexdigest() if image is not None else ""
+        empty = not any(isinstance(c.tag, str) for c in card)
+        changes: dict[str, bytes | None] = \
+            {NS: None, NS_UPDATE: None} if empty else {NS: data, NS_UPDATE: digest.encode()}
+        if not await m.kv.update(user, changes, m.ctx.clock.now()):
+            return False
+        if m.ctx.sessions.resources(user):
+            m.hashes[user] = digest
+        return True
 
 
 def photo_hash(card: etree._Element) -> str:

@@ -301,3 +301,80 @@ c2s_idle: RunHook[IdleEvent] = RunHook("c2s_idle")
 """Fired by the C2S shell when a bound client sent nothing (not even whitespace) for the
 host's idle interval (`ModuleContext.on_idle`). The ping module pings, then closes the stream
 if no answer comes."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapsChanged:
+    session: Any                  # the client session whose advertised features changed
+    old: frozenset[str]           # disco#info features known before ("" when none)
+    new: frozenset[str]           # features known now (empty: none advertised or not verified)
+    initial: bool                 # True at the session's initial presence (RFC 6121 §4.2)
+
+
+caps_changed: RunHook[CapsChanged] = RunHook("caps_changed")
+"""Fired by the caps module (XEP-0115) at a session's initial available presence (`initial`,
+with the features already known for its caps, possibly none yet), whenever a later presence or
+a verified disco#info answer changes them, and at its unavailable presence (`new` empty). PEP
+sends last published items here (XEP-0163 §4.3.2). Cannot be stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class PepEvent:
+    owner: JID                    # bare JID of the account whose node changed
+    node: str
+    kind: str                     # "publish", "retract", "purge" or "delete"
+    item_id: str | None           # the item published or retracted; None for purge/delete
+    item: etree._Element | None   # the published <item/> (payload inside); None otherwise
+    origin: str                   # "client", or the module that published ("vcard", "bookmarks")
+
+
+pep_changed: RunHook[PepEvent] = RunHook("pep_changed")
+"""Fired by the PEP module after a change to a user's node was stored and notified. XEP-0398
+avatar conversion and XEP-0402 bookmark compatibility mirror changes here; `origin` lets them
+ignore their own. Cannot be stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoQuery:
+    user: JID                     # bare JID of the account asked
+    asker: JID                    # full JID asking
+    node: str | None              # the disco 'node', if any
+
+
+account_disco_info: FoldHook[DiscoQuery, etree._Element | None] = FoldHook("account_disco_info")
+"""Fold by the disco module for disco#info to an existing account (XEP-0030 §3.1). Initial: the
+<query/> it built (account/registered and the `account` features) when `node` is None, else
+None. Handlers add identities or features to the element (PEP: pubsub/pep), or answer a node
+they own with their own <query node=.../>. None at the end: <item-not-found/>."""
+
+account_disco_items: FoldHook[DiscoQuery, etree._Element | None] = FoldHook("account_disco_items")
+"""Fold like `account_disco_info` for disco#items (XEP-0030 §4.1): initial an empty <query/>
+without `node`; PEP adds the nodes the asker may see (XEP-0163 §6.2) and answers its nodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class VCardEvent:
+    user: JID                     # bare
+    card: etree._Element          # the <vCard/> the user's client stored (empty: deleted)
+
+
+vcard_published: RunHook[VCardEvent] = RunHook("vcard_published")
+"""Fired by the vCard module after a user's client stored its vCard (XEP-0054 §3.2). PEP
+publishes its photo as an XEP-0084 avatar here (XEP-0398 §3.2). Cannot be stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateQuery:
+    user: JID                     # bare JID whose private XML storage is read or written
+    namespace: str                # the namespace of the stored element(s) (XEP-0049)
+    elements: tuple[etree._Element, ...]   # for private_set: what the client stores
+
+
+private_get: FoldHook[PrivateQuery, tuple[etree._Element, ...]] = FoldHook("private_get")
+"""Fold by the private module (XEP-0049) on a get; initial: the stored elements. A module that
+owns the namespace answers with what the client should see (XEP-0402 compat builds
+storage:bookmarks from the PEP node)."""
+
+private_set: RunHook[PrivateQuery] = RunHook("private_set")
+"""Fired by the private module after a set was stored (XEP-0049). XEP-0402 compat mirrors
+storage:bookmarks into PEP here. Cannot be stopped."""

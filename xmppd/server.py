@@ -21,6 +21,7 @@ from storage.cache import Cache
 from storage.db import Database
 from storage.kv import CachedKeyValueStore, KeyValueStore, SqlKeyValueStore
 from storage.last import CachedLastActivityStore, LastActivityStore, SqlLastActivityStore
+from storage.pubsub import PubsubStore, SqlPubsubStore
 from storage.roster import CachedRosterStore, RosterStore, SqlRosterStore
 from xmppd import hooks
 from xmppd.clock import Clock
@@ -47,6 +48,7 @@ class Stores:
     kv: KeyValueStore             # small per-user documents (vCard, blocking list), cached
     roster: RosterStore           # rosters and subscription states (RFC 6121), cached
     last: LastActivityStore       # XEP-0012 last seen, cached
+    pubsub: PubsubStore           # XEP-0163 PEP nodes, items, explicit subscriptions
 
 
 class Host:
@@ -96,7 +98,8 @@ class Server:
         self.stores = Stores(db=db, cache=cache, accounts=SqlAccountStore(db),
                              kv=CachedKeyValueStore(SqlKeyValueStore(db), cache),
                              roster=CachedRosterStore(SqlRosterStore(db), cache),
-                             last=CachedLastActivityStore(SqlLastActivityStore(db), cache))
+                             last=CachedLastActivityStore(SqlLastActivityStore(db), cache),
+                             pubsub=SqlPubsubStore(db))
         self.sessions = SessionManager(
             max_sessions_per_user=config.limits.max_sessions_per_user)
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}

@@ -158,3 +158,63 @@ upload_slots = Table(
     Index(None, "host", "username"),  # quota sums
     Index(None, "expires_at"),  # expiry sweeps
 )
+
+
+# XEP-0060/0163: each account's personal pubsub (PEP) nodes. `config` is the node configuration
+# as JSON (the PEP module owns its meaning); `last_seq` numbers the node's publications, so
+# items keep their order even when published within one clock tick.
+pubsub_nodes = Table(
+    "pubsub_nodes",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("created_at", Double, nullable=False),  # POSIX seconds
+    Column("last_seq", Integer, nullable=False),
+    PrimaryKeyConstraint("host", "username", "node"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+)
+
+# The items of a node; re-publishing an id replaces the item and makes it the newest (seq).
+pubsub_items = Table(
+    "pubsub_items",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("item_id", String(JID_PART), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # the <item/>'s child, serialized; b"" none
+    Column("publisher", String(3 * JID_PART + 2), nullable=False),  # full JID of the publisher
+    Column("published_at", Double, nullable=False),  # POSIX seconds
+    PrimaryKeyConstraint("host", "username", "node", "item_id"),
+    ForeignKeyConstraint(
+        ["host", "username", "node"],
+        ["pubsub_nodes.host", "pubsub_nodes.username", "pubsub_nodes.node"],
+        ondelete="CASCADE",
+    ),
+    Index(None, "host", "username", "node", "seq"),
+)
+
+# Explicit subscriptions (XEP-0060 §6.1); presence-based ones are implicit and not stored.
+pubsub_subscriptions = Table(
+    "pubsub_subscriptions",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("subscriber", String(3 * JID_PART + 2), nullable=False),  # bare or full JID
+    Column("subscriber_bare", String(2 * JID_PART + 1), nullable=False),
+    Column("created_at", Double, nullable=False),  # POSIX seconds
+    PrimaryKeyConstraint("host", "username", "node", "subscriber"),
+    ForeignKeyConstraint(
+        ["host", "username", "node"],
+        ["pubsub_nodes.host", "pubsub_nodes.username", "pubsub_nodes.node"],
+        ondelete="CASCADE",
+    ),
+    # Whose nodes a JID subscribed to: its login gets their last items; its deletion ends them.
+    Index(None, "subscriber_bare"),
+)

@@ -29,6 +29,10 @@ allow_from = ["127.0.0.0/8", "::1"]
 [modules.last]
 [modules.blocking]
 [modules.vcard]
+[modules.caps]
+[modules.pep]
+[modules.private]
+[modules.bookmarks]
 """
 
 
