@@ -34,7 +34,7 @@ def _wait(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _server(config: Config) -> Any:
-    from storage.cache import MemoryCache
+    from storage.cache import MemoryCache, open_cache
     from storage.db import Database
     from xmppd.main import sqlite_dir
     from xmppd.server import Server
@@ -43,7 +43,12 @@ def _server(config: Config) -> Any:
     db.migrate()
     clock = task.Clock()
     clock.rightNow = time.time()
-    server = Server(config, reactor=clock, db=db, cache=MemoryCache(clock=clock.seconds))
+    # The server's own cache when it is shared (Redis), so what this command changes is
+    # invalidated for a running server too; an in-process cache cannot be reached from here.
+    cache = (MemoryCache(clock=clock.seconds) if config.cache.url == "memory" else
+             open_cache(config.cache.url, None, clock=clock.seconds,
+                        max_entries=config.cache.max_entries, prefix=config.cache.prefix))
+    server = Server(config, reactor=clock, db=db, cache=cache)
     server.load_modules()
     return server
 
