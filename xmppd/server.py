@@ -21,6 +21,7 @@ from storage.cache import Cache
 from storage.db import Database
 from storage.kv import CachedKeyValueStore, KeyValueStore, SqlKeyValueStore
 from storage.last import CachedLastActivityStore, LastActivityStore, SqlLastActivityStore
+from storage.muc import MucStore, SqlMucStore
 from storage.pubsub import PubsubStore, SqlPubsubStore
 from storage.roster import CachedRosterStore, RosterStore, SqlRosterStore
 from xmppd import hooks
@@ -49,6 +50,7 @@ class Stores:
     roster: RosterStore           # rosters and subscription states (RFC 6121), cached
     last: LastActivityStore       # XEP-0012 last seen, cached
     pubsub: PubsubStore           # XEP-0163 PEP nodes, items, explicit subscriptions
+    muc: MucStore                 # XEP-0045 rooms and affiliations, room archives
 
 
 class Host:
@@ -99,7 +101,8 @@ class Server:
                              kv=CachedKeyValueStore(SqlKeyValueStore(db), cache),
                              roster=CachedRosterStore(SqlRosterStore(db), cache),
                              last=CachedLastActivityStore(SqlLastActivityStore(db), cache),
-                             pubsub=SqlPubsubStore(db))
+                             pubsub=SqlPubsubStore(db),
+                             muc=SqlMucStore(db))
         self.sessions = SessionManager(
             max_sessions_per_user=config.limits.max_sessions_per_user)
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}

@@ -218,3 +218,62 @@ pubsub_subscriptions = Table(
     # Whose nodes a JID subscribed to: its login gets their last items; its deletion ends them.
     Index(None, "subscriber_bare"),
 )
+
+# XEP-0045: persistent rooms of each MUC service (its domain, e.g. conference.example.org);
+# temporary rooms live in memory only. `config` is the room configuration as JSON (modules/muc/
+# owns its meaning); `secret` keys the room's XEP-0421 occupant ids, so they survive restarts.
+muc_rooms = Table(
+    "muc_rooms",
+    metadata,
+    Column("service", String(JID_PART), nullable=False),
+    Column("room", String(JID_PART), nullable=False),  # the room JID's localpart
+    Column("config", Text, nullable=False),
+    Column("secret", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),  # POSIX seconds
+    Column("subject", Text, nullable=False),
+    Column("subject_nick", String(JID_PART), nullable=False),  # "" = set by the room
+    Column("subject_at", Double, nullable=True),  # POSIX seconds; NULL = never set
+    PrimaryKeyConstraint("service", "room"),
+)
+
+# XEP-0045 §5.2: long-lived affiliations by bare JID (or a whole domain, for bans), with the
+# reserved nickname and the reason given.
+muc_affiliations = Table(
+    "muc_affiliations",
+    metadata,
+    Column("service", String(JID_PART), nullable=False),
+    Column("room", String(JID_PART), nullable=False),
+    Column("jid", String(2 * JID_PART + 1), nullable=False),  # bare JID or domain
+    Column("affiliation", String(7), nullable=False),
+    Column("nick", String(JID_PART), nullable=False),  # "" = no reserved nickname
+    Column("reason", Text, nullable=False),
+    PrimaryKeyConstraint("service", "room", "jid"),
+    ForeignKeyConstraint(["service", "room"], ["muc_rooms.service", "muc_rooms.room"],
+                         ondelete="CASCADE"),
+    CheckConstraint("affiliation IN ('owner', 'admin', 'member', 'outcast')",
+                    name="affiliation"),
+    # The rooms a user belongs to (a client's group list).
+    Index(None, "jid"),
+)
+
+# XEP-0313 on room JIDs: each room message stored once, in arrival order (`seq`), named by the
+# XEP-0359 stanza id the room stamped. `payload` is the message as the room sent it, without
+# 'to'; `sender` the real bare JID, shown only to whoever may see it at query time.
+muc_archive = Table(
+    "muc_archive",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("service", String(JID_PART), nullable=False),
+    Column("room", String(JID_PART), nullable=False),
+    Column("stanza_id", String(64), nullable=False),
+    Column("at", Double, nullable=False),  # POSIX seconds
+    Column("nick", String(JID_PART), nullable=False),
+    Column("sender", String(2 * JID_PART + 1), nullable=False),  # "" = unknown
+    Column("payload", LargeBinary, nullable=False),
+    ForeignKeyConstraint(["service", "room"], ["muc_rooms.service", "muc_rooms.room"],
+                         ondelete="CASCADE"),
+    Index(None, "service", "room", "stanza_id", unique=True),
+    Index(None, "service", "room", "seq"),
+    Index(None, "service", "room", "at"),
+)

@@ -124,7 +124,6 @@ def test_reminder_fires_after_its_duration(server: RunningServer) -> None:
     run(go())
 
 
-@pytest.mark.xfail(strict=True, reason="MUC arrives with issue 5")
 def test_moderator_warns_then_kicks_in_a_real_room(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     room = "lounge@conference.localhost"

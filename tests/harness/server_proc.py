@@ -33,6 +33,7 @@ allow_from = ["127.0.0.0/8", "::1"]
 [modules.pep]
 [modules.private]
 [modules.bookmarks]
+[modules.muc]
 """
 
 

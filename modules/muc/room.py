@@ -1,0 +1,706 @@
+# tests: tests/modules/test_muc_occupants.py, tests/modules/test_muc_messages.py
+"""One room (XEP-0045): its occupants, their presence and messages, history and subject.
+
+- Entering (§7.2): checks in this order — locked room <item-not-found/> (§7.2.11) unless an
+  owner, banned <forbidden/> (§7.2.8), members-only <registration-required/> (§7.2.7), password
+  <not-authorized/> (§7.2.6, owners and admins need none), nickname taken or reserved by
+  someone else <conflict/> (§7.2.9), room full <service-unavailable/> (§7.2.10, admins and
+  owners still enter). Access first, so an outsider learns nothing about who is inside. Then:
+  the others' presence, self-presence with 110 (+100 non-anonymous, +170 archived, +201
+  created, +210 nick changed by us), history, subject (§7.1 order of events).
+- A second resource of the same user may take the same nick (§7.2.9 SHOULD): one occupant,
+  several sessions; messages go to all of them. Presence shown is the last one a session sent.
+- Leaving (§7.14), nick change with 303 (§7.6), presence updates (§7.7), groupchat messages
+  (§7.4, `id` reflected: muc#stable_id) with XEP-0359 stanza-id and XEP-0421 occupant-id,
+  subject changes (§8.1), private messages (§7.5, all sessions of the recipient), voice
+  requests (§7.13, §8.6), mediated invitations and declines (§7.8.2).
+- A presence without the muc <x/> from a non-occupant is answered with the kick §7.2.23
+  recommends (110, 307, 333). A delivery error from an occupant's session removes it (§16
+  Ghost Users, status 333). IQs to an occupant are relayed with our own ids (§18.4), except a
+  ping to oneself, answered at once (XEP-0410 §3.3).
+- A groupchat message is serialised once for all recipients (router.fan_out); presence at
+  most four times (with or without the real JID, self or others).
+Not here: admin and owner IQs (admin.py), MAM (mam.py), loading and storing (service.py).
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+from twisted.internet import defer
+
+from modules.muc import codec, forms
+from modules.muc.affiliations import (AFF_RANK, ADMIN, MEMBER, Role, default_role,
+                                      role_after_affiliation)
+from modules.muc.codec import Item, JoinRequest, NS_REQUEST, NS_USER
+from modules.muc.config import RoomConfig
+from stanzas import iq, ns
+from stanzas.errors import StanzaError
+from storage.muc import AffiliationEntry, StoredRoom
+from xmppd.jid import JID, JIDError
+
+if TYPE_CHECKING:
+    from modules.muc.service import MucService
+
+_E = etree._Element
+_C = "{%s}" % ns.CLIENT
+MAX_RELAYED_IQS = 1000          # per room: relayed IQs awaiting an answer
+
+
+class Occupant:
+    """One nickname in the room, held by one user through one or more sessions."""
+    __slots__ = ("nick", "bare", "role", "sessions", "primary", "occupant_id")
+
+    def __init__(self, nick: str, bare: JID, role: Role, occupant_id: str) -> None:
+        self.nick = nick
+        self.bare = bare
+        self.role: Role = role
+        self.sessions: dict[JID, _E] = {}       # full JID -> its cleaned presence
+        self.primary: JID = bare                 # the session whose presence is shown
+        self.occupant_id = occupant_id
+
+    @property
+    def presence(self) -> _E:
+        return self.sessions[self.primary]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    message: _E                 # as the room sent it, without 'to'
+    at: float
+    nick: str
+
+
+class Room:
+    def __init__(self, service: MucService, jid: JID, config: RoomConfig,
+                 affiliations: dict[str, AffiliationEntry], *, secret: str, created_at: float,
+                 locked: bool = False, subject: str = "", subject_nick: str = "",
+                 subject_at: float | None = None) -> None:
+        self.service = service
+        self.jid = jid
+        self.config = config
+        self.affiliations = affiliations
+        self.secret = secret
+        self.created_at = created_at
+        self.locked = locked                        # created, awaiting configuration (§10.1)
+        self.subject, self.subject_nick, self.subject_at = subject, subject_nick, subject_at
+        self.occupants: dict[str, Occupant] = {}
+        self.by_session: dict[JID, Occupant] = {}
+        self.history: deque[HistoryEntry] = deque(maxlen=service.limits.history_limit)
+        self.lock = defer.DeferredLock()            # admin and owner changes, one at a time
+        self.relayed: OrderedDict[str, tuple[JID, str, str]] = OrderedDict()
+
+    @classmethod
+    def from_stored(cls, service: MucService, stored: StoredRoom) -> Room:
+        return cls(service, stored.room, RoomConfig.from_json(stored.config),
+                   dict(stored.affiliations), secret=stored.secret,
+                   created_at=stored.created_at, subject=stored.subject,
+                   subject_nick=stored.subject_nick, subject_at=stored.subject_at)
+
+    def stored(self) -> StoredRoom:
+        return StoredRoom(self.jid, self.config.to_json(), self.secret, self.created_at,
+                          self.subject, self.subject_nick, self.subject_at,
+                          dict(self.affiliations))
+
+    # -- who is who ------------------------------------------------------------------------
+    def affiliation(self, user: JID) -> str:
+        """§9.2: match the bare JID, then the domain (a ban of a whole domain)."""
+        entry = self.affiliations.get(str(user.bare)) or self.affiliations.get(user.domain)
+        return entry.affiliation if entry is not None else "none"
+
+    def reserved_by(self, nick: str) -> str | None:
+        """The bare JID that registered `nick` (§7.2.9, §9.3), if anyone did."""
+        for jid, entry in self.affiliations.items():
+            if entry.nick == nick and entry.affiliation != "outcast":
+                return jid
+        return None
+
+    def owners(self) -> list[str]:
+        return sorted(j for j, e in self.affiliations.items() if e.affiliation == "owner")
+
+    def sees_jids(self, occ: Occupant) -> bool:
+        """§7.2.3/§7.2.4: everyone in non-anonymous rooms, moderators in semi-anonymous ones."""
+        return self.config.non_anonymous or occ.role == "moderator"
+
+    def occupant_id_of(self, bare: JID) -> str:
+        """XEP-0421 §4.1: stable per (room, user), unguessable, pseudonymous."""
+        mac = hmac.new(self.secret.encode(), str(bare).encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
+    def sessions(self) -> list[JID]:
+        return list(self.by_session)
+
+    @property
+    def empty(self) -> bool:
+        return not self.occupants
+
+    # -- entry point -----------------------------------------------------------------------
+    def receive(self, el: _E, sender: JID, to: JID) -> Any:
+        tag = el.tag
+        if tag == _C + "presence":
+            return self.on_presence(el, sender, to)
+        if tag == _C + "message":
+            return self.on_message(el, sender, to)
+        if tag == _C + "iq" and to.resource is not None:
+            return self.on_occupant_iq(el, sender, to)
+        return None
+
+    def send(self, stanza: _E) -> None:
+        self.service.send(stanza)
+
+    def refuse(self, el: _E, err: StanzaError) -> None:
+        if el.get("type") != "error":
+            self.send(codec.error(el, err, self.jid))
+
+    # -- presence --------------------------------------------------------------------------
+    def on_presence(self, el: _E, sender: JID, to: JID) -> None:
+        kind = el.get("type")
+        occ = self.by_session.get(sender)
+        if kind == "error":
+            if occ is not None and codec.condition(el) in codec.DELIVERY_ERRORS:
+                self.drop_session(occ, sender, codes=(333,))
+            return
+        if kind == "unavailable":
+            if occ is not None:
+                self.leave(occ, sender, el)
+            return          # §17.3.5: "silently ignore unavailable presence" from role none
+        if kind is not None:
+            return          # §17.3.1/2: probes and subscriptions are neither joins nor exits
+        if to.resource is None:
+            self.refuse(el, StanzaError.jid_malformed("a nickname is needed"))    # §7.2.1
+            return
+        if occ is None:
+            self.join(el, sender, to.resource)
+        elif to.resource != occ.nick:
+            self.change_nick(occ, sender, to.resource, el)
+        elif (x := el.find(codec.MUC_X)) is not None:
+            # §7.2.1/§17.3.3: a join from an occupant "lost its synchronization": resend all.
+            try:
+                request = JoinRequest.parse(x)
+            except StanzaError as e:
+                self.refuse(el, e)
+                return
+            occ.sessions[sender] = codec.clean_presence(el)
+            self.welcome(occ, sender, el, request, ())
+        else:
+            occ.sessions[sender] = codec.clean_presence(el)
+            occ.primary = sender
+            self.broadcast_presence(occ)
+
+    def join(self, el: _E, sender: JID, nick: str, *, created: bool = False) -> Occupant | None:
+        x = el.find(codec.MUC_X)
+        if x is None:
+            self.kick_gc10(el, sender)
+            return None
+        try:
+            request = JoinRequest.parse(x)
+            nick, modified = self.normalize_nick(nick)
+        except StanzaError as e:
+            self.refuse(el, e)
+            return None
+        aff = self.affiliation(sender)
+        rank = AFF_RANK[aff]
+        existing = self.occupants.get(nick)
+        reserved = self.reserved_by(nick)
+        if self.locked and aff != "owner":
+            err = StanzaError.item_not_found("this room is not configured yet")       # §7.2.11
+        elif aff == "outcast":
+            err = StanzaError.forbidden("you are banned from this room")               # §7.2.8
+        elif self.config.members_only and rank < MEMBER:
+            err = StanzaError("registration-required", "this room is for members only")  # §7.2.7
+        elif self.config.password_protected and rank < ADMIN and \
+                request.password != self.config.password:
+            err = StanzaError.not_authorized("a password is required")                 # §7.2.6
+        elif (existing is not None and existing.bare != sender.bare) or \
+                (reserved is not None and reserved != str(sender.bare)):
+            err = StanzaError.conflict("that nickname is taken")                        # §7.2.9
+        elif existing is None and len(self.occupants) >= self.config.max_users and \
+                rank < ADMIN:
+            # §7.2.10 (type 'wait' in the example); admins and owners "MUST" still enter.
+            err = StanzaError("service-unavailable", "the room is full", type="wait")
+        else:
+            err = None
+        if err is not None:
+            self.refuse(el, err)
+            return None
+        occ = existing
+        if occ is None:
+            occ = Occupant(nick, sender.bare, default_role(aff, self.config.moderated),
+                           self.occupant_id_of(sender.bare))
+            self.occupants[nick] = occ
+        occ.sessions[sender] = codec.clean_presence(el)
+        if existing is None:
+            occ.primary = sender
+        self.by_session[sender] = occ
+        codes = [201] if created else []
+        if modified:
+            codes.append(210)
+        self.welcome(occ, sender, el, request, codes, announce=existing is None)
+        return occ
+
+    def welcome(self, occ: Occupant, session: JID, join: _E, request: JoinRequest,
+                codes: Iterable[int], announce: bool = False) -> None:
+        """§7.1: others' presence, self-presence, history, subject — in that order."""
+        viewer_sees = self.sees_jids(occ)
+        for other in list(self.occupants.values()):
+            if other is occ or other.role not in self.config.presence_broadcast:
+                continue
+            self.send_to([session], self.presence_of(other, viewer_sees))
+        self_codes = set(codes) | {110}
+        if self.config.non_anonymous:
+            self_codes.add(100)                                     # §7.2.4
+        if self.config.archived:
+            self_codes.add(170)                                     # §7.2.12
+        mine = self.presence_of(occ, viewer_sees, self_codes)
+        if join.get("id") is not None:
+            mine.set("id", join.get("id") or "")                   # §7.2.3 "MAY reflect"
+        self.send_to([session], mine)
+        if announce:
+            self.broadcast_presence(occ, skip_self=True)
+        self.send_history(session, request)
+        self.send_subject(session)
+
+    def normalize_nick(self, nick: str) -> tuple[str, bool]:
+        """§17.1: no empty or invisible nicknames. Surrounding spaces are trimmed, which the
+        joiner learns from status 210 (§7.2.3)."""
+        trimmed = nick.strip()
+        if not trimmed:
+            raise StanzaError.not_acceptable("a nickname must not be blank")
+        try:
+            JID.of(self.jid.local, self.jid.domain, trimmed)
+        except JIDError:
+            raise StanzaError.jid_malformed("not a valid nickname") from None
+        return trimmed, trimmed != nick
+
+    def kick_gc10(self, el: _E, sender: JID) -> None:
+        """§7.2.23: presence without <x/> from a non-occupant — a groupchat 1.0 join or a
+        client that lost track — gets an explicit kick (110, 307, 333)."""
+        out = codec.stanza("presence", el.get("to") or self.jid, sender, type="unavailable")
+        codec.user_x(Item("none", "none", reason="You are not in the room."),
+                     (110, 307, 333), out)
+        self.send(out)
+
+    def leave(self, occ: Occupant, session: JID, el: _E) -> None:
+        status = el.find(_C + "status")
+        self.drop_session(occ, session, status=status)
+
+    def drop_session(self, occ: Occupant, session: JID, *, codes: Iterable[int] = (),
+                     status: _E | None = None) -> None:
+        """One session leaves (§7.14) or is found gone (§16, 333). The occupant goes when its
+        last session does; otherwise the others stay and only this session hears 110."""
+        if session not in occ.sessions:
+            return
+        if len(occ.sessions) > 1:
+            del occ.sessions[session]
+            self.by_session.pop(session, None)
+            out = self.presence_of(occ, self.sees_jids(occ), {110, *codes},
+                                   type="unavailable", role="none", status=status)
+            self.send_to([session], out)
+            if occ.primary == session:
+                occ.primary = next(iter(occ.sessions))
+                self.broadcast_presence(occ)
+            return
+        self.remove(occ, codes=codes, status=status)
+
+    def remove(self, occ: Occupant, *, codes: Iterable[int] = (), actor: str | None = None,
+               reason: str | None = None, status: _E | None = None,
+               affiliation: str | None = None) -> None:
+        """The occupant leaves the room: unavailable presence (role none) to itself with 110
+        and to everyone else (§7.14, §8.2 307, §9.1 301, §9.4 321, §10.2 322, §16 333)."""
+        item_codes = set(codes)
+        self.broadcast_presence(occ, type="unavailable", role="none", codes=item_codes,
+                                actor=actor, reason=reason, status=status,
+                                affiliation=affiliation)
+        for s in occ.sessions:
+            self.by_session.pop(s, None)
+        self.occupants.pop(occ.nick, None)
+        if not self.occupants:
+            self.service.vacated(self)
+
+    def change_nick(self, occ: Occupant, session: JID, wanted: str, el: _E) -> None:
+        """§7.6: unavailable from the old nick with 303 and the new nick, then available from
+        the new one; every session of the occupant moves with it."""
+        try:
+            nick, modified = self.normalize_nick(wanted)
+        except StanzaError as e:
+            self.refuse(el, e)
+            return
+        holder = self.occupants.get(nick)
+        reserved = self.reserved_by(nick)
+        if (holder is not None and holder is not occ) or \
+                (reserved is not None and reserved != str(occ.bare)):
+            self.refuse(el, StanzaError.conflict("that nickname is taken"))         # §7.6
+            return
+        if holder is occ:
+            return
+        occ.sessions[session] = codec.clean_presence(el)
+        self.broadcast_presence(occ, type="unavailable", codes={303}, new_nick=nick)
+        del self.occupants[occ.nick]
+        occ.nick = nick
+        self.occupants[nick] = occ
+        occ.primary = session
+        self.broadcast_presence(occ, self_codes={210} if modified else set())
+
+    # -- building and sending presence -----------------------------------------------------
+    def presence_of(self, occ: Occupant, with_jid: bool, codes: Iterable[int] = (), *,
+                    type: str | None = None, role: str | None = None, status: _E | None = None,
+                    actor: str | None = None, reason: str | None = None,
+                    new_nick: str | None = None, affiliation: str | None = None) -> _E:
+        if type == "unavailable":
+            out = codec.stanza("presence", self.jid.with_resource(occ.nick), type="unavailable")
+            if status is not None:
+                out.append(copy.deepcopy(status))
+        else:
+            out = copy.deepcopy(occ.presence)
+            out.set("from", str(self.jid.with_resource(occ.nick)))
+        aff = affiliation or self.affiliation(occ.bare)
+        item = Item(aff, role or occ.role, occ.primary if with_jid else None, new_nick, actor,
+                    reason)
+        codec.user_x(item, codes, out)
+        codec.el("occupant-id", codec.NS_OCCUPANT_ID, out, id=occ.occupant_id)
+        return out
+
+    def broadcast_presence(self, occ: Occupant, *, codes: Iterable[int] = (),
+                           self_codes: Iterable[int] = (), skip_self: bool = False,
+                           **kw: Any) -> None:
+        """Send `occ`'s presence to every session in the room: up to four variants (self or
+        others, with or without the real JID), each serialised once (§7.2.3, §7.2.4)."""
+        codes = set(codes)
+        groups: dict[tuple[bool, bool], list[JID]] = {}
+        broadcast = occ.role in self.config.presence_broadcast or kw.get("type") == "unavailable"
+        for other in self.occupants.values():
+            if other is occ:
+                if skip_self:
+                    continue
+                key = (True, self.sees_jids(other))
+            elif broadcast:
+                key = (False, self.sees_jids(other))
+            else:
+                continue
+            groups.setdefault(key, []).extend(other.sessions)
+        for (is_self, with_jid), recipients in groups.items():
+            extra = {110, *self_codes} if is_self else set()
+            self.send_to(recipients, self.presence_of(occ, with_jid, codes | extra, **kw))
+
+    def send_to(self, recipients: list[JID], stanza: _E) -> None:
+        if recipients:
+            self.service.fan_out(stanza, recipients)
+
+    # -- history and subject (§7.2.15, §7.2.16) --------------------------------------------
+    def send_history(self, session: JID, request: JoinRequest) -> None:
+        limit = self.config.history_length
+        if request.maxstanzas is not None:
+            limit = min(limit, request.maxstanzas)
+        since = request.since
+        if request.seconds is not None:
+            since = max(since or 0.0, self.service.now() - request.seconds)
+        chosen: list[_E] = []
+        chars = 0
+        for entry in reversed(self.history):
+            if len(chosen) >= limit or (since is not None and entry.at < since):
+                break
+            out = copy.deepcopy(entry.message)
+            out.set("to", str(session))
+            codec.add_delay(out, self.jid, entry.at)
+            if request.maxchars is not None:
+                # §7.2.14: characters of the complete stanzas; never a partial one.
+                chars += len(etree.tostring(out, encoding="unicode"))
+                if chars > request.maxchars:
+                    break
+            chosen.append(out)
+        for out in reversed(chosen):
+            self.send(out)
+
+    def send_subject(self, session: JID) -> None:
+        sender = self.jid.with_resource(self.subject_nick) if self.subject_nick else self.jid
+        out = codec.stanza("message", sender, session, type="groupchat",
+                           id=secrets.token_hex(8))
+        etree.SubElement(out, codec.SUBJECT).text = self.subject
+        if self.subject_at is not None:
+            codec.add_delay(out, self.jid, self.subject_at)      # §7.2.16 SHOULD
+        self.send(out)
+
+    def remember(self, message: _E, at: float, nick: str) -> None:
+        self.history.append(HistoryEntry(message, at, nick))
+
+    # -- messages --------------------------------------------------------------------------
+    def on_message(self, el: _E, sender: JID, to: JID) -> Any:
+        kind = el.get("type") or "normal"
+        occ = self.by_session.get(sender)
+        if kind == "error":
+            if occ is not None and codec.condition(el) in codec.DELIVERY_ERRORS:
+                self.drop_session(occ, sender, codes=(333,))           # §16 Ghost Users
+            elif occ is not None and to.resource is not None:
+                self.relay_error(el, occ, to.resource)
+            return None
+        if to.resource is not None:
+            self.private_message(el, sender, occ, to.resource)
+            return None
+        if kind == "groupchat":
+            self.groupchat(el, sender, occ)
+            return None
+        x = el.find(codec.USER_X)
+        if x is not None and x.find("{%s}invite" % NS_USER) is not None:
+            return self.service.invite(self, el, sender, occ, x)
+        if x is not None and x.find("{%s}decline" % NS_USER) is not None:
+            return self.service.decline(self, el, sender, x)
+        form = forms.find(el)
+        if form is not None:
+            self.voice_form(el, sender, occ, form)
+            return None
+        # §17.2.1: "A service MAY ... reject [improperly typed messages] with a bad-request".
+        self.refuse(el, StanzaError.bad_request("messages to a room are of type groupchat"))
+        return None
+
+    def groupchat(self, el: _E, sender: JID, occ: Occupant | None) -> None:
+        if occ is None:
+            self.refuse(el, StanzaError.not_acceptable("you are not in this room"))   # §7.4
+            return
+        if occ.role == "visitor" or occ.role == "none":
+            self.refuse(el, StanzaError.forbidden("you have no voice in this room"))  # §7.4
+            return
+        if codec.is_subject_change(el):
+            # §8.1: moderators; others only if muc#roomconfig_changesubject allows.
+            if occ.role != "moderator" and not self.config.change_subject:
+                self.refuse(el, StanzaError.forbidden("only moderators change the subject"))
+                return
+            self.set_subject(el, occ)
+            return
+        out = codec.clean_message(el, self.jid)
+        self.stamp(out, occ)
+        now = self.service.now()
+        self.send_to(self.sessions(), out)
+        if out.find(codec.BODY) is not None:
+            self.remember(out, now, occ.nick)
+            self.service.archive(self, out, now, occ)
+
+    def stamp(self, out: _E, occ: Occupant) -> str:
+        """From the occupant JID, the client's id kept (§7.4, muc#stable_id) or one made up,
+        with our occupant-id (XEP-0421) and stanza-id (XEP-0359, by the room)."""
+        out.set("from", str(self.jid.with_resource(occ.nick)))
+        if not out.get("id"):
+            out.set("id", secrets.token_hex(8))
+        codec.el("occupant-id", codec.NS_OCCUPANT_ID, out, id=occ.occupant_id)
+        sid = secrets.token_urlsafe(12)
+        codec.el("stanza-id", ns.STANZA_ID, out, id=sid, by=str(self.jid))
+        return sid
+
+    def set_subject(self, el: _E, occ: Occupant) -> None:
+        out = codec.clean_message(el, self.jid)
+        self.stamp(out, occ)
+        now = self.service.now()
+        self.subject = out.findtext(codec.SUBJECT) or ""
+        self.subject_nick, self.subject_at = occ.nick, now
+        self.send_to(self.sessions(), out)
+        self.service.subject_changed(self)
+        self.service.archive(self, out, now, occ)      # XEP-0313 §5.1.2: subjects are kept
+
+    def private_message(self, el: _E, sender: JID, occ: Occupant | None, nick: str) -> None:
+        """§7.5: from the sender's occupant JID to every session of the recipient."""
+        if el.get("type") == "groupchat":
+            self.refuse(el, StanzaError.bad_request("private messages are not groupchat"))
+            return
+        if occ is None:
+            self.refuse(el, StanzaError.not_acceptable("you are not in this room"))
+            return
+        target = self.occupants.get(nick)
+        if target is None:
+            self.refuse(el, StanzaError.item_not_found("no such occupant"))
+            return
+        allowed = {"anyone": True, "participants": occ.role in ("participant", "moderator"),
+                   "moderators": occ.role == "moderator", "none": False}[self.config.allow_pm]
+        if not allowed:
+            self.refuse(el, StanzaError.forbidden("private messages are not allowed here"))
+            return
+        out = codec.clean_message(el, self.jid, keep_user_x=True)
+        out.set("from", str(self.jid.with_resource(occ.nick)))
+        if out.find(codec.USER_X) is None:
+            codec.el("x", NS_USER, out)                         # §7.5: "SHOULD add the <x/>"
+        codec.el("occupant-id", codec.NS_OCCUPANT_ID, out, id=occ.occupant_id)
+        self.route_to(list(target.sessions), out)
+
+    def route_to(self, recipients: list[JID], stanza: _E) -> None:
+        """One routed copy per recipient: a private message is the recipient's own chat, for
+        its archive and carbons (XEP-0313, XEP-0280 §6), not a room broadcast."""
+        for to in recipients:
+            mine = copy.deepcopy(stanza)
+            mine.set("to", str(to))
+            self.send(mine)
+
+    def relay_error(self, el: _E, occ: Occupant, nick: str) -> None:
+        """An error answering a private message goes back to its sender, from our side."""
+        target = self.occupants.get(nick)
+        if target is None:
+            return
+        out = copy.deepcopy(el)
+        out.set("from", str(self.jid.with_resource(occ.nick)))
+        self.route_to(list(target.sessions), out)
+
+    def voice_form(self, el: _E, sender: JID, occ: Occupant | None, x: _E) -> None:
+        """§7.13 a visitor asks for voice (the request goes to the moderators as an approval
+        form, §8.6); a moderator's submitted approval grants it."""
+        try:
+            form = forms.parse_submit(x)
+        except StanzaError as e:
+            self.refuse(el, e)
+            return
+        if form.form_type != NS_REQUEST or occ is None:
+            self.refuse(el, StanzaError.bad_request("not a voice request from an occupant"))
+            return
+        if occ.role == "moderator" and form.has("muc#request_allow"):
+            if not form.boolean("muc#request_allow", False):
+                return
+            target = self.occupants.get(form.text("muc#roomnick"))
+            if target is not None and target.role == "visitor":
+                target.role = "participant"
+                self.broadcast_presence(target)                 # §8.3
+            return
+        if occ.role != "visitor" or form.text("muc#role") != "participant":
+            return
+        for mod in self.occupants.values():
+            if mod.role != "moderator":
+                continue
+            msg = codec.stanza("message", self.jid, type="normal", id=secrets.token_hex(8))
+            msg.append(forms.build("form", [
+                forms.Field("muc#role", "list-single", "Requested role", ["participant"]),
+                forms.Field("muc#jid", "jid-single", "User ID",
+                            [str(occ.primary)] if self.sees_jids(mod) else []),
+                forms.Field("muc#roomnick", "text-single", "Room Nickname", [occ.nick]),
+                forms.Field("muc#request_allow", "boolean", "Grant voice to this person?",
+                            ["0"])], form_type=NS_REQUEST, title="Voice request"))
+            self.send_to(list(mod.sessions), msg)
+
+    # -- IQs to occupants (§18.4, XEP-0410) ------------------------------------------------
+    def on_occupant_iq(self, el: _E, sender: JID, to: JID) -> None:
+        kind = el.get("type")
+        assert to.resource is not None
+        if kind in ("result", "error"):
+            self.relay_answer(el, sender, to.resource)
+            return
+        if kind not in ("get", "set"):
+            return
+        occ = self.by_session.get(sender)
+        payload = iq.payload(el)
+        if occ is None:
+            if payload is not None and etree.QName(payload).namespace in (ns.DISCO_INFO,
+                                                                          ns.DISCO_ITEMS):
+                self.refuse(el, StanzaError.bad_request("you are not in this room"))   # §6.7
+            else:
+                self.refuse(el, StanzaError.not_acceptable("you are not in this room"))
+            return
+        target = self.occupants.get(to.resource)
+        if target is None:
+            self.refuse(el, StanzaError.item_not_found("no such occupant"))
+            return
+        if target is occ and payload is not None and payload.tag == "{%s}ping" % ns.PING:
+            self.send(iq.result(el))              # XEP-0410 §3.3: answer a self-ping at once
+            return
+        # §18.4: relayed to the real JID; neither side learns the other's real JID.
+        relay_id = secrets.token_hex(8)
+        self.relayed[relay_id] = (sender, el.get("id") or "", occ.nick)
+        while len(self.relayed) > MAX_RELAYED_IQS:
+            self.relayed.popitem(last=False)
+        out = copy.deepcopy(el)
+        out.set("from", str(self.jid.with_resource(occ.nick)))
+        out.set("to", str(target.primary))
+        out.set("id", relay_id)
+        self.send(out)
+
+    def relay_answer(self, el: _E, sender: JID, nick: str) -> None:
+        found = self.relayed.get(el.get("id") or "")
+        target = self.by_session.get(sender)
+        if found is None or target is None:
+            return
+        asker, original_id, asker_nick = found
+        if asker_nick != nick:
+            return
+        del self.relayed[el.get("id") or ""]
+        out = copy.deepcopy(el)
+        out.set("from", str(self.jid.with_resource(target.nick)))
+        out.set("to", str(asker))
+        out.set("id", original_id)
+        self.send(out)
+
+    # -- changes made by moderators, admins and owners -------------------------------------
+    def set_role(self, occ: Occupant, role: Role, actor: Occupant | None,
+                 reason: str | None) -> None:
+        if role == "none":
+            self.remove(occ, codes={307}, actor=actor.nick if actor else None,
+                        reason=reason)                                           # §8.2
+            return
+        occ.role = role
+        self.broadcast_presence(occ, reason=reason)                              # §8.3-§9.7
+
+    def affiliation_changed(self, jid: str, old: str, actor: Occupant | None,
+                            reason: str | None) -> None:
+        """After the affiliation of `jid` (a bare JID or a domain) changed: ban (301),
+        removal from a members-only room (321) or a presence update with the new affiliation
+        and role (§9.1-§9.4, §10.3-§10.8)."""
+        actor_nick = actor.nick if actor else None
+        for occ in list(self.occupants.values()):
+            if str(occ.bare) != jid and occ.bare.domain != jid:
+                continue
+            new = self.affiliation(occ.bare)
+            if new == "outcast":
+                self.remove(occ, codes={301}, actor=actor_nick, reason=reason)
+            elif self.config.members_only and AFF_RANK[new] < MEMBER:
+                # §9.4: only the unavailable presence, not a de-affiliation first.
+                self.remove(occ, codes={321}, actor=actor_nick, reason=reason)
+            else:
+                occ.role = role_after_affiliation(old, new, occ.role, self.config.moderated)
+                self.broadcast_presence(occ, reason=reason)
+
+    def members_only_now(self) -> None:
+        """§10.2 (322): non-members leave a room that became members-only."""
+        for occ in list(self.occupants.values()):
+            if AFF_RANK[self.affiliation(occ.bare)] < MEMBER:
+                self.remove(occ, codes={322})
+
+    def announce(self, codes: Iterable[int]) -> None:
+        """§10.2.1: a configuration change, as a message from the room with status codes."""
+        out = codec.stanza("message", self.jid, type="groupchat", id=secrets.token_hex(8))
+        codec.user_x(None, codes, out)
+        self.send_to(self.sessions(), out)
+
+    def destroy(self, reason: str | None, alternate: JID | None, password: str | None,
+                codes: Iterable[int] = ()) -> None:
+        """§10.9: one unavailable presence to each occupant, with <destroy/>; or, at service
+        shutdown, 332 (§11.2)."""
+        for occ in list(self.occupants.values()):
+            for session in occ.sessions:
+                out = codec.stanza("presence", self.jid.with_resource(occ.nick), session,
+                                   type="unavailable")
+                x = codec.user_x(Item("none", "none"), set(codes) | ({110} if codes else set()),
+                                 out)
+                if not codes:
+                    d = codec.el("destroy", NS_USER, x)
+                    if alternate is not None:
+                        d.set("jid", str(alternate))
+                    if reason:
+                        codec.el("reason", NS_USER, d).text = reason
+                    if password:
+                        codec.el("password", NS_USER, d).text = password
+                self.send(out)
+        self.occupants.clear()
+        self.by_session.clear()
+
+
+def invitation(room: Room, inviter: str, reason: str | None, message_id: str | None,
+               invitee: JID) -> _E:
+    """§7.8.2: the room's invitation, with the password if the room has one."""
+    out = codec.stanza("message", room.jid, invitee, id=message_id or secrets.token_hex(8))
+    x = codec.el("x", NS_USER, out)
+    inv = codec.el("invite", NS_USER, x, **{"from": inviter})
+    if reason:
+        codec.el("reason", NS_USER, inv).text = reason
+    if room.config.password_protected:
+        codec.el("password", NS_USER, x).text = room.config.password
+    return out

@@ -1,0 +1,540 @@
+# tests: tests/modules/test_muc_service.py, tests/modules/test_muc_occupants.py
+"""The MUC service of one virtual host (`conference.<host>`): it owns the service domain, finds
+rooms (in memory, else in the store), creates them, answers the service's and rooms' IQs, and
+keeps rooms and their archives in the database.
+
+- The service JID answers disco#info (identity conference/text, XEP-0045 §6.2), disco#items
+  (public, unlocked rooms, §6.3, with XEP-0059 paging) and pings; rooms answer disco#info with
+  their features and muc#roominfo (§6.4), x-roomuser-item (§7.12), empty disco#items (§6.5),
+  muc#admin, muc#owner, MAM and pings. Other IQs: <service-unavailable/>; anything for a room
+  that does not exist: <item-not-found/> (§17.2.3), or, for a join, the room is created.
+- Room creation (§10.1): `create_rooms` = "anyone", "local" (accounts of this server) or
+  "admins" (the `admins` list); others get <not-allowed/> (§10.1.1). A new room is locked
+  until its owner configures it (or accepts the defaults: an instant room).
+- Rooms load lazily: a stanza for a room not in memory waits for one store read; stanzas
+  arriving meanwhile queue behind it in order. An empty temporary room goes away; an empty
+  persistent room leaves memory and is read again when someone comes back.
+- Archive writes are batched: what arrives while a write runs goes in the next transaction
+  (group commit), off the delivery path. MAM queries wait for writes in flight.
+Not here: occupants and messages (room.py), admin/owner IQs (admin.py), MAM (mam.py).
+"""
+from __future__ import annotations
+
+import inspect
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from lxml import etree
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from modules.muc import admin, codec, mam
+from modules.muc.affiliations import AFF_RANK, ADMIN
+from modules.muc.codec import NS_ADMIN, NS_MAM, NS_MUC, NS_OWNER, NS_RSM, NS_USER
+from modules.muc.config import Limits, RoomConfig
+from modules.muc.room import HistoryEntry, Occupant, Room, invitation
+from stanzas import iq, ns
+from stanzas.errors import StanzaError
+from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
+from xmppd.jid import JID, JIDError
+from xmppd.module import IqRequest
+from xmppd.xmlstream import serialize
+
+if TYPE_CHECKING:
+    from xmppd.module import ModuleContext
+
+_C = "{%s}" % ns.CLIENT
+RoomIq = Callable[["MucService", Room, IqRequest], "iq.Reply | Awaitable[iq.Reply]"]
+CreatePolicy = Literal["anyone", "local", "admins"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    create_rooms: CreatePolicy
+    admins: frozenset[JID]
+    name: str
+
+
+class ArchiveWriter:
+    """Group commit: messages queue while a write is in flight and go in the next one."""
+
+    def __init__(self, store: MucStore, ctx: ModuleContext[Any]) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.pending: list[ArchivedMessage] = []
+        self.busy = False
+        self.waiters: list[defer.Deferred[None]] = []
+
+    def add(self, message: ArchivedMessage) -> None:
+        self.pending.append(message)
+        if not self.busy:
+            self._write()
+
+    def _write(self) -> None:
+        batch, self.pending = self.pending, []
+        self.busy = True
+        d = defer.Deferred.fromCoroutine(self.store.archive(batch))
+        d.addBoth(self._written, len(batch))
+
+    def _written(self, result: Any, size: int) -> None:
+        if isinstance(result, Failure):
+            self.ctx.log.warning("room archive write of %d messages failed: %s", size,
+                                 result.value)
+        self.busy = False
+        if self.pending:
+            self._write()
+            return
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            w.callback(None)
+
+    def settled(self) -> defer.Deferred[None]:
+        """Fires once everything queued so far is written (or failed)."""
+        if not self.busy and not self.pending:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self.waiters.append(d)
+        return d
+
+
+class MucService:
+    def __init__(self, ctx: ModuleContext[Any], domain: str, limits: Limits,
+                 policy: Policy) -> None:
+        self.ctx = ctx
+        self.domain = domain
+        self.jid = JID.of(None, domain)
+        self.limits = limits
+        self.policy = policy
+        self.store: MucStore = ctx.stores.muc
+        self.router = ctx.server.router
+        self.rooms: dict[JID, Room] = {}
+        self.loading: dict[JID, list[tuple[etree._Element, JID, JID]]] = {}
+        self.writer = ArchiveWriter(self.store, ctx)
+        self.writes: dict[JID, defer.Deferred[Any]] = {}   # per room: the last queued write
+
+    # -- plumbing used by rooms ------------------------------------------------------------
+    def now(self) -> float:
+        return self.ctx.clock.now()
+
+    def send(self, stanza: etree._Element) -> None:
+        self.ctx.send(stanza)
+
+    def fan_out(self, stanza: etree._Element, recipients: list[JID]) -> None:
+        self.router.fan_out(stanza, recipients)
+
+    def _run(self, result: Any, what: str) -> None:
+        if isinstance(result, Coroutine):
+            d = defer.Deferred.fromCoroutine(result)
+            d.addErrback(self._failed, what)
+
+    def _failed(self, f: Failure, what: str) -> None:
+        self.ctx.log.error("MUC %s failed: %s", what, f.getTraceback())
+
+    # -- routing ---------------------------------------------------------------------------
+    def receive(self, el: etree._Element, sender: JID, to: JID) -> None:
+        """The router's handler for everything addressed to the service domain."""
+        if to.local is None:
+            self.to_service(el, sender, to)
+            return
+        room = self.rooms.get(to.bare)
+        if room is not None:
+            self.dispatch(room, el, sender, to)
+            return
+        queued = self.loading.get(to.bare)
+        if queued is not None:
+            queued.append((el, sender, to))
+            return
+        self.loading[to.bare] = [(el, sender, to)]
+        d = defer.Deferred.fromCoroutine(self._load(to.bare))
+        d.addBoth(self._loaded, to.bare)
+
+    async def _load(self, jid: JID) -> Room | None:
+        """A stored room with its last messages as the join history (§7.2.15), which an
+        archived room keeps across restarts."""
+        stored = await self.store.load_room(jid)
+        if stored is None:
+            return None
+        room = Room.from_stored(self, stored)
+        if room.config.archived:
+            for m in await self.store.recent(jid, room.history.maxlen or 0):
+                el = etree.fromstring(m.payload)
+                if el.find(codec.BODY) is not None:
+                    room.history.append(HistoryEntry(el, m.at, m.nick))
+        return room
+
+    def _loaded(self, result: Any, jid: JID) -> None:
+        queued = self.loading.pop(jid, [])
+        if isinstance(result, Failure):
+            self.ctx.log.warning("cannot load room %s: %s", jid, result.value)
+            for el, _, _ in queued:
+                if el.get("type") not in ("error", "result"):
+                    self.send(codec.error(el, StanzaError.internal_server_error(type="wait"),
+                                          jid))
+            return
+        if result is not None and jid not in self.rooms:
+            self.rooms[jid] = result
+        for el, sender, to in queued:
+            try:
+                room = self.rooms.get(jid)
+                if room is None:
+                    self.no_room(el, sender, to)
+                else:
+                    self.dispatch(room, el, sender, to)
+            except Exception:
+                self.ctx.log.exception("MUC failed on a stanza for %s", jid)
+
+    def dispatch(self, room: Room, el: etree._Element, sender: JID, to: JID) -> None:
+        if el.tag == _C + "iq" and to.resource is None:
+            self.room_iq(room, el, sender, to)
+            return
+        self._run(room.receive(el, sender, to), f"stanza for {room.jid}")
+
+    def no_room(self, el: etree._Element, sender: JID, to: JID) -> None:
+        kind = el.get("type")
+        if el.tag == _C + "presence":
+            if kind is not None:
+                return
+            if to.resource is None:
+                self.send(codec.error(el, StanzaError.jid_malformed("a nickname is needed"),
+                                      to.bare))
+            elif el.find(codec.MUC_X) is None:
+                self.send(codec.error(el, StanzaError.item_not_found("no such room"), to.bare))
+            elif not self.may_create(sender):
+                self.send(codec.error(el, StanzaError.not_allowed(
+                    "you may not create rooms here"), to.bare))                      # §10.1.1
+            else:
+                self.create(el, sender, to)
+            return
+        if kind not in ("error", "result"):
+            self.send(codec.error(el, StanzaError.item_not_found("no such room"), to.bare))
+
+    def may_create(self, sender: JID) -> bool:
+        if self.policy.create_rooms == "anyone":
+            return True
+        if self.policy.create_rooms == "local":
+            return sender.domain in self.ctx.server.hosts
+        return sender.bare in self.policy.admins
+
+    def create(self, el: etree._Element, sender: JID, to: JID) -> None:
+        """§10.1.1: the creator becomes the owner of a locked room (status 201)."""
+        assert to.resource is not None
+        room = Room(self, to.bare, RoomConfig.defaults(self.limits),
+                    {str(sender.bare): AffiliationEntry("owner")},
+                    secret=secrets.token_urlsafe(24), created_at=self.now(), locked=True)
+        self.rooms[room.jid] = room
+        if room.join(el, sender, to.resource, created=True) is None:
+            self.rooms.pop(room.jid, None)
+
+    def vacated(self, room: Room) -> None:
+        """The room is empty: a temporary room goes away (§7.14 note), a persistent one
+        leaves memory (it is read again when needed) unless a change to it is under way."""
+        if self.rooms.get(room.jid) is not room or room.occupants:
+            return
+        if not room.config.persistent or room.locked or not room.lock.locked:
+            del self.rooms[room.jid]
+
+    # -- service JID -----------------------------------------------------------------------
+    def to_service(self, el: etree._Element, sender: JID, to: JID) -> None:
+        kind = el.get("type")
+        if el.tag != _C + "iq":
+            if el.tag == _C + "message" and kind != "error":
+                self.send(codec.error(el, StanzaError.service_unavailable(), self.jid))
+            return
+        if kind not in ("get", "set"):
+            return
+        payload = iq.payload(el)
+        handler: Callable[[IqRequest], Any] | None = None
+        if payload is not None and kind == "get":
+            handler = {"{%s}query" % ns.DISCO_INFO: self.service_info,
+                       "{%s}query" % ns.DISCO_ITEMS: self.service_items,
+                       "{%s}ping" % ns.PING: lambda req: iq.result(req.stanza)}.get(payload.tag)
+        if handler is None or payload is None:
+            self.send(codec.error(el, StanzaError.service_unavailable(), self.jid))
+            return
+        self.router.call_iq_handler(handler, IqRequest(el, sender, to, payload), self.send)
+
+    def service_info(self, req: IqRequest) -> iq.Reply:
+        if req.payload.get("node"):
+            raise StanzaError.item_not_found("no such node")
+        q = iq.empty(ns.DISCO_INFO, "query")
+        codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
+                 name=self.policy.name)
+        # XEP-0421 §5: occupant ids are on in every room, so the service says so too.
+        for feature in sorted({ns.DISCO_INFO, ns.DISCO_ITEMS, NS_MUC, codec.NS_STABLE_ID,
+                               codec.NS_SELF_PING, codec.NS_OCCUPANT_ID, ns.PING}):
+            codec.el("feature", ns.DISCO_INFO, q, var=feature)
+        return iq.result(req.stanza, q)
+
+    async def service_items(self, req: IqRequest) -> iq.Reply:
+        """§6.3: the public rooms (hidden and locked ones are not listed), with XEP-0059."""
+        if req.payload.get("node"):
+            raise StanzaError.item_not_found("no such node")
+        listed: dict[JID, str] = {}
+        for summary in await self.store.list_rooms(self.domain):
+            cfg = RoomConfig.from_json(summary.config)
+            if cfg.public:
+                listed[summary.room] = cfg.name
+        for room in self.rooms.values():
+            listed.pop(room.jid, None)
+            if room.config.public and not room.locked:
+                listed[room.jid] = room.config.name
+        jids = sorted(listed, key=str)
+        q = iq.empty(ns.DISCO_ITEMS, "query")
+        rsm = req.payload.find("{%s}set" % NS_RSM)
+        start, limit = 0, len(jids)
+        if rsm is not None:
+            after = rsm.findtext("{%s}after" % NS_RSM)
+            if after:
+                names = [str(j) for j in jids]
+                if after not in names:
+                    raise StanzaError.item_not_found("no such room to page after")
+                start = names.index(after) + 1
+            text = rsm.findtext("{%s}max" % NS_RSM)
+            if text is not None:
+                try:
+                    limit = max(0, int(text))
+                except ValueError:
+                    raise StanzaError.bad_request("<max/> must be a number") from None
+        page = jids[start:start + limit]
+        for jid in page:
+            item = codec.el("item", ns.DISCO_ITEMS, q, jid=str(jid))
+            if listed[jid]:
+                item.set("name", listed[jid])
+        if rsm is not None:
+            s = codec.el("set", NS_RSM, q)
+            if page:
+                codec.el("first", NS_RSM, s, index=str(start)).text = str(page[0])
+                codec.el("last", NS_RSM, s).text = str(page[-1])
+            codec.el("count", NS_RSM, s).text = str(len(jids))
+        return iq.result(req.stanza, q)
+
+    # -- room JIDs -------------------------------------------------------------------------
+    def room_iq(self, room: Room, el: etree._Element, sender: JID, to: JID) -> None:
+        kind = el.get("type")
+        if kind not in ("get", "set"):
+            return
+        payload = iq.payload(el)
+        if payload is None:
+            self.send(codec.error(el, StanzaError.bad_request("an IQ has one child"), room.jid))
+            return
+        if room.locked and room.affiliation(sender) != "owner":
+            self.send(codec.error(el, StanzaError.item_not_found("no such room"), room.jid))
+            return
+        handler = ROOM_IQS.get((kind, payload.tag))
+        if handler is None:
+            self.send(codec.error(el, StanzaError.service_unavailable(), room.jid))
+            return
+
+        def call(req: IqRequest) -> Any:
+            try:
+                result = handler(self, room, req)
+            except Exception:
+                self.vacated(room)
+                raise
+            if not inspect.isawaitable(result):
+                self.vacated(room)      # a room read in for this IQ alone leaves memory again
+                return result
+
+            async def then() -> Any:
+                try:
+                    return await result
+                finally:
+                    self.vacated(room)
+            return then()
+        self.router.call_iq_handler(call, IqRequest(el, sender, to, payload), self.send)
+
+    def room_info(self, room: Room, req: IqRequest) -> iq.Reply:
+        node = req.payload.get("node")
+        q = iq.empty(ns.DISCO_INFO, "query")
+        if node == "x-roomuser-item":
+            # §7.12: the user's reserved nickname, or an empty query.
+            q.set("node", node)
+            entry = room.affiliations.get(str(req.sender.bare))
+            if entry is not None and entry.nick:
+                codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
+                         name=entry.nick)
+            return iq.result(req.stanza, q)
+        if node:
+            raise StanzaError.item_not_found("no such node")
+        codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
+                 name=room.config.name or room.jid.local or "")
+        features = {ns.DISCO_INFO, ns.DISCO_ITEMS, NS_MUC, codec.NS_STABLE_ID,
+                    codec.NS_SELF_PING, codec.NS_OCCUPANT_ID, ns.STANZA_ID, ns.PING,
+                    *room.config.features()}
+        if room.config.archived:
+            features.add(NS_MAM)
+        for feature in sorted(features):
+            codec.el("feature", ns.DISCO_INFO, q, var=feature)
+        q.append(room.config.roominfo(len(room.occupants), room.subject, room.owners()))
+        return iq.result(req.stanza, q)
+
+    # -- invitations (§7.8.2) --------------------------------------------------------------
+    async def invite(self, room: Room, el: etree._Element, sender: JID, occ: Occupant | None,
+                     x: etree._Element) -> None:
+        rank = AFF_RANK[room.affiliation(sender)]
+        if occ is None and rank < ADMIN:
+            room.refuse(el, StanzaError.not_acceptable("you are not in this room"))
+            return
+        if room.config.members_only and not room.config.allow_invites and rank < ADMIN:
+            # §9.5: "if ... a mere member attempts to send an invitation, the service MUST
+            # deny the invitation request and return a <forbidden/> error".
+            room.refuse(el, StanzaError.forbidden("only admins invite to this room"))
+            return
+        invitees: list[tuple[JID, str | None]] = []
+        for inv in x.iterfind("{%s}invite" % NS_USER):
+            try:
+                target = JID.parse(inv.get("to") or "")
+            except JIDError:
+                room.refuse(el, StanzaError.jid_malformed("invite whom?"))
+                return
+            if target.local is None or (target.domain in self.ctx.server.hosts and
+                                        not await self.ctx.server.user_exists(target)):
+                room.refuse(el, StanzaError.item_not_found(f"no user {target.bare}"))
+                return
+            if room.affiliation(target) == "outcast" and rank < ADMIN:
+                room.refuse(el, StanzaError.forbidden(f"{target.bare} is banned here"))
+                return
+            invitees.append((target, inv.findtext("{%s}reason" % NS_USER)))
+        if room.config.members_only:
+            # §9.5 MAY: an invitation into a members-only room makes the invitee a member.
+            await room.lock.acquire()
+            try:
+                changes: dict[str, AffiliationEntry | None] = {
+                    str(t.bare): AffiliationEntry("member") for t, _ in invitees
+                    if AFF_RANK[room.affiliation(t)] < 1}
+                if changes:
+                    old = {k: room.affiliations[k].affiliation if k in room.affiliations
+                           else "none" for k in changes}
+                    await self.store_affiliations(room, changes)
+                    for k, entry in changes.items():
+                        assert entry is not None
+                        room.affiliations[k] = entry
+                        room.affiliation_changed(k, old[k], occ, None)
+            finally:
+                room.lock.release()
+            self.vacated(room)
+        # The inviter as the invitee may know them: the bare JID in non-anonymous rooms,
+        # else the occupant JID (§7.8.2 allows either).
+        inviter = str(sender.bare) if room.config.non_anonymous or occ is None \
+            else str(room.jid.with_resource(occ.nick))
+        for target, reason in invitees:
+            self.send(invitation(room, inviter, reason, el.get("id"), target))
+
+    def decline(self, room: Room, el: etree._Element, sender: JID, x: etree._Element) -> None:
+        d = x.find("{%s}decline" % NS_USER)
+        assert d is not None
+        try:
+            target = JID.parse(d.get("to") or "")
+        except JIDError:
+            room.refuse(el, StanzaError.jid_malformed("decline to whom?"))
+            return
+        if target.bare == room.jid and target.resource is not None:
+            occ = room.occupants.get(target.resource)
+            if occ is None:
+                room.refuse(el, StanzaError.item_not_found("no such occupant"))
+                return
+            target = occ.primary
+        out = codec.stanza("message", room.jid, target, id=el.get("id"))
+        dx = codec.el("x", NS_USER, out)
+        dec = codec.el("decline", NS_USER, dx, **{"from": str(sender.bare)})
+        reason = d.findtext("{%s}reason" % NS_USER)
+        if reason:
+            codec.el("reason", NS_USER, dec).text = reason
+        self.send(out)
+
+    # -- persistence -----------------------------------------------------------------------
+    def stored(self, room: Room) -> bool:
+        return room.config.persistent and not room.locked
+
+    async def store_affiliations(self, room: Room,
+                                 changes: dict[str, AffiliationEntry | None]) -> None:
+        if self.stored(room):
+            await self._serial(room, lambda: self.store.set_affiliations(room.jid, changes))
+
+    async def store_config(self, room: Room, config: RoomConfig,
+                           changes: dict[str, AffiliationEntry | None]) -> None:
+        if config.persistent:
+            affs = dict(room.affiliations)
+            for k, e in changes.items():
+                if e is None:
+                    affs.pop(k, None)
+                else:
+                    affs[k] = e
+            target = replace(room.stored(), config=config.to_json(), affiliations=affs)
+            await self._serial(room, lambda: self.store.put_room(target))
+        elif self.stored(room):
+            await self._serial(room, lambda: self.store.delete_room(room.jid))
+
+    def subject_changed(self, room: Room) -> None:
+        if self.stored(room):
+            subject, nick, at = room.subject, room.subject_nick, room.subject_at or 0.0
+            d = defer.Deferred.fromCoroutine(self._serial(
+                room, lambda: self.store.set_subject(room.jid, subject, nick, at)))
+            d.addErrback(self._failed, f"storing the subject of {room.jid}")
+
+    async def _serial(self, room: Room, write: Callable[[], Awaitable[Any]]) -> Any:
+        """One room's writes reach the database in the order they were made."""
+        previous = self.writes.get(room.jid)
+        mine: defer.Deferred[Any] = defer.Deferred()
+        self.writes[room.jid] = mine
+        try:
+            if previous is not None:
+                try:
+                    await previous
+                except Exception:
+                    pass            # its caller heard about it
+            return await write()
+        finally:
+            if self.writes.get(room.jid) is mine:
+                del self.writes[room.jid]
+            mine.callback(None)
+
+    def archive(self, room: Room, message: etree._Element, at: float, occ: Occupant) -> None:
+        if not room.config.archived or room.locked:
+            return
+        sid = message.find(codec.STANZA_ID)
+        if sid is None:
+            return
+        self.writer.add(ArchivedMessage(room.jid, sid.get("id") or "", at, occ.nick,
+                                        str(occ.bare), serialize(message)))
+
+    def archive_settled(self) -> defer.Deferred[None]:
+        return self.writer.settled()
+
+    async def destroy(self, room: Room, reason: str | None, alternate: JID | None,
+                      password: str | None) -> None:
+        """§10.9: forget the room (and its archive), then tell each occupant."""
+        if self.stored(room):
+            await self._serial(room, lambda: self.store.delete_room(room.jid))
+        room.destroy(reason, alternate, password)
+        if self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+
+    async def stop(self) -> None:
+        """§11.2: occupants hear 332 at shutdown; archive writes are flushed."""
+        for room in list(self.rooms.values()):
+            room.destroy(None, None, None, codes=(332,))
+        self.rooms.clear()
+        await self.writer.settled()
+        for d in list(self.writes.values()):
+            await d
+
+
+def _admin_get(s: MucService, r: Room, q: IqRequest) -> Any:
+    return admin.admin_get(r, q)
+
+
+ROOM_IQS: dict[tuple[str, str], Callable[[MucService, Room, IqRequest], Any]] = {
+    ("get", "{%s}query" % ns.DISCO_INFO): lambda s, r, q: s.room_info(r, q),
+    ("get", "{%s}query" % ns.DISCO_ITEMS): lambda s, r, q: iq.result(
+        q.stanza, iq.empty(ns.DISCO_ITEMS, "query")),          # §6.5: occupants stay private
+    ("get", "{%s}query" % NS_ADMIN): _admin_get,
+    ("set", "{%s}query" % NS_ADMIN): admin.admin_set,
+    ("get", "{%s}query" % NS_OWNER): admin.owner_get,
+    ("set", "{%s}query" % NS_OWNER): admin.owner_set,
+    ("get", "{%s}query" % NS_MAM): lambda s, r, q: mam.fields(r, q),
+    ("set", "{%s}query" % NS_MAM): mam.query,
+    ("get", "{%s}ping" % ns.PING): lambda s, r, q: iq.result(q.stanza),
+}
