@@ -1,5 +1,6 @@
-# tests: tests/modules/test_muc_occupants.py, tests/modules/test_muc_messages.py
-"""One room (XEP-0045): its occupants, their presence and messages, history and subject.
+# tests: tests/modules/test_muc_occupants.py, tests/modules/test_muc_admin.py
+"""One room (XEP-0045): its occupants and their presence, history and subject, and what
+moderators, admins and owners change in it.
 
 - Entering (§7.2): checks in this order — locked room <item-not-found/> (§7.2.11) unless an
   owner, banned <forbidden/> (§7.2.8), members-only <registration-required/> (§7.2.7), password
@@ -10,17 +11,16 @@
   created, +210 nick changed by us), history, subject (§7.1 order of events).
 - A second resource of the same user may take the same nick (§7.2.9 SHOULD): one occupant,
   several sessions; messages go to all of them. Presence shown is the last one a session sent.
-- Leaving (§7.14), nick change with 303 (§7.6), presence updates (§7.7), groupchat messages
-  (§7.4, `id` reflected: muc#stable_id) with XEP-0359 stanza-id and XEP-0421 occupant-id,
-  subject changes (§8.1), private messages (§7.5, all sessions of the recipient), voice
-  requests (§7.13, §8.6), mediated invitations and declines (§7.8.2).
+- Leaving (§7.14), nick change with 303 (§7.6), presence updates (§7.7); the effects of kicks
+  (307), bans (301), affiliation changes (§9, §10: 321, 322) and destruction (§10.9, or 332 at
+  shutdown).
 - A presence without the muc <x/> from a non-occupant is answered with the kick §7.2.23
   recommends (110, 307, 333). A delivery error from an occupant's session removes it (§16
-  Ghost Users, status 333). IQs to an occupant are relayed with our own ids (§18.4), except a
-  ping to oneself, answered at once (XEP-0410 §3.3).
-- A groupchat message is serialised once for all recipients (router.fan_out); presence at
-  most four times (with or without the real JID, self or others).
-Not here: admin and owner IQs (admin.py), MAM (mam.py), loading and storing (service.py).
+  Ghost Users, status 333).
+- Presence goes out at most four times serialised (with or without the real JID, self or
+  others: router.fan_out).
+Not here: messages and IQs to occupants (messages.py), admin and owner IQs (admin.py), MAM
+(mam.py), loading and storing (service.py).
 """
 from __future__ import annotations
 
@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 from twisted.internet import defer
 
-from modules.muc import codec, forms
+from modules.muc import codec, messages
 from modules.muc.affiliations import (AFF_RANK, ADMIN, MEMBER, Role, default_role,
                                       role_after_affiliation)
-from modules.muc.codec import Item, JoinRequest, NS_REQUEST, NS_USER
+from modules.muc.codec import Item, JoinRequest, NS_USER
 from modules.muc.config import RoomConfig
-from stanzas import iq, ns
+from stanzas import ns
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry, StoredRoom
 from xmppd.jid import JID, JIDError
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
 _E = etree._Element
 _C = "{%s}" % ns.CLIENT
-MAX_RELAYED_IQS = 1000          # per room: relayed IQs awaiting an answer
 
 
 class Occupant:
@@ -148,9 +147,9 @@ class Room:
         if tag == _C + "presence":
             return self.on_presence(el, sender, to)
         if tag == _C + "message":
-            return self.on_message(el, sender, to)
+            return messages.receive(self, el, sender, to)
         if tag == _C + "iq" and to.resource is not None:
-            return self.on_occupant_iq(el, sender, to)
+            return messages.on_occupant_iq(self, el, sender, to)
         return None
 
     def send(self, stanza: _E) -> None:
@@ -431,204 +430,6 @@ class Room:
     def remember(self, message: _E, at: float, nick: str) -> None:
         self.history.append(HistoryEntry(message, at, nick))
 
-    # -- messages --------------------------------------------------------------------------
-    def on_message(self, el: _E, sender: JID, to: JID) -> Any:
-        kind = el.get("type") or "normal"
-        occ = self.by_session.get(sender)
-        if kind == "error":
-            if occ is not None and codec.condition(el) in codec.DELIVERY_ERRORS:
-                self.drop_session(occ, sender, codes=(333,))           # §16 Ghost Users
-            elif occ is not None and to.resource is not None:
-                self.relay_error(el, occ, to.resource)
-            return None
-        if to.resource is not None:
-            self.private_message(el, sender, occ, to.resource)
-            return None
-        if kind == "groupchat":
-            self.groupchat(el, sender, occ)
-            return None
-        x = el.find(codec.USER_X)
-        if x is not None and x.find("{%s}invite" % NS_USER) is not None:
-            return self.service.invite(self, el, sender, occ, x)
-        if x is not None and x.find("{%s}decline" % NS_USER) is not None:
-            return self.service.decline(self, el, sender, x)
-        form = forms.find(el)
-        if form is not None:
-            self.voice_form(el, sender, occ, form)
-            return None
-        # §17.2.1: "A service MAY ... reject [improperly typed messages] with a bad-request".
-        self.refuse(el, StanzaError.bad_request("messages to a room are of type groupchat"))
-        return None
-
-    def groupchat(self, el: _E, sender: JID, occ: Occupant | None) -> None:
-        if occ is None:
-            self.refuse(el, StanzaError.not_acceptable("you are not in this room"))   # §7.4
-            return
-        if occ.role == "visitor" or occ.role == "none":
-            self.refuse(el, StanzaError.forbidden("you have no voice in this room"))  # §7.4
-            return
-        if codec.is_subject_change(el):
-            # §8.1: moderators; others only if muc#roomconfig_changesubject allows.
-            if occ.role != "moderator" and not self.config.change_subject:
-                self.refuse(el, StanzaError.forbidden("only moderators change the subject"))
-                return
-            self.set_subject(el, occ)
-            return
-        out = codec.clean_message(el, self.jid)
-        self.stamp(out, occ)
-        now = self.service.now()
-        self.send_to(self.sessions(), out)
-        if out.find(codec.BODY) is not None:
-            self.remember(out, now, occ.nick)
-            self.service.archive(self, out, now, occ)
-
-    def stamp(self, out: _E, occ: Occupant) -> str:
-        """From the occupant JID, the client's id kept (§7.4, muc#stable_id) or one made up,
-        with our occupant-id (XEP-0421) and stanza-id (XEP-0359, by the room)."""
-        out.set("from", str(self.jid.with_resource(occ.nick)))
-        if not out.get("id"):
-            out.set("id", secrets.token_hex(8))
-        codec.el("occupant-id", codec.NS_OCCUPANT_ID, out, id=occ.occupant_id)
-        sid = secrets.token_urlsafe(12)
-        codec.el("stanza-id", ns.STANZA_ID, out, id=sid, by=str(self.jid))
-        return sid
-
-    def set_subject(self, el: _E, occ: Occupant) -> None:
-        out = codec.clean_message(el, self.jid)
-        self.stamp(out, occ)
-        now = self.service.now()
-        self.subject = out.findtext(codec.SUBJECT) or ""
-        self.subject_nick, self.subject_at = occ.nick, now
-        self.send_to(self.sessions(), out)
-        self.service.subject_changed(self)
-        self.service.archive(self, out, now, occ)      # XEP-0313 §5.1.2: subjects are kept
-
-    def private_message(self, el: _E, sender: JID, occ: Occupant | None, nick: str) -> None:
-        """§7.5: from the sender's occupant JID to every session of the recipient."""
-        if el.get("type") == "groupchat":
-            self.refuse(el, StanzaError.bad_request("private messages are not groupchat"))
-            return
-        if occ is None:
-            self.refuse(el, StanzaError.not_acceptable("you are not in this room"))
-            return
-        target = self.occupants.get(nick)
-        if target is None:
-            self.refuse(el, StanzaError.item_not_found("no such occupant"))
-            return
-        allowed = {"anyone": True, "participants": occ.role in ("participant", "moderator"),
-                   "moderators": occ.role == "moderator", "none": False}[self.config.allow_pm]
-        if not allowed:
-            self.refuse(el, StanzaError.forbidden("private messages are not allowed here"))
-            return
-        out = codec.clean_message(el, self.jid, keep_user_x=True)
-        out.set("from", str(self.jid.with_resource(occ.nick)))
-        if out.find(codec.USER_X) is None:
-            codec.el("x", NS_USER, out)                         # §7.5: "SHOULD add the <x/>"
-        codec.el("occupant-id", codec.NS_OCCUPANT_ID, out, id=occ.occupant_id)
-        self.route_to(list(target.sessions), out)
-
-    def route_to(self, recipients: list[JID], stanza: _E) -> None:
-        """One routed copy per recipient: a private message is the recipient's own chat, for
-        its archive and carbons (XEP-0313, XEP-0280 §6), not a room broadcast."""
-        for to in recipients:
-            mine = copy.deepcopy(stanza)
-            mine.set("to", str(to))
-            self.send(mine)
-
-    def relay_error(self, el: _E, occ: Occupant, nick: str) -> None:
-        """An error answering a private message goes back to its sender, from our side."""
-        target = self.occupants.get(nick)
-        if target is None:
-            return
-        out = copy.deepcopy(el)
-        out.set("from", str(self.jid.with_resource(occ.nick)))
-        self.route_to(list(target.sessions), out)
-
-    def voice_form(self, el: _E, sender: JID, occ: Occupant | None, x: _E) -> None:
-        """§7.13 a visitor asks for voice (the request goes to the moderators as an approval
-        form, §8.6); a moderator's submitted approval grants it."""
-        try:
-            form = forms.parse_submit(x)
-        except StanzaError as e:
-            self.refuse(el, e)
-            return
-        if form.form_type != NS_REQUEST or occ is None:
-            self.refuse(el, StanzaError.bad_request("not a voice request from an occupant"))
-            return
-        if occ.role == "moderator" and form.has("muc#request_allow"):
-            if not form.boolean("muc#request_allow", False):
-                return
-            target = self.occupants.get(form.text("muc#roomnick"))
-            if target is not None and target.role == "visitor":
-                target.role = "participant"
-                self.broadcast_presence(target)                 # §8.3
-            return
-        if occ.role != "visitor" or form.text("muc#role") != "participant":
-            return
-        for mod in self.occupants.values():
-            if mod.role != "moderator":
-                continue
-            msg = codec.stanza("message", self.jid, type="normal", id=secrets.token_hex(8))
-            msg.append(forms.build("form", [
-                forms.Field("muc#role", "list-single", "Requested role", ["participant"]),
-                forms.Field("muc#jid", "jid-single", "User ID",
-                            [str(occ.primary)] if self.sees_jids(mod) else []),
-                forms.Field("muc#roomnick", "text-single", "Room Nickname", [occ.nick]),
-                forms.Field("muc#request_allow", "boolean", "Grant voice to this person?",
-                            ["0"])], form_type=NS_REQUEST, title="Voice request"))
-            self.send_to(list(mod.sessions), msg)
-
-    # -- IQs to occupants (§18.4, XEP-0410) ------------------------------------------------
-    def on_occupant_iq(self, el: _E, sender: JID, to: JID) -> None:
-        kind = el.get("type")
-        assert to.resource is not None
-        if kind in ("result", "error"):
-            self.relay_answer(el, sender, to.resource)
-            return
-        if kind not in ("get", "set"):
-            return
-        occ = self.by_session.get(sender)
-        payload = iq.payload(el)
-        if occ is None:
-            if payload is not None and etree.QName(payload).namespace in (ns.DISCO_INFO,
-                                                                          ns.DISCO_ITEMS):
-                self.refuse(el, StanzaError.bad_request("you are not in this room"))   # §6.7
-            else:
-                self.refuse(el, StanzaError.not_acceptable("you are not in this room"))
-            return
-        target = self.occupants.get(to.resource)
-        if target is None:
-            self.refuse(el, StanzaError.item_not_found("no such occupant"))
-            return
-        if target is occ and payload is not None and payload.tag == "{%s}ping" % ns.PING:
-            self.send(iq.result(el))              # XEP-0410 §3.3: answer a self-ping at once
-            return
-        # §18.4: relayed to the real JID; neither side learns the other's real JID.
-        relay_id = secrets.token_hex(8)
-        self.relayed[relay_id] = (sender, el.get("id") or "", occ.nick)
-        while len(self.relayed) > MAX_RELAYED_IQS:
-            self.relayed.popitem(last=False)
-        out = copy.deepcopy(el)
-        out.set("from", str(self.jid.with_resource(occ.nick)))
-        out.set("to", str(target.primary))
-        out.set("id", relay_id)
-        self.send(out)
-
-    def relay_answer(self, el: _E, sender: JID, nick: str) -> None:
-        found = self.relayed.get(el.get("id") or "")
-        target = self.by_session.get(sender)
-        if found is None or target is None:
-            return
-        asker, original_id, asker_nick = found
-        if asker_nick != nick:
-            return
-        del self.relayed[el.get("id") or ""]
-        out = copy.deepcopy(el)
-        out.set("from", str(self.jid.with_resource(target.nick)))
-        out.set("to", str(asker))
-        out.set("id", original_id)
-        self.send(out)
-
     # -- changes made by moderators, admins and owners -------------------------------------
     def set_role(self, occ: Occupant, role: Role, actor: Occupant | None,
                  reason: str | None) -> None:
@@ -691,16 +492,3 @@ class Room:
                 self.send(out)
         self.occupants.clear()
         self.by_session.clear()
-
-
-def invitation(room: Room, inviter: str, reason: str | None, message_id: str | None,
-               invitee: JID) -> _E:
-    """§7.8.2: the room's invitation, with the password if the room has one."""
-    out = codec.stanza("message", room.jid, invitee, id=message_id or secrets.token_hex(8))
-    x = codec.el("x", NS_USER, out)
-    inv = codec.el("invite", NS_USER, x, **{"from": inviter})
-    if reason:
-        codec.el("reason", NS_USER, inv).text = reason
-    if room.config.password_protected:
-        codec.el("password", NS_USER, x).text = room.config.password
-    return out

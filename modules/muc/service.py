@@ -31,14 +31,13 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from modules.muc import admin, codec, mam
-from modules.muc.affiliations import AFF_RANK, ADMIN
-from modules.muc.codec import NS_ADMIN, NS_MAM, NS_MUC, NS_OWNER, NS_RSM, NS_USER
+from modules.muc.codec import NS_ADMIN, NS_MAM, NS_MUC, NS_OWNER, NS_RSM
 from modules.muc.config import Limits, RoomConfig
-from modules.muc.room import HistoryEntry, Occupant, Room, invitation
+from modules.muc.room import HistoryEntry, Occupant, Room
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
-from xmppd.jid import JID, JIDError
+from xmppd.jid import JID
 from xmppd.module import IqRequest
 from xmppd.xmlstream import serialize
 
@@ -369,80 +368,6 @@ class MucService:
             codec.el("feature", ns.DISCO_INFO, q, var=feature)
         q.append(room.config.roominfo(len(room.occupants), room.subject, room.owners()))
         return iq.result(req.stanza, q)
-
-    # -- invitations (§7.8.2) --------------------------------------------------------------
-    async def invite(self, room: Room, el: etree._Element, sender: JID, occ: Occupant | None,
-                     x: etree._Element) -> None:
-        rank = AFF_RANK[room.affiliation(sender)]
-        if occ is None and rank < ADMIN:
-            room.refuse(el, StanzaError.not_acceptable("you are not in this room"))
-            return
-        if room.config.members_only and not room.config.allow_invites and rank < ADMIN:
-            # §9.5: "if ... a mere member attempts to send an invitation, the service MUST
-            # deny the invitation request and return a <forbidden/> error".
-            room.refuse(el, StanzaError.forbidden("only admins invite to this room"))
-            return
-        invitees: list[tuple[JID, str | None]] = []
-        for inv in x.iterfind("{%s}invite" % NS_USER):
-            try:
-                target = JID.parse(inv.get("to") or "")
-            except JIDError:
-                room.refuse(el, StanzaError.jid_malformed("invite whom?"))
-                return
-            if target.local is None or (target.domain in self.ctx.server.hosts and
-                                        not await self.ctx.server.user_exists(target)):
-                room.refuse(el, StanzaError.item_not_found(f"no user {target.bare}"))
-                return
-            if room.affiliation(target) == "outcast" and rank < ADMIN:
-                room.refuse(el, StanzaError.forbidden(f"{target.bare} is banned here"))
-                return
-            invitees.append((target, inv.findtext("{%s}reason" % NS_USER)))
-        if room.config.members_only:
-            # §9.5 MAY: an invitation into a members-only room makes the invitee a member.
-            await room.lock.acquire()
-            try:
-                changes: dict[str, AffiliationEntry | None] = {
-                    str(t.bare): AffiliationEntry("member") for t, _ in invitees
-                    if AFF_RANK[room.affiliation(t)] < 1}
-                if changes:
-                    old = {k: room.affiliations[k].affiliation if k in room.affiliations
-                           else "none" for k in changes}
-                    await self.store_affiliations(room, changes)
-                    for k, entry in changes.items():
-                        assert entry is not None
-                        room.affiliations[k] = entry
-                        room.affiliation_changed(k, old[k], occ, None)
-            finally:
-                room.lock.release()
-            self.vacated(room)
-        # The inviter as the invitee may know them: the bare JID in non-anonymous rooms,
-        # else the occupant JID (§7.8.2 allows either).
-        inviter = str(sender.bare) if room.config.non_anonymous or occ is None \
-            else str(room.jid.with_resource(occ.nick))
-        for target, reason in invitees:
-            self.send(invitation(room, inviter, reason, el.get("id"), target))
-
-    def decline(self, room: Room, el: etree._Element, sender: JID, x: etree._Element) -> None:
-        d = x.find("{%s}decline" % NS_USER)
-        assert d is not None
-        try:
-            target = JID.parse(d.get("to") or "")
-        except JIDError:
-            room.refuse(el, StanzaError.jid_malformed("decline to whom?"))
-            return
-        if target.bare == room.jid and target.resource is not None:
-            occ = room.occupants.get(target.resource)
-            if occ is None:
-                room.refuse(el, StanzaError.item_not_found("no such occupant"))
-                return
-            target = occ.primary
-        out = codec.stanza("message", room.jid, target, id=el.get("id"))
-        dx = codec.el("x", NS_USER, out)
-        dec = codec.el("decline", NS_USER, dx, **{"from": str(sender.bare)})
-        reason = d.findtext("{%s}reason" % NS_USER)
-        if reason:
-            codec.el("reason", NS_USER, dec).text = reason
-        self.send(out)
 
     # -- persistence -----------------------------------------------------------------------
     def stored(self, room: Room) -> bool:
