@@ -107,6 +107,7 @@ def set_subject(room: Room, el: _E, occ: Occupant) -> None:
     now = room.service.now()
     room.subject = out.findtext(codec.SUBJECT) or ""
     room.subject_nick, room.subject_at = occ.nick, now
+    room.subject_by = occ.occupant_id
     room.send_to(room.sessions(), out)
     room.service.subject_changed(room)
     room.service.archive(room, out, now, occ)      # XEP-0313 §5.1.2: subjects are kept

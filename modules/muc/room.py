@@ -91,6 +91,7 @@ class Room:
         self.created_at = created_at
         self.locked = locked                        # created, awaiting configuration (§10.1)
         self.subject, self.subject_nick, self.subject_at = subject, subject_nick, subject_at
+        self.subject_by: str | None = None          # occupant id of who set it, while known
         self.occupants: dict[str, Occupant] = {}
         self.by_session: dict[JID, Occupant] = {}
         self.history: deque[HistoryEntry] = deque(maxlen=service.limits.history_limit)
@@ -423,6 +424,8 @@ class Room:
         out = codec.stanza("message", sender, session, type="groupchat",
                            id=secrets.token_hex(8))
         etree.SubElement(out, codec.SUBJECT).text = self.subject
+        if self.subject_nick and self.subject_by is not None:
+            codec.el("occupant-id", codec.NS_OCCUPANT_ID, out, id=self.subject_by)  # XEP-0421
         if self.subject_at is not None:
             codec.add_delay(out, self.jid, self.subject_at)      # §7.2.16 SHOULD
         self.send(out)

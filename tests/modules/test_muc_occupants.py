@@ -341,6 +341,9 @@ def test_subject_on_join_carries_its_setter_and_time(h: Harness) -> None:       
     assert got.get("from") == f"{ROOM}/Alice" and got.findtext("{jabber:client}subject") == \
         "Spells"
     assert got.find("{urn:xmpp:delay}delay").get("from") == ROOM
+    mine = [e for e in alice.received() if e.findtext("{jabber:client}subject")][0]
+    oid = "{urn:xmpp:occupant-id:0}occupant-id"
+    assert got.find(oid).get("id") == mine.find(oid).get("id")               # XEP-0421
 
 
 def test_a_gone_session_is_found_by_its_bounce(make_harness: Callable[..., Harness]) -> None:
