@@ -19,6 +19,9 @@ the events that need the outside world (TLS, credential look-up, binding, routin
 - After binding, every stanza is stamped with the session's full JID (§8.1.2.1; a `from` that
   names another entity → `<invalid-from/>`) and handed out as a Stanza event; nonzas in other
   namespaces go to `Nonza` events (stream management, CSI).
+- Between authentication and binding, nonzas are `Nonza` events too (XEP-0198 §5: `<resume/>`
+  comes before binding); input waits until the shell calls `nonza_handled()` or `resumed(jid)`,
+  which binds the stream to the resumed session without a bind request.
 - Framings: "tcp" (one XML document), "websocket" (RFC 7395: `<open/>`/`<close/>`, one element
   per message, each unit standalone with its namespaces declared, §3.3.3) and "bosh"
   (XEP-0206: the transport parses `<body/>`s and hands their children to `receive_items`; no
@@ -89,6 +92,7 @@ class PreAuthIq:
 @dataclass(frozen=True, slots=True)
 class Stanza:
     stanza: _E
+    answered: bool = False      # the stream answered it itself (RFC 3921 session): count only
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +303,23 @@ class C2SStream:
         self._out.append(serialize(error_reply(request, error)))
         self._drain_queue()
 
+    def nonza_handled(self) -> None:
+        """The shell answered a nonza sent before binding; go on with the input."""
+        if self.state != "bind":
+            return
+        self._waiting = False
+        self._drain_queue()
+
+    def resumed(self, full: JID) -> None:
+        """XEP-0198 §5: this stream now carries the resumed session `full` (no bind request);
+        the shell has written `<resumed/>` with `send_bytes`."""
+        if self.state == "closed":
+            return
+        self._waiting = False
+        self.jid = full
+        self.state = "bound"
+        self._drain_queue()
+
     # -- the state machine -----------------------------------------------------------------
     def _drain_queue(self) -> None:
         if self._waiting or not self._queue:
@@ -407,6 +428,13 @@ class C2SStream:
             return self._sasl_element(el)
         if self.state == "bind" and tag == "{%s}iq" % ns.CLIENT:
             self._bind_iq(el)
+            return False
+        if self.state == "bind" and isinstance(tag, str) \
+                and not tag.startswith("{%s}" % ns.CLIENT):
+            # XEP-0198 §5: <resume/> comes after authentication, before binding. Later input
+            # waits for the answer (nonza_handled / resumed).
+            self._waiting = True
+            self._events.append(Nonza(el))
             return False
         if (tag == "{%s}iq" % ns.CLIENT and not self.authenticated and self.host
                 and self.settings.preauth_iq_allowed(self)):
@@ -591,6 +619,7 @@ class C2SStream:
                 # RFC 3921 §3 session establishment, kept as a no-op for old clients (whose
                 # request carries to='<domain>' in RFC 3921's own example).
                 self._out.append(serialize(iq.result(el)))
+                self._events.append(Stanza(el, answered=True))     # XEP-0198 counts it
                 return
         self._events.append(Stanza(el))
 

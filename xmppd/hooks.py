@@ -194,12 +194,21 @@ def summary(obj: object) -> str:
 @dataclass(frozen=True, slots=True)
 class StanzaEvent:
     """A stanza on its way. `session` is the sending client session, if any; `mutable` says
-    whether handlers may rewrite `stanza` (documented per hook)."""
+    whether handlers may rewrite `stanza` (documented per hook). `held` collects work the
+    stanza's handling waits for without delaying its delivery (see `hold`)."""
     stanza: etree._Element
     sender: JID
     to: JID
     session: Any = None
     mutable: bool = False
+    held: list[Any] | None = None
+
+    def hold(self, work: defer.Deferred[Any]) -> None:
+        """Count the stanza as handled (XEP-0198 `<a h/>` to its sender) only once `work` has
+        fired, e.g. the archive commit (DESIGN.md "Hot path"). Delivery does not wait for it.
+        A no-op for stanzas nobody waits for (sent by the server itself)."""
+        if self.held is not None:
+            self.held.append(work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,11 +243,15 @@ session_closed: RunHook[SessionEvent] = RunHook("session_closed")
 
 message_offline: RunHook[StanzaEvent] = RunHook("message_offline")
 """A chat/normal message for a local user with no available resource (RFC 6121 §8.5.2.2).
-A handler that stored it returns STOP; if none does, the sender gets <service-unavailable/>."""
+A handler that stored it returns STOP, after the commit (the sender's XEP-0198 ack waits for
+it); if none does, the sender gets <service-unavailable/>. Also fired by stream management for
+the unacknowledged messages of a session that timed out without being resumed (XEP-0198 §4)."""
 
 stanza_in: RunHook[StanzaEvent] = RunHook("stanza_in")
 """Every stanza from a local client session after `from` stamping, before routing.
-STOP means a handler took it (blocking, rate limits): it is not routed."""
+STOP means a handler took it (blocking, rate limits): it is not routed. Handlers may rewrite
+it (`mutable`): server-owned elements a client put in are stripped here (DESIGN.md "Facts":
+XEP-0359 stanza-ids by our JIDs, carbons wrappers); MAM `hold`s the sender's archive write."""
 
 message_out: RunHook[StanzaEvent] = RunHook("message_out")
 """A message about to be delivered to a local session (`to` is that full JID). May rewrite
@@ -259,7 +272,9 @@ nonza_in: RunHook[StanzaEvent] = RunHook("nonza_in")
 user_inbound: RunHook[StanzaEvent] = RunHook("user_inbound")
 """Fired by the router for every stanza addressed to a local user (bare or full JID) by
 someone else, before delivery, offline storage or the user's IQ handlers. STOP drops it; the
-handler answers if the spec wants an answer (XEP-0191 §3.5: blocked senders)."""
+handler answers if the spec wants an answer (XEP-0191 §3.5: blocked senders). Handlers may
+rewrite it (`mutable`): MAM stamps its XEP-0359 stanza-id (once per message, whatever the
+number of deliveries) and `hold`s the recipient's archive write; carbons copies it here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,3 +393,22 @@ storage:bookmarks from the PEP node)."""
 private_set: RunHook[PrivateQuery] = RunHook("private_set")
 """Fired by the private module after a set was stored (XEP-0049). XEP-0402 compat mirrors
 storage:bookmarks into PEP here. Cannot be stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class AvailableEvent:
+    session: Any                  # the client session that sent available presence
+    initial: bool                 # its first available presence since binding (RFC 6121 §4.2)
+
+
+session_available: RunHook[AvailableEvent] = RunHook("session_available")
+"""Fired by the presence module after a session's available broadcast presence was handled
+(for `initial`, after the presence of the user's other resources reached it). The offline
+module delivers stored messages here (XEP-0160 §2: "when the recipient next sends
+non-negative available presence"). Cannot be stopped."""
+
+session_resumed: RunHook[SessionEvent] = RunHook("session_resumed")
+"""Fired by the stream management module after a client resumed its session on a new
+connection (XEP-0198 §5); `session` is the new connection's session, which took over the
+bound JID, presence and `extra` of the old one. Per-connection state resets here (XEP-0352 §5:
+CSI starts active again). Cannot be stopped."""

@@ -19,13 +19,19 @@ A stanza is serialised once per delivery batch, not once per recipient, unless a
 hook may rewrite it; `fan_out` (MUC rooms) splices each recipient's `to` into one serialisation.
 Presence from a local client to a service domain runs the sender host's `presence_in` first
 (directed presence, RFC 6121 §4.6). No database is touched to deliver to an online user.
+
+Durability (XEP-0198 acks, DESIGN.md "✓ sent"): `from_client` says when the stanza is
+*handled*: at once (None) when it was delivered to live sessions or answered synchronously, else
+a Deferred that fires once routing finished (offline storage committed, every async hook done)
+and whatever hook handlers `hold` (the archive commit) has fired. It never fails: a stanza the
+server could not store was answered with an error, which hands it back to its sender too.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from lxml import etree
 from twisted.internet import defer
@@ -61,22 +67,29 @@ class Router:
         self.services: dict[str, Callable[[_E, JID, JID], Any]] = {}
 
     # -- entry points ----------------------------------------------------------------------
-    def from_client(self, session: Session, el: _E) -> None:
-        """A stanza from a bound client session, `from` already stamped by the stream."""
-        self._route(el, session)
+    def from_client(self, session: Session, el: _E) -> defer.Deferred[None] | None:
+        """A stanza from a bound client session, `from` already stamped by the stream.
+        None if it was handled at once, else a Deferred firing once it is (module docstring)."""
+        held: list[defer.Deferred[Any]] = []
+        done = self._route(el, session, held)
+        if done is None and not held:
+            return None
+        return defer.Deferred.fromCoroutine(_handled(done, held, el))
 
     def route(self, el: _E) -> None:
         """A stanza the server itself sends (modules, errors, replies)."""
         self._route(el, None)
 
     # -- dispatch --------------------------------------------------------------------------
-    def _route(self, el: _E, session: Session | None) -> None:
+    # Each step returns None when routing finished synchronously, else the Deferred it awaits;
+    # `held` collects what hook handlers `hold` (None for stanzas nobody waits on).
+    def _route(self, el: _E, session: Session | None, held: _Held = None) -> _Done:
         self.routed += 1
         try:
             sender = JID.parse(el.get("from") or "")
         except JIDError:
             log.warning("dropping stanza with a bad from: %s", summary(el))
-            return
+            return None
         to_attr = el.get("to")
         if to_attr is None:
             to = sender.bare            # RFC 6120 §10.3: no 'to' = the sender's own account
@@ -85,29 +98,31 @@ class Router:
                 to = JID.parse(to_attr)
             except JIDError as e:
                 self._bounce(el, StanzaError.jid_malformed(str(e)), sender)
-                return
+                return None
         if session is not None:
             # Outbound checks belong to the sender's host (blocking, rate limits, carbons).
             own = self.server.hosts.get(sender.domain)
             if own is not None and own.hooks.has(hooks.stanza_in):
-                stopped = own.hooks.run(hooks.stanza_in, StanzaEvent(el, sender, to, session))
+                stopped = own.hooks.run(hooks.stanza_in, StanzaEvent(el, sender, to, session,
+                                                                     mutable=True, held=held))
                 if isinstance(stopped, defer.Deferred):
-                    stopped.addCallback(self._after_stanza_in, el, sender, to, session)
-                    return
+                    return stopped.addCallback(self._after_stanza_in, el, sender, to, session,
+                                               held)
                 if stopped:
-                    return
-        self._deliver_to_domain(el, sender, to, session)
+                    return None
+        return self._deliver_to_domain(el, sender, to, session, held)
 
     def _after_stanza_in(self, stopped: bool, el: _E, sender: JID, to: JID,
-                         session: Session | None) -> None:
+                         session: Session | None, held: _Held = None) -> _Done:
         if not stopped:
-            self._deliver_to_domain(el, sender, to, session)
+            return self._deliver_to_domain(el, sender, to, session, held)
+        return None
 
-    def _deliver_to_domain(self, el: _E, sender: JID, to: JID, session: Session | None) -> None:
+    def _deliver_to_domain(self, el: _E, sender: JID, to: JID, session: Session | None,
+                           held: _Held = None) -> _Done:
         host = self.server.hosts.get(to.domain)
         if host is not None:
-            self._dispatch(el, sender, to, host, session)
-            return
+            return self._dispatch(el, sender, to, host, session, held)
         service = self.services.get(to.domain)
         if service is not None:
             own = self.server.hosts.get(sender.domain) if session is not None else None
@@ -116,14 +131,15 @@ class Router:
                 # (the presence module remembers a room joined, to leave it on disconnect).
                 handled = own.hooks.run(hooks.presence_in, StanzaEvent(el, sender, to, session))
                 if isinstance(handled, defer.Deferred):
-                    handled.addCallback(self._after_service_presence, service, el, sender, to)
-                    return
+                    return handled.addCallback(self._after_service_presence, service, el,
+                                               sender, to)
                 if handled:
-                    return
+                    return None
             self._to_service(service, el, sender, to)
-            return
+            return None
         self._bounce(el, StanzaError.remote_server_not_found(
             f"this server does not federate with {to.domain}"), sender)
+        return None
 
     def _after_service_presence(self, handled: bool, service: Callable[[_E, JID, JID], Any],
                                 el: _E, sender: JID, to: JID) -> None:
@@ -139,87 +155,92 @@ class Router:
             self._bounce(el, StanzaError.internal_server_error(), sender)
 
     def _dispatch(self, el: _E, sender: JID, to: JID, host: Host,
-                  session: Session | None) -> None:
+                  session: Session | None, held: _Held = None) -> _Done:
         if to.local is not None and to.bare != sender.bare and host.hooks.has(hooks.user_inbound):
-            stopped = host.hooks.run(hooks.user_inbound, StanzaEvent(el, sender, to, session))
+            stopped = host.hooks.run(hooks.user_inbound, StanzaEvent(el, sender, to, session,
+                                                                     mutable=True, held=held))
             if isinstance(stopped, defer.Deferred):
-                stopped.addCallback(self._after_inbound, el, sender, to, host, session)
-                return
+                return stopped.addCallback(self._after_inbound, el, sender, to, host, session,
+                                           held)
             if stopped:
-                return
-        self._dispatch_kind(el, sender, to, host, session)
+                return None
+        return self._dispatch_kind(el, sender, to, host, session, held)
 
     def _after_inbound(self, stopped: bool, el: _E, sender: JID, to: JID, host: Host,
-                       session: Session | None) -> None:
+                       session: Session | None, held: _Held = None) -> _Done:
         if not stopped:
-            self._dispatch_kind(el, sender, to, host, session)
+            return self._dispatch_kind(el, sender, to, host, session, held)
+        return None
 
     def _dispatch_kind(self, el: _E, sender: JID, to: JID, host: Host,
-                       session: Session | None) -> None:
+                       session: Session | None, held: _Held = None) -> _Done:
         tag = el.tag
         if tag == _MESSAGE:
-            self._message(el, sender, to, host)
-        elif tag == _IQ:
+            return self._message(el, sender, to, host, held)
+        if tag == _IQ:
             self._iq(el, sender, to, host, session)
         elif tag == _PRESENCE:
             self._presence(el, sender, to, host, session, el.get("to") is None)
+        return None
 
     # -- messages --------------------------------------------------------------------------
-    def _message(self, el: _E, sender: JID, to: JID, host: Host) -> None:
+    def _message(self, el: _E, sender: JID, to: JID, host: Host, held: _Held = None) -> _Done:
         kind = el.get("type") or "normal"
         if to.local is None:
-            return          # messages to the server itself: nothing here consumes them yet
+            return None     # messages to the server itself: nothing here consumes them yet
         if to.resource is not None:
             target = self.sessions.get(to)
             if target is not None:
-                self._deliver([target], el, host)
-                return
+                return self._deliver([target], el, host, held)
             if kind == "groupchat":
                 self._bounce(el, StanzaError.service_unavailable(), sender)
-                return
+                return None
             if kind == "error":
-                return
+                return None
         if kind == "error":
-            return          # RFC 6121 §8.5.2.1.1: an error to a bare JID is silently ignored
+            return None     # RFC 6121 §8.5.2.1.1: an error to a bare JID is silently ignored
         if kind == "groupchat":
             self._bounce(el, StanzaError.service_unavailable(), sender)
-            return
+            return None
         targets = self.sessions.available(to.bare)
         if targets:
             if kind != "headline":
                 top = targets[0].priority
                 targets = [s for s in targets if s.priority == top]
-            self._deliver(targets, el, host)
-            return
+            return self._deliver(targets, el, host, held)
         if kind == "headline":
-            return          # §8.5.2.2.1: headlines are not stored or bounced
-        ev = StanzaEvent(el, sender, to.bare)
+            return None     # §8.5.2.2.1: headlines are not stored or bounced
+        ev = StanzaEvent(el, sender, to.bare, held=held)
         stored = host.hooks.run(hooks.message_offline, ev)
         if isinstance(stored, defer.Deferred):
-            stored.addCallback(self._after_offline, el, sender)
-        elif not stored:
+            return stored.addCallback(self._after_offline, el, sender)
+        if not stored:
             self._bounce(el, StanzaError.service_unavailable(), sender)
+        return None
 
     def _after_offline(self, stored: bool, el: _E, sender: JID) -> None:
         if not stored:
             self._bounce(el, StanzaError.service_unavailable(), sender)
 
-    def _deliver(self, targets: list[Session], el: _E, host: Host) -> None:
+    def _deliver(self, targets: list[Session], el: _E, host: Host,
+                 held: _Held = None) -> _Done:
         if el.tag == _MESSAGE and host.hooks.has(hooks.message_out):
             from copy import deepcopy
+            waits: list[defer.Deferred[Any]] = []
             for s in targets:
                 mine = deepcopy(el) if len(targets) > 1 else el
                 stopped = host.hooks.run(hooks.message_out,
                                          StanzaEvent(mine, JID.parse(el.get("from") or ""),
-                                                     s.jid, s, mutable=True))
+                                                     s.jid, s, mutable=True, held=held))
                 if isinstance(stopped, defer.Deferred):
-                    stopped.addCallback(_send_unless_stopped, s, mine)
+                    waits.append(stopped.addCallback(_send_unless_stopped, s, mine))
                 elif not stopped:
                     s.send_element(mine)
-            return
+            return defer.gatherResults(waits) if waits else None
         data = serialize(el)
         for s in targets:
             s.send_bytes(data)
+        return None
 
     def fan_out(self, el: _E, recipients: Sequence[JID]) -> None:
         """Deliver `el` (its `from` set, no `to`) to every full JID in `recipients`, each copy
@@ -409,6 +430,27 @@ class Router:
             except JIDError:
                 reply.set("from", sender.domain)    # a malformed 'to' cannot be our 'from'
         self.route(reply)
+
+
+_Held = Optional[list[defer.Deferred[Any]]]
+_Done = Optional[defer.Deferred[Any]]
+
+
+async def _handled(done: defer.Deferred[Any] | None, held: list[defer.Deferred[Any]],
+                   el: _E) -> None:
+    """Wait for routing to finish, then for everything hooks held (routing may add more while
+    it runs). Failures were answered or logged where they happened; log and go on."""
+    if done is not None:
+        try:
+            await done
+        except Exception:
+            log.exception("routing failed for %s", summary(el))
+    while held:
+        work = held.pop(0)
+        try:
+            await work
+        except Exception as e:
+            log.warning("held work failed for %s: %s", summary(el), e)
 
 
 def _send_unless_stopped(stopped: bool, session: Session, el: _E) -> None:

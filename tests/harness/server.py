@@ -152,6 +152,7 @@ class Harness:
         self.server = Server(self.config, reactor=self.clock, db=self.db, cache=self.cache)
         self.server.load_modules()
         self.sessions: list[FakeSession] = []
+        self.streams: list[Any] = []        # tests/harness/stream.py clients on real sessions
 
     def user(self, jid: str, password: str = "pw") -> JID:
         """Make sure the account exists; returns its bare JID."""
@@ -204,6 +205,8 @@ class Harness:
 
     def close(self) -> None:
         resolve(self.server.stop())
+        for c in self.streams:
+            c.lost()
         for s in self.sessions:
             if not s.closed:
                 self.disconnect(s)

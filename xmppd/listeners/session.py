@@ -10,13 +10,18 @@
   own pending output first, so order is kept); one stanza is serialised once per fan-out.
 - Timers: the authentication deadline until bound, then a lazy idle timer (re-armed for the
   remainder rather than reset on every read) that fires `c2s_idle` for the heartbeat.
+- Two slots for modules: `sm` (XEP-0198, modules/stream_mgmt.py) sees every stanza in and out
+  and may keep the session bound when the connection drops (`hold`), until it is resumed on a
+  new connection (`take_over`) or ended (`end`); `hold_filter` (XEP-0352, modules/csi.py) may
+  keep a stanza back, to `deliver` it later.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from lxml import etree
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _E = etree._Element
+_STANZA_STARTS = (b"<message", b"<presence", b"<iq")     # units of serialised stanzas
 
 
 class Transport(Protocol):
@@ -45,6 +51,27 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Close the connection once the pending units are written."""
+
+
+class StreamManager(Protocol):
+    """Per-session XEP-0198 state, set as `ClientSession.sm` by modules/stream_mgmt.py."""
+
+    def outgoing(self, data: bytes) -> None:
+        """Count a stanza for the client, keep it until acknowledged, and write it (with an
+        ack request when due) through `ClientSession.write`."""
+
+    def counted(self, data: bytes) -> None:
+        """A stanza the stream wrote itself (e.g. its RFC 3921 session answer): count it."""
+
+    def incoming(self, handled: defer.Deferred[None] | None) -> None:
+        """A stanza from the client was routed; `handled` as `Router.from_client` returns it."""
+
+    def hold(self, clean: bool) -> bool:
+        """The connection is gone (`clean`: the stream was closed on purpose); True keeps the
+        session bound for resumption."""
+
+    def ended(self) -> None:
+        """The session is over: unbound, `session_closed` fired; no resumption."""
 
 
 class ClientSession:
@@ -67,7 +94,11 @@ class ClientSession:
         self._timer: IDelayedCall | None = None
         self._idle_timer: IDelayedCall | None = None
         self._closing = False
+        self._clean_end = False               # the stream was closed on purpose, not lost
         self.extra: dict[str, Any] = {}       # per-session state owned by modules
+        self.sm: StreamManager | None = None  # XEP-0198 state (modules/stream_mgmt.py)
+        # XEP-0352 (modules/csi.py): True = the stanza was kept back, to `deliver` later
+        self.hold_filter: Callable[[bytes], bool] | None = None
 
         now = server.clock.now()
         self.stream = c2s.C2SStream(settings, now=now, secure=secure, peer_ip=peer_ip)
@@ -99,32 +130,86 @@ class ClientSession:
         if self.stream is not None:
             self.stream.state = "closed"
         if self.bound:
-            self.bound = False
-            was_available = self.available
-            self.available = False
-            host = self.server.hosts.get(self.jid.domain)
-            if self.server.sessions.unbind(self) and host is not None:
-                ev = SessionEvent(self)
-                self.extra["was_available"] = was_available
-                host.hooks.run(hooks.session_closed, ev)
+            sm = self.sm
+            if sm is not None and sm.hold(self._clean_end):
+                return          # XEP-0198: kept bound; stream management resumes or ends it
+            self.end()
+
+    def end(self) -> None:
+        """The bound session is over: unbind it and fire `session_closed` (also how stream
+        management ends a session it held after its connection was lost)."""
+        if not self.bound:
+            return
+        self.bound = False
+        was_available = self.available
+        self.available = False
+        host = self.server.hosts.get(self.jid.domain)
+        if self.server.sessions.unbind(self) and host is not None:
+            ev = SessionEvent(self)
+            self.extra["was_available"] = was_available
+            host.hooks.run(hooks.session_closed, ev)
+        sm, self.sm = self.sm, None
+        if sm is not None:
+            sm.ended()
+
+    def take_over(self, old: ClientSession) -> None:
+        """XEP-0198 §5 resumption: this new connection carries `old`'s session from now on —
+        its full JID, presence, priority and module state (`extra`) — without a new bind.
+        `old` is retired; if its connection is still open it is closed with <conflict/>."""
+        stream = self.stream
+        assert stream is not None and not self.bound
+        old.bound = False           # its connection's end, if still to come, unbinds nothing
+        old.sm = None
+        for timer in (old._timer, old._idle_timer, self._timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.jid, self.priority, self.available = old.jid, old.priority, old.available
+        self.presence, self.extra = old.presence, old.extra
+        self.bound = True
+        self.server.sessions.bind(self.jid.bare, self.jid.resource, self)
+        stream.resumed(self.jid)
+        host = self.server.hosts[self.jid.domain]
+        if host.idle_interval is not None:
+            self._idle_timer = self.server.clock.call_later(host.idle_interval, self._idle_check)
 
     # -- Session (what the router uses) ------------------------------------------------------
     def send_bytes(self, data: bytes) -> None:
+        if self.hold_filter is not None and self.hold_filter(data):
+            return                  # kept back (XEP-0352); the filter's owner delivers it
+        self.deliver(data)
+
+    def deliver(self, data: bytes) -> None:
+        """Write one stanza now, past `hold_filter`; stream management counts it."""
+        sm = self.sm
+        if sm is None:
+            self.write([data])
+            return
+        if self.stream is not None and self.stream._out:
+            self.write([])          # the stream's own output first: counted in wire order
+        sm.outgoing(data)           # counts, keeps and writes it
+
+    def write(self, units: list[bytes]) -> None:
+        """Write units after the stream's pending output, uncounted (XEP-0198 nonzas and the
+        stanzas resent on resumption, which were counted when first sent)."""
         transport = self.transport
         if transport is None or self._closing:
             return
         stream = self.stream
         if stream is not None and stream._out:
-            units = stream.take_output()
-            units.append(data)
+            units = self._take_output() + units
+        if units:
             transport.send(units)
-        else:
-            transport.send([data])
 
     def send_element(self, el: _E) -> None:
         self.send_bytes(serialize(el))
 
     def close(self, error: StreamError | None = None) -> None:
+        if self.transport is None and self.bound:
+            # Held for resumption (XEP-0198): replaced, deleted, shut down... ends it; a late
+            # verdict that the (already lost) link is dead does not.
+            if error is None or error.condition != "connection-timeout":
+                self.end()
+            return
         if self.stream is not None:
             self.stream.close(error)
             self._pump()
@@ -136,7 +221,7 @@ class ClientSession:
             return
         while True:
             if stream._out:
-                self.transport.send(stream.take_output())
+                self.transport.send(self._take_output())
             events = stream.events()
             if not events:
                 return
@@ -147,7 +232,9 @@ class ClientSession:
         stream = self.stream
         assert stream is not None
         if isinstance(ev, c2s.Stanza):
-            self.server.router.from_client(self, ev.stanza)
+            handled = None if ev.answered else self.server.router.from_client(self, ev.stanza)
+            if self.sm is not None:
+                self.sm.incoming(handled)
         elif isinstance(ev, c2s.StartTLS):
             if self.transport is not None and self.transport.start_tls():
                 stream.tls_started()
@@ -167,6 +254,9 @@ class ClientSession:
             self._nonza(ev.element)
         elif isinstance(ev, c2s.Closed):
             self._closing = True
+            # On purpose, unless the server gave up on a silent link (XEP-0198 §6: an
+            # unfinished stream stays resumable).
+            self._clean_end = ev.error is None or ev.error.condition != "connection-timeout"
             if ev.error is not None:
                 log.info("stream to %s closed: %s", self.peer_ip, ev.error)
             if self.transport is not None:
@@ -245,14 +335,40 @@ class ClientSession:
         self.server.router.call_iq_handler(handler, req, reply)
 
     def _nonza(self, el: _E) -> None:
-        host = self.server.hosts.get(self.jid.domain)
-        if host is not None and host.hooks.has(hooks.nonza_in):
-            handled = host.hooks.run(hooks.nonza_in, StanzaEvent(el, self.jid, self.jid, self))
-            if handled is True:
+        stream = self.stream
+        bound = self.bound
+        who = self.jid if bound else (stream.jid if stream is not None else None)
+        host = self.server.hosts.get(who.domain) if who is not None else None
+        if who is not None and host is not None and host.hooks.has(hooks.nonza_in):
+            handled = host.hooks.run(hooks.nonza_in, StanzaEvent(el, who, who, self))
+            if handled is not True and handled is not False:
+                if not bound:       # async handler: it owns the outcome; input waits for it
+                    handled.addBoth(self._prebind_nonza_done)
                 return
-            if handled is not False:
-                return      # async handler: it owns the outcome
+            if handled:
+                if not bound:
+                    self._prebind_nonza_done(None)
+                return
         self.close(StreamError.unsupported_stanza_type(f"unknown element {el.tag}"))
+
+    def _prebind_nonza_done(self, result: object) -> object:
+        """A nonza before binding (XEP-0198 <resume/>) was answered: go on reading."""
+        if self.stream is not None:
+            self.stream.nonza_handled()
+            self._pump()
+        return None
+
+    def _take_output(self) -> list[bytes]:
+        """The stream's pending units; stanzas among them (its own answers, e.g. the RFC 3921
+        session IQ) are counted by stream management."""
+        assert self.stream is not None
+        units = self.stream.take_output()
+        sm = self.sm
+        if sm is not None:
+            for unit in units:
+                if unit.startswith(_STANZA_STARTS):
+                    sm.counted(unit)
+        return units
 
     def _arm_timer(self) -> None:
         stream = self.stream
