@@ -17,11 +17,13 @@ from twisted.internet.interfaces import IReactorTime
 
 from stanzas.errors import StreamError
 from storage.accounts import AccountStore, SqlAccountStore
+from storage.archive import ArchiveStore, SqlArchiveStore
 from storage.cache import Cache
 from storage.db import Database
 from storage.kv import CachedKeyValueStore, KeyValueStore, SqlKeyValueStore
 from storage.last import CachedLastActivityStore, LastActivityStore, SqlLastActivityStore
 from storage.muc import MucStore, SqlMucStore
+from storage.offline import OfflineStore, SqlOfflineStore
 from storage.pubsub import PubsubStore, SqlPubsubStore
 from storage.roster import CachedRosterStore, RosterStore, SqlRosterStore
 from xmppd import hooks
@@ -49,6 +51,8 @@ class Stores:
     kv: KeyValueStore             # small per-user documents (vCard, blocking list), cached
     roster: RosterStore           # rosters and subscription states (RFC 6121), cached
     last: LastActivityStore       # XEP-0012 last seen, cached
+    offline: OfflineStore         # XEP-0160 offline messages (written by group commit)
+    archive: ArchiveStore         # XEP-0313 archives and XEP-0441 prefs (group commit)
     pubsub: PubsubStore           # XEP-0163 PEP nodes, items, explicit subscriptions
     muc: MucStore                 # XEP-0045 rooms and affiliations, room archives
 
@@ -101,6 +105,7 @@ class Server:
                              kv=CachedKeyValueStore(SqlKeyValueStore(db), cache),
                              roster=CachedRosterStore(SqlRosterStore(db), cache),
                              last=CachedLastActivityStore(SqlLastActivityStore(db), cache),
+                             offline=SqlOfflineStore(db), archive=SqlArchiveStore(db),
                              pubsub=SqlPubsubStore(db),
                              muc=SqlMucStore(db))
         self.sessions = SessionManager(

@@ -277,3 +277,61 @@ muc_archive = Table(
     Index(None, "service", "room", "seq"),
     Index(None, "service", "room", "at"),
 )
+
+# XEP-0160: messages kept for users without an available resource, in arrival order (`seq`,
+# assigned by the database; writes are serialised by the offline module's group commit).
+offline_messages = Table(
+    "offline_messages",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("stored_at", Double, nullable=False),  # POSIX seconds (the XEP-0203 delay stamp)
+    Column("stanza", LargeBinary, nullable=False),  # the <message/>, serialized
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+    Index(None, "host", "username", "seq"),
+)
+
+# XEP-0313: each user's message archive. `seq` is the archive time in microseconds since the
+# epoch, strictly increasing per archive (the order of the archive, and its time filter);
+# `id` is the random UID clients see (XEP-0313 §3, XEP-0359 stanza-id). `peer` is the bare
+# JID of the other party, `peer_resource` its resource ("" = none), for 'with' queries.
+archive_messages = Table(
+    "archive_messages",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("peer", String(2 * JID_PART + 1), nullable=False),
+    Column("peer_resource", String(JID_PART), nullable=False),
+    Column("outgoing", Boolean, nullable=False),
+    Column("stanza", LargeBinary, nullable=False),  # the <message/> as sent/received, serialized
+    PrimaryKeyConstraint("host", "username", "seq"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+    Index(None, "host", "username", "id", unique=True),  # before-id / after-id / ids
+    Index(None, "host", "username", "peer", "seq"),  # 'with' queries, paged by seq
+    Index(None, "seq"),  # retention: the oldest messages of every archive
+)
+
+# XEP-0441 (formerly XEP-0313 §6) archiving preferences; a user without a row has the
+# server's default. `always` and `never` are JSON arrays of JIDs.
+archive_prefs = Table(
+    "archive_prefs",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("username", String(JID_PART), nullable=False),
+    Column("mode", String(6), nullable=False),
+    Column("always", Text, nullable=False),
+    Column("never", Text, nullable=False),
+    PrimaryKeyConstraint("host", "username"),
+    ForeignKeyConstraint(
+        ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
+    ),
+    CheckConstraint("mode IN ('always', 'roster', 'never')", name="mode"),
+)
