@@ -15,6 +15,7 @@
 - Unavailable presence (§4.5) — sent, or on any disconnect (§4.5.4) — is broadcast like
   available presence, plus to everyone the session sent directed presence to (§4.6.3).
   When a user's last available resource goes, `user_offline` fires (last seen).
+- After each available broadcast, `session_available` fires (offline messages, XEP-0160).
 - Directed presence (§4.6) is delivered by the router; recipients without a subscription are
   remembered per session (at most `max_directed`) for that final unavailable.
 Not here: subscriptions (modules/roster/), routing by priority (xmppd/router.py).
@@ -37,7 +38,7 @@ from modules.roster import RosterService, has_from, has_to
 from stanzas import ns
 from stanzas.errors import StanzaError, error_reply
 from xmppd import hooks
-from xmppd.hooks import STOP, PresenceQuery, StanzaEvent, UserOffline
+from xmppd.hooks import STOP, AvailableEvent, PresenceQuery, StanzaEvent, UserOffline
 from xmppd.jid import JID
 from xmppd.module import Module, ModuleContext, number
 from xmppd.xmlstream import serialize
@@ -122,6 +123,8 @@ class Presence(Module[PresenceOptions]):
                 if has_to(item) and (item.contact.domain not in self.local_domains
                                      or self.sessions.resources(item.contact)):
                     self.ctx.send(_presence("probe", user, item.contact))
+        # Offline messages come after the presence of contacts (XEP-0160 §2).
+        await _settle(self.hooks.run(hooks.session_available, AvailableEvent(session, initial)))
         return STOP
 
     async def unavailable(self, session: Any, el: etree._Element) -> object:

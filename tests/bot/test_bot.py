@@ -194,7 +194,6 @@ def test_reconnects_with_backoff_after_the_link_drops(server: RunningServer, tmp
     run(go())
 
 
-@pytest.mark.xfail(strict=True, reason="stream management (XEP-0198) arrives with issue 4")
 def test_the_stream_is_resumed_after_a_drop_and_nothing_is_lost(
         tmp_path_factory: pytest.TempPathFactory, log_lines: LogLines) -> None:
     tmp = tmp_path_factory.mktemp("sm")

@@ -29,11 +29,17 @@ allow_from = ["127.0.0.0/8", "::1"]
 [modules.last]
 [modules.blocking]
 [modules.vcard]
+[modules.offline]
+[modules.receipts]
+[modules.carbons]
+[modules.mam]
+[modules.stream_mgmt]
+[modules.csi]
+[modules.muc]
 [modules.caps]
 [modules.pep]
 [modules.private]
 [modules.bookmarks]
-[modules.muc]
 """
 
 

@@ -1,0 +1,163 @@
+# tests: tests/modules/test_offline.py, tests/integration/test_messaging_slixmpp.py
+"""XEP-0160: offline messages — what a user missed while none of their resources was available.
+
+- Storage (`message_offline`: no available resource with a non-negative priority): chat and
+  normal messages, in arrival order — bodiless ones too when they carry a receipt, a marker or
+  another payload (DESIGN.md "Facts"), or the XEP-0334 <store/> hint. Messages with only chat
+  states (XEP-0085) are dropped without an error (§3: "SHOULD NOT be stored"); <no-store/>
+  (XEP-0334 §4.2) is not stored, so its sender hears <service-unavailable/>; server-made copies
+  (carbons, MAM results) are dropped. Past `max_messages` the sender gets
+  <service-unavailable/> (§3) and nothing stored is dropped. Writes are group-committed; the
+  router counts the message as handled (the sender's XEP-0198 ack) only after the commit.
+- Delivery when a session sends available presence with a non-negative priority (§2, hook
+  `session_available`): every stored message, oldest first, with a XEP-0203 delay from this host
+  stamped with the time it was stored (§2 RECOMMENDED), unless it already carries one from this
+  host (a XEP-0198 leftover keeps the time it was first sent).
+- Deletion only once the client has the message: when it acknowledged it through XEP-0198
+  (`StreamManagementService.send_tracked`), or, without stream management, once it was written
+  to its connection. Messages in flight to one session are not handed to another; if that
+  session ends without acknowledging them they stay stored, for the next available presence.
+- Disco feature `msgoffline` (§4).
+
+Config ([modules.offline]):
+  max_messages  int  default 1000  stored messages per user; more: <service-unavailable/>
+Storage: OfflineStore (table offline_messages), written by group commit (storage/batch.py).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from modules.receipts import classify, delay
+from modules.stream_mgmt import StreamManagementService
+from stanzas import ns
+from storage.batch import GroupCommit
+from storage.offline import NewOffline
+from xmppd import hooks
+from xmppd.hooks import STOP, AvailableEvent, StanzaEvent, UserEvent, UserOffline
+from xmppd.jid import JID
+from xmppd.module import Module, ModuleContext, number
+from xmppd.xmlstream import serialize
+
+FEATURE = "msgoffline"
+_DELAY = "{%s}delay" % ns.DELAY
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineOptions:
+    max_messages: int = number(default=1000, minimum=1, maximum=1_000_000)
+
+
+class Offline(Module[OfflineOptions]):
+    name = "offline"
+    xeps = (160, 203)
+    Options = OfflineOptions
+
+    def __init__(self, ctx: ModuleContext[OfflineOptions]) -> None:
+        self.ctx = ctx
+        self.store = ctx.stores.offline
+        self.limit = ctx.options.max_messages
+        self.adds: GroupCommit[NewOffline, bool] = GroupCommit(
+            lambda items: self.store.add(items, self.limit), name="offline store")
+        self.deletes: GroupCommit[tuple[JID, int], int] = GroupCommit(
+            self._delete, name="offline delete")
+        self.in_flight: dict[JID, set[int]] = {}    # stored messages a session has, unacked
+        self.clean: set[JID] = set()                # available users with nothing to deliver
+        ctx.disco_feature(FEATURE)
+        ctx.hook(hooks.message_offline, self.keep)
+        ctx.hook(hooks.session_available, self.deliver)
+        ctx.hook(hooks.user_offline, self.gone)
+        ctx.hook(hooks.user_deleted, self.forget)
+
+    async def stop(self) -> None:
+        await self.adds.flushed()
+        await self.deletes.flushed()
+
+    # -- storing -----------------------------------------------------------------------------
+    def keep(self, ev: StanzaEvent) -> Any:
+        content = classify(ev.stanza)
+        if content.copy:
+            return STOP             # a copy of what is kept elsewhere (carbons, MAM results)
+        if content.no_store:
+            return None             # XEP-0334: not stored; the router answers the sender
+        if not (content.meaningful or content.store):
+            return STOP             # §3: chat states only are not stored (and not an error)
+        user = ev.to.bare
+        self.clean.discard(user)
+        d = self.adds.add(NewOffline(user, self.ctx.clock.now(), serialize(ev.stanza)))
+        return d.addCallbacks(lambda stored: STOP if stored else None, self._not_stored)
+
+    def _not_stored(self, failure: Failure) -> None:
+        self.ctx.log.warning("offline message not stored: %s", failure.value)
+        return None                 # the router answers <service-unavailable/>
+
+    # -- delivering --------------------------------------------------------------------------
+    def deliver(self, ev: AvailableEvent) -> Any:
+        session = ev.session
+        user = session.jid.bare
+        if session.priority < 0 or user in self.clean:
+            return None
+        return self._deliver(session, user)
+
+    async def _deliver(self, session: Any, user: JID) -> None:
+        await self.adds.flushed()   # what was stored just before this presence comes too,
+        await self.deletes.flushed()    # and what was acknowledged meanwhile does not
+        stored = await self.store.list(user)
+        busy = self.in_flight.setdefault(user, set())
+        live = self.ctx.sessions.get(session.jid) is session
+        if live and session.available:
+            tracker = self._tracker()
+            for msg in stored:
+                if msg.seq in busy:
+                    continue
+                el = etree.fromstring(msg.stanza)
+                if not any(d.get("from") == self.ctx.host for d in el.iter(_DELAY)):
+                    el.append(delay(self.ctx.host, msg.stored_at))
+                busy.add(msg.seq)
+                done = functools.partial(self._done, user, msg.seq)
+                if tracker is not None:
+                    tracker.send_tracked(session, el, done)
+                else:
+                    session.send_element(el)
+                    done(True)
+            self.clean.add(user)
+        if not busy:
+            self.in_flight.pop(user, None)
+
+    def _tracker(self) -> StreamManagementService | None:
+        try:
+            return self.ctx.service(StreamManagementService)
+        except LookupError:
+            return None
+
+    def _done(self, user: JID, seq: int, acked: bool) -> None:
+        busy = self.in_flight.get(user)
+        if busy is not None:
+            busy.discard(seq)
+            if not busy:
+                del self.in_flight[user]
+        if acked:
+            self.deletes.add((user, seq)).addErrback(self._delete_failed)
+        else:
+            self.clean.discard(user)        # still stored: the next available presence
+
+    async def _delete(self, items: list[tuple[JID, int]]) -> list[int]:
+        await self.store.delete(items)
+        return [0] * len(items)
+
+    def _delete_failed(self, failure: Failure) -> None:
+        # The message stays stored and comes again at the next login: a duplicate, never a loss.
+        self.ctx.log.warning("delivered offline messages not deleted: %s", failure.value)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def gone(self, ev: UserOffline) -> None:
+        self.clean.discard(ev.user)
+
+    def forget(self, ev: UserEvent) -> None:
+        self.clean.discard(ev.user)
+        self.in_flight.pop(ev.user, None)

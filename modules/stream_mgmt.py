@@ -1,0 +1,426 @@
+# tests: tests/modules/test_stream_mgmt.py, tests/integration/test_messaging_slixmpp.py
+"""XEP-0198: Stream Management — the ✓ tick (acks) and resumption without loss or duplicates.
+
+- `<sm xmlns='urn:xmpp:sm:3'/>` is offered after authentication (§2).
+- `<enable/>` after binding → `<enabled/>`, with an id, resume='true' and max (seconds) when the
+  client asked to resume (§5); before binding or a second time → `<failed>` with
+  <unexpected-request/> (§3).
+- Counting (§4): h counts stanzas only (message, presence, iq), from 0 at `<enable/>`,
+  mod 2^32. The server's h covers only the *handled prefix* of what the client sent: a stanza
+  counts once `Router.from_client` says it is handled — delivered to a live session, or
+  committed to storage (offline store, archive: DESIGN.md "✓ sent"). `<r/>` is answered as soon
+  as everything received before it is handled (§4 lets an answer wait for nothing else).
+- The client's `<a h/>` frees what it acknowledged and tells whoever waits (the offline module
+  deletes then); an h above what was sent closes the stream with undefined-condition and
+  `<handled-count-too-high/>` (§6). The server sends `<r/>` after a stanza when no request is
+  outstanding, and again after an `<a/>` that left stanzas unacknowledged.
+- Resumption (§5): a resumable session whose connection is lost (or closed for a silent link,
+  <connection-timeout/>) stays bound for `resume_timeout` (at most the client's 'max'); stanzas
+  for it queue. `<resume previd h/>` from the same account takes it over on the new connection
+  once every stanza received on the old one is handled: `<resumed previd h/>`, then the stanzas
+  the client had not acknowledged, in order. Unknown previd, or another account's →
+  `<failed><item-not-found/></failed>`, with 'h' for a session that expired recently (§5). A
+  still-open old connection is closed with <conflict/> (§5). A cleanly closed stream
+  (`</stream:stream>`) is not resumable (§6).
+- Expiry, or the end of a stream that was not resumable (§4: "treat unacknowledged stanzas in
+  the same way as a stanza sent to an unavailable resource"): the session ends; unacknowledged
+  chat/normal messages go to offline storage (`message_offline`) with a XEP-0203 delay of when
+  they were first sent, or bounce with <service-unavailable/> if not stored; IQ requests get
+  <service-unavailable/>; presence and server-made copies (carbons, MAM results) are dropped.
+  Stanzas someone tracks (`send_tracked`: offline messages) are handed back to them instead.
+- `ctx.service(StreamManagementService).send_tracked(session, el, done)`: `done(True)` once the
+  client acknowledged the stanza (at once without stream management), `done(False)` if its
+  session ended without.
+
+Config ([modules.stream_mgmt]):
+  resume_timeout  duration  default "5 min"  how long a lost session can be resumed
+  max_unacked     int       default 5000     unacknowledged stanzas per session; more closes
+                                             the stream with <policy-violation/>
+Storage: none (stream state lives in memory, as sessions do).
+"""
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lxml import etree
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+
+from modules.receipts import classify, delay
+from stanzas import ns
+from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
+from xmppd import hooks
+from xmppd.hooks import STOP, SessionEvent, StanzaEvent
+from xmppd.jid import JID, JIDError
+from xmppd.module import Module, ModuleContext, duration, number
+from xmppd.xmlstream import serialize
+
+NS = "urn:xmpp:sm:3"
+_SM = "{%s}" % NS
+MOD = 2 ** 32
+_REQUEST = b"<r xmlns='urn:xmpp:sm:3'/>"
+_MAX_EXPIRED = 10_000          # expired SM-ids remembered for <failed h/> (§5)
+Done = Callable[[bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SmOptions:
+    resume_timeout: float = duration(default="5 min", minimum=1)
+    max_unacked: int = number(default=5000, minimum=10, maximum=1_000_000)
+
+
+class HandledCountTooHigh(StreamError):
+    """§6: undefined-condition with <handled-count-too-high h send-count/>."""
+
+    def __init__(self, h: int, sent: int) -> None:
+        super().__init__("undefined-condition",
+                         f"You acknowledged {h} stanzas, but I only sent you {sent} so far.")
+        self.h, self.sent = h, sent
+
+    def to_bytes(self) -> bytes:
+        return super().to_bytes().replace(
+            b"</stream:error>", b"<handled-count-too-high xmlns='%s' h='%d' send-count='%d'/>"
+            b"</stream:error>" % (NS.encode(), self.h, self.sent))
+
+
+class _Out:
+    """An unacknowledged stanza: its bytes, who waits for its ack, when it was first sent."""
+    __slots__ = ("data", "done", "at")
+
+    def __init__(self, data: bytes, done: Done | None, at: float) -> None:
+        self.data, self.done, self.at = data, done, at
+
+
+class SmState:
+    """One session's stream management (the `StreamManager` of xmppd/listeners/session.py).
+    Counters are absolute; the wire carries them mod 2^32."""
+
+    def __init__(self, module: StreamManagement, session: Any, resumable: bool,
+                 timeout: float) -> None:
+        self.m = module
+        self.session = session
+        self.id = secrets.token_urlsafe(24) if resumable else None
+        self.timeout = timeout
+        self.received = 0           # stanzas from the client
+        self.handled = 0            # ... of which the handled prefix
+        self.pending: deque[list[Any]] = deque()     # [number, handled?] past the prefix
+        self.answers: list[int] = []                 # <r/> waiting for the prefix to reach n
+        self.settle_waiters: list[defer.Deferred[None]] = []
+        self.sent = 0               # stanzas to the client
+        self.acked = 0
+        self.queue: deque[_Out] = deque()
+        self.requested = False      # an <r/> of ours is unanswered
+        self.next_done: Done | None = None
+        self.detached = False
+        self.resuming = False
+        self.timer: IDelayedCall | None = None
+
+    # -- StreamManager (called by the session) ---------------------------------------------
+    def outgoing(self, data: bytes) -> None:
+        self._count(data, self.next_done)
+        self.next_done = None
+        units = [data]
+        if not self.requested and not self.detached:
+            self.requested = True
+            units.append(_REQUEST)
+        self.session.write(units)
+
+    def counted(self, data: bytes) -> None:
+        """A stanza the stream wrote itself (its RFC 3921 session answer)."""
+        self._count(data, None)
+
+    def incoming(self, handled: defer.Deferred[None] | None) -> None:
+        self.received += 1
+        if handled is None and not self.pending:
+            self.handled = self.received
+            if self.answers:
+                self._answer()
+            return
+        entry = [self.received, handled is None]
+        self.pending.append(entry)
+        if handled is not None:
+            handled.addBoth(self._one_handled, entry)
+
+    def hold(self, clean: bool) -> bool:
+        if clean or self.id is None or self.m.stopping:
+            return False
+        self.detached = True
+        self.requested = False
+        self.answers.clear()
+        self.timer = self.m.ctx.clock.call_later(self.timeout, self._expire)
+        return True
+
+    def ended(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        self.m.forget(self)
+        queue, self.queue = self.queue, deque()
+        for out in queue:
+            if out.done is not None:
+                out.done(False)
+            else:
+                self.m.undelivered(self.session, out)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _count(self, data: bytes, done: Done | None) -> None:
+        self.sent += 1
+        self.queue.append(_Out(data, done, self.m.ctx.clock.now()))
+        if len(self.queue) > self.m.max_unacked:
+            self.session.close(StreamError.policy_violation(
+                "too many unacknowledged stanzas (XEP-0198)"))
+
+    def _one_handled(self, _: object, entry: list[Any]) -> None:
+        entry[1] = True
+        while self.pending and self.pending[0][1]:
+            self.handled = self.pending.popleft()[0]
+        if self.answers:
+            self._answer()
+        if not self.pending and self.settle_waiters:
+            waiters, self.settle_waiters = self.settle_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def request_answered(self) -> None:
+        """<r/>: answer once what came before it is handled (§4)."""
+        self.answers.append(self.received)
+        self._answer()
+
+    def _answer(self) -> None:
+        if self.answers and self.handled >= self.answers[0]:
+            self.answers = [n for n in self.answers if n > self.handled]
+            self.session.write([b"<a xmlns='%s' h='%d'/>" % (NS.encode(), self.handled % MOD)])
+
+    def settled(self) -> defer.Deferred[None]:
+        """Fires once every stanza received so far is handled."""
+        if not self.pending:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self.settle_waiters.append(d)
+        return d
+
+    def too_high(self, h: int) -> bool:
+        """More than was sent (§6). An h behind an earlier one acknowledges nothing new."""
+        return (h - self.acked) % MOD > len(self.queue) and not self._behind(h)
+
+    def _behind(self, h: int) -> bool:
+        return 0 < (self.acked - h) % MOD <= self.acked
+
+    def acknowledged(self, h: int) -> int:
+        """The client handled our stanzas up to h (mod 2^32); returns how many were new."""
+        if self._behind(h):
+            return 0
+        n = (h - self.acked) % MOD
+        for _ in range(n):
+            out = self.queue.popleft()
+            if out.done is not None:
+                out.done(True)
+        self.acked += n
+        return n
+
+    def _expire(self) -> None:
+        self.timer = None
+        self.session.end()
+
+
+class StreamManagementService:
+    """For modules that must know when the client has a stanza (offline deletion)."""
+
+    def send_tracked(self, session: Any, el: etree._Element, done: Done) -> None:
+        """Send `el` to `session`; `done(True)` once acknowledged (XEP-0198), at once if the
+        session does not manage its stream; `done(False)` if it ends without acknowledging."""
+        state = getattr(session, "sm", None)
+        if not isinstance(state, SmState):
+            session.send_element(el)
+            done(True)
+            return
+        state.next_done = done
+        session.deliver(serialize(el))          # past CSI: a tracked stanza is never held
+
+
+class StreamManagement(Module[SmOptions]):
+    name = "stream_mgmt"
+    xeps = (198,)
+    Options = SmOptions
+
+    def __init__(self, ctx: ModuleContext[SmOptions]) -> None:
+        self.ctx = ctx
+        self.resume_timeout = ctx.options.resume_timeout
+        self.max_unacked = ctx.options.max_unacked
+        self.hooks = ctx.server.hosts[ctx.host].hooks
+        self.resumable: dict[str, SmState] = {}
+        self.states: set[SmState] = set()
+        self.expired: OrderedDict[str, tuple[JID, int]] = OrderedDict()
+        self.stopping = False
+        ctx.stream_feature(lambda stream: etree.Element(_SM + "sm", nsmap={None: NS}))  # type: ignore[dict-item]
+        ctx.hook(hooks.nonza_in, self.on_nonza)
+        ctx.provide(StreamManagementService())
+
+    async def stop(self) -> None:
+        """Shutdown: no session can be resumed any more; what is unacknowledged goes offline."""
+        self.stopping = True
+        for state in list(self.states):
+            state.session.end()
+
+    # -- nonzas ------------------------------------------------------------------------------
+    def on_nonza(self, ev: StanzaEvent) -> Any:
+        el, session = ev.stanza, ev.session
+        tag = el.tag
+        if not isinstance(tag, str) or not tag.startswith(_SM):
+            return None
+        name = tag[len(_SM):]
+        state = session.sm if isinstance(getattr(session, "sm", None), SmState) else None
+        if name == "resume":
+            return self.resume(session, ev.sender, el)
+        if name == "enable":
+            if not session.bound or state is not None:
+                # §3: before binding (order enforced), or a second <enable/>
+                self._failed(session, "unexpected-request")
+                return STOP
+            return self.enable(session, el)
+        if state is None:
+            return STOP             # <r/>/<a/> before enabling: nothing to count yet
+        if name == "r":
+            state.request_answered()
+            return STOP
+        if name == "a":
+            h = _h(el.get("h"))
+            if h is None:
+                session.close(StreamError.bad_format("<a/> needs an 'h' (XEP-0198 §4)"))
+            elif state.too_high(h):
+                session.close(HandledCountTooHigh(h, state.sent % MOD))
+            else:
+                new = state.acknowledged(h)
+                state.requested = False
+                if new and state.queue:
+                    state.requested = True
+                    session.write([_REQUEST])
+            return STOP
+        return None                 # unknown: the session closes the stream
+
+    def enable(self, session: Any, el: etree._Element) -> object:
+        resume = el.get("resume") in ("true", "1")
+        timeout = self.resume_timeout
+        asked = _h(el.get("max"))
+        if asked:
+            timeout = min(timeout, float(asked))
+        state = SmState(self, session, resume, timeout)
+        self.states.add(state)
+        session.sm = state
+        attrs = ""
+        if state.id is not None:
+            self.resumable[state.id] = state
+            attrs = " id='%s' resume='true' max='%d'" % (escape_attr(state.id), int(timeout))
+        session.write([("<enabled xmlns='%s'%s/>" % (NS, attrs)).encode()])
+        return STOP
+
+    def resume(self, session: Any, user: JID, el: etree._Element) -> object:
+        if session.bound:
+            self._failed(session, "unexpected-request")
+            return STOP
+        previd, h = el.get("previd"), _h(el.get("h"))
+        if not previd or h is None:
+            self._failed(session, "bad-request")
+            return STOP
+        state = self.resumable.get(previd)
+        if state is None or state.session.jid.bare != user.bare:
+            gone = self.expired.get(previd)
+            known = gone[1] if gone is not None and gone[0] == user.bare else None
+            self._failed(session, "item-not-found", known)
+            return STOP
+        if state.resuming:
+            self._failed(session, "unexpected-request")
+            return STOP
+        state.resuming = True
+        d = state.settled()
+        d.addCallback(lambda _: self._resume(state, session, previd, h))
+        return d
+
+    def _resume(self, state: SmState, session: Any, previd: str, h: int) -> object:
+        state.resuming = False
+        if session.transport is None or session.bound:
+            return STOP             # the new connection went away meanwhile; still resumable
+        if self.resumable.get(previd) is not state:
+            self._failed(session, "item-not-found")
+            return STOP
+        if state.too_high(h):
+            session.close(HandledCountTooHigh(h, state.sent % MOD))
+            return STOP
+        state.acknowledged(h)
+        if state.timer is not None and state.timer.active():
+            state.timer.cancel()
+        state.timer = None
+        units = [b"<resumed xmlns='%s' previd='%s' h='%d'/>"
+                 % (NS.encode(), escape_attr(previd).encode(), state.handled % MOD)]
+        units.extend(out.data for out in state.queue)       # counted when first sent
+        state.requested = bool(state.queue)
+        if state.queue:
+            units.append(_REQUEST)
+        old = state.session
+        session.write(units)
+        session.take_over(old)
+        state.session = session
+        state.detached = False
+        session.sm = state
+        self.ctx.log.info("%s resumed its session (%d stanzas resent)", session.jid,
+                          len(state.queue))
+        self.hooks.run(hooks.session_resumed, SessionEvent(session))
+        return STOP
+
+    def _failed(self, session: Any, condition: str, h: int | None = None) -> None:
+        attr = " h='%d'" % (h % MOD) if h is not None else ""
+        session.write([("<failed xmlns='%s'%s><%s xmlns='%s'/></failed>"
+                        % (NS, attr, condition, ns.STANZA_ERRORS)).encode()])
+
+    # -- the end of a session ----------------------------------------------------------------
+    def forget(self, state: SmState) -> None:
+        self.states.discard(state)
+        if state.id is not None and self.resumable.pop(state.id, None) is not None:
+            self.expired[state.id] = (state.session.jid.bare, state.handled)
+            while len(self.expired) > _MAX_EXPIRED:
+                self.expired.popitem(last=False)
+
+    def undelivered(self, session: Any, out: _Out) -> None:
+        """§4: an unacknowledged stanza of a session that is over, as if its resource had
+        become unavailable before it arrived."""
+        if not out.data.startswith((b"<message", b"<iq")):
+            return                  # presence: dropped (RFC 6121 §8.5.3.2.2 for presence)
+        try:
+            el = etree.fromstring(out.data)
+            sender = JID.parse(el.get("from") or "")
+        except (etree.XMLSyntaxError, JIDError):
+            return
+        kind = el.get("type") or ("normal" if el.tag == "{%s}message" % ns.CLIENT else "")
+        if el.tag == "{%s}iq" % ns.CLIENT:
+            if kind in ("get", "set"):
+                self.ctx.send(error_reply(el, StanzaError.service_unavailable()))
+            return
+        if kind not in ("chat", "normal") or classify(el).copy:
+            return                  # headline, groupchat, errors; carbons and MAM results
+        if not any(d.get("from") == self.ctx.host for d in el.iter("{%s}delay" % ns.DELAY)):
+            el.append(delay(self.ctx.host, out.at))                     # XEP-0198 §4 note
+        stored = self.hooks.run(hooks.message_offline,
+                                StanzaEvent(el, sender, session.jid.bare))
+        if isinstance(stored, defer.Deferred):
+            stored.addCallback(self._after_offline, el)
+        elif not stored:
+            self._bounce(el)
+
+    def _after_offline(self, stored: bool, el: etree._Element) -> None:
+        if not stored:
+            self._bounce(el)
+
+    def _bounce(self, el: etree._Element) -> None:
+        reply = error_reply(el, StanzaError.service_unavailable())
+        self.ctx.send(reply)
+
+
+def _h(value: str | None) -> int | None:
+    """An xs:unsignedInt attribute (§4: 'h'), or None."""
+    if value is None or not value.strip().isdigit():
+        return None
+    n = int(value)
+    return n if n < MOD else None
