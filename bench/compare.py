@@ -59,8 +59,8 @@ def xmppd_config(tmp: str, port: int, domain: str, mam: bool = False) -> str:
     """TOML config for xmppd under test.  ``tmp`` is the per-run temp dir
     (holds the sqlite DB and cert/key), ``port`` the c2s port."""
     mods = "[modules.disco]\n[modules.ping]\n"
-    if mam:
-        mods += "[modules.mam]\n"
+    if mam:     # like prosody+mam: roster (MAM's "roster" preferences need it) and archiving
+        mods += "[modules.roster]\n[modules.mam]\n"
     return f"""\
 [server]
 hosts = ["{domain}"]
