@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.backends import postgres_url, redis_url, require
+from tests.harness.backends import backend_urls
 from tests.harness.clients import XmppClient
 from tests.harness.server_proc import REPO, RunningServer, make_server
 
@@ -51,22 +51,7 @@ port_file = "{tmp}/http_port"
 
 def start_server(tmp: Path, kind: str, modules: str = MODULES,
                  extra: str = HTTP_LISTENER) -> tuple[RunningServer, list[Any]]:
-    storage, cache = kind.split("+")
-    cleanups: list[Any] = []
-    if storage == "sqlite":
-        storage_url = f"sqlite:///{tmp / 'xmppd.sqlite'}"
-    else:
-        require("postgresql")
-        pg = postgres_url()
-        storage_url = pg.url
-        cleanups.append(pg.drop)
-    if cache == "memory":
-        cache_url = "memory"
-    else:
-        require("redis")
-        space = redis_url()
-        cache_url = space.url
-        cleanups.append(space.cleanup)
+    storage_url, cache_url, cleanups = backend_urls(kind, tmp)
     srv = make_server(tmp, storage_url, cache_url, extra=extra.replace("{tmp}", str(tmp)),
                       modules=modules.replace("{tmp}", str(tmp)))
     try:

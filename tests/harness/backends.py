@@ -14,6 +14,8 @@ XMPPD_TEST_REDIS (redis://127.0.0.1:6379/9).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import functools
 import os
 import secrets
@@ -207,3 +209,25 @@ def require(name: str) -> None:
     """Skip (or, in CI, fail) the calling test unless backend `name` is available."""
     if not backend_available(name):
         skip_or_fail(f"{name} is not available")
+
+
+def backend_urls(kind: str, tmp: Path) -> tuple[str, str, list[Callable[[], None]]]:
+    """Storage and cache URLs for a test server of `kind` ("sqlite+memory",
+    "postgresql+redis"), and the cleanups to run after it (fresh database, key prefix)."""
+    storage, cache = kind.split("+")
+    cleanups: list[Callable[[], None]] = []
+    if storage == "sqlite":
+        storage_url = f"sqlite:///{tmp / 'xmppd.sqlite'}"
+    else:
+        require("postgresql")
+        pg = postgres_url()
+        storage_url = pg.url
+        cleanups.append(pg.drop)
+    if cache == "memory":
+        cache_url = "memory"
+    else:
+        require("redis")
+        space = redis_url()
+        cache_url = space.url
+        cleanups.append(space.cleanup)
+    return storage_url, cache_url, cleanups

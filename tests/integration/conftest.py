@@ -9,30 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.backends import postgres_url, redis_url, require
+from tests.harness.backends import backend_urls
 from tests.harness.server_proc import RunningServer, make_server
 
 BACKENDS = ["sqlite+memory", "postgresql+redis"]
-
-
-def backend_urls(kind: str, tmp: Path) -> tuple[str, str, list]:  # type: ignore[type-arg]
-    storage, cache = kind.split("+")
-    cleanups = []
-    if storage == "sqlite":
-        storage_url = f"sqlite:///{tmp / 'xmppd.sqlite'}"
-    else:
-        require("postgresql")
-        pg = postgres_url()
-        storage_url = pg.url
-        cleanups.append(pg.drop)
-    if cache == "memory":
-        cache_url = "memory"
-    else:
-        require("redis")
-        space = redis_url()
-        cache_url = space.url
-        cleanups.append(space.cleanup)
-    return storage_url, cache_url, cleanups
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
