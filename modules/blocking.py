@@ -42,7 +42,7 @@ from stanzas.errors import StanzaError, error_reply
 from xmppd import hooks
 from xmppd.hooks import EARLY, FIRST, STOP, PresenceQuery, SessionEvent, StanzaEvent, Stop
 from xmppd.hooks import UserEvent
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext, number
 
 NS = "urn:xmpp:blocking"

@@ -37,7 +37,7 @@ from modules.pep.service import payload_of
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import PepEvent, PrivateQuery
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, NoOptions
 
 NS = "urn:xmpp:bookmarks:1"

@@ -43,7 +43,7 @@ from stanzas.errors import StanzaError
 from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import CapsChanged, StanzaEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqTimeout, Module, ModuleContext, duration
 
 NS = "http://jabber.org/protocol/caps"

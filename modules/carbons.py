@@ -35,7 +35,7 @@ from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import FIRST, LAST, LATE, StanzaEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, NoOptions
 
 NS = NS_CARBONS

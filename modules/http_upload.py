@@ -47,7 +47,7 @@ from twisted.web.server import NOT_DONE_YET
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
 from storage.files import DiskFileStorage, FileStorage, Slot, SqlUploadStore, UploadStore
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, duration, size
 
 NS = "urn:xmpp:http:upload:0"

@@ -21,7 +21,7 @@ from stanzas.errors import StanzaError, error_reply
 from storage.last import LastSeen
 from xmppd import hooks
 from xmppd.hooks import STOP, PresenceQuery, StanzaEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, NoOptions
 
 NS = "jabber:iq:last"

@@ -54,7 +54,7 @@ from storage.archive import ArchiveEntry, ArchiveSettings, ItemNotFound, Prefs, 
 from storage.batch import GroupCommit
 from xmppd import hooks
 from xmppd.hooks import LAST, LATE, SessionEvent, StanzaEvent, UserEvent
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext, duration, number
 from xmppd.xmlstream import serialize
 

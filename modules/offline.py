@@ -40,7 +40,7 @@ from storage.batch import GroupCommit
 from storage.offline import NewOffline
 from xmppd import hooks
 from xmppd.hooks import STOP, AvailableEvent, StanzaEvent, UserEvent, UserOffline
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import Module, ModuleContext, number
 from xmppd.xmlstream import serialize
 

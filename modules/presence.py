@@ -39,7 +39,7 @@ from stanzas import ns
 from stanzas.errors import StanzaError, error_reply
 from xmppd import hooks
 from xmppd.hooks import STOP, AvailableEvent, PresenceQuery, StanzaEvent, UserOffline
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import Module, ModuleContext, number
 from xmppd.xmlstream import serialize
 

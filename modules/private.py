@@ -34,7 +34,7 @@ from stanzas import iq
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import PrivateQuery, UserEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, number, size
 
 NS = "jabber:iq:private"

@@ -54,7 +54,7 @@ from stanzas import ns
 from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from xmppd import hooks
 from xmppd.hooks import STOP, SessionEvent, StanzaEvent
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, duration, number
 from xmppd.xmlstream import serialize
 

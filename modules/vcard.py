@@ -43,7 +43,7 @@ from stanzas import iq
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import SessionEvent, StanzaEvent, UserEvent, VCardEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, size
 
 NS = "vcard-temp"

@@ -24,7 +24,7 @@ from storage.cache import Cache
 from storage.db import Database
 from storage.errors import StorageError
 from storage.models import account_credentials, accounts
-from xmppd.sasl import ScramCredentials
+from storage.credentials import ScramCredentials
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from storage.db import Database
 from storage.models import accounts, archive_messages, archive_prefs
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 Mode = Literal["always", "roster", "never"]
 

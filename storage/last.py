@@ -21,7 +21,7 @@ from storage.cache import Cache
 from storage.db import Database
 from storage.errors import StorageError
 from storage.models import last_activity
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
 from storage.models import muc_affiliations, muc_archive, muc_rooms
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 Affiliation = Literal["owner", "admin", "member", "outcast"]
 AFFILIATIONS: tuple[Affiliation, ...] = ("owner", "admin", "member", "outcast")

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, func, insert, select, tuple_
 from storage.archive import _existing
 from storage.db import Database
 from storage.models import offline_messages
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
 from storage.models import pubsub_items, pubsub_nodes, pubsub_subscriptions
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 MAX_NODE = 255          # pubsub_nodes.node is String(255)
 MAX_ITEM_ID = 1023      # pubsub_items.item_id is String(1023)

@@ -26,7 +26,7 @@ from storage.cache import Cache
 from storage.db import Database
 from storage.errors import StorageError
 from storage.models import roster_items, roster_versions
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 log = logging.getLogger(__name__)
 

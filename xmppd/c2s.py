@@ -43,7 +43,7 @@ from lxml import etree
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.sasl import PlainServer, SaslFailure, ScramCredentials, ScramServer
 from xmppd.xmlstream import FRAMING_NS, StreamClose, StreamOpen, XmlStreamParser, serialize
 

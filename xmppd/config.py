@@ -322,7 +322,7 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
     server: ServerSection = sections["server"]
     if not server.hosts:
         raise ConfigError("server.hosts: at least one virtual host is needed")
-    from xmppd.jid import JID, JIDError
+    from stanzas.jid import JID, JIDError
     for i, h in enumerate(server.hosts):
         try:
             if JID.parse(h) != JID.of(None, h) or str(JID.of(None, h)) != h:

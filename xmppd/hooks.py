@@ -17,7 +17,7 @@ from typing import Any, Callable, Generic, TypeVar
 from lxml import etree
 from twisted.internet import defer
 
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 log = logging.getLogger(__name__)
 P = TypeVar("P")

@@ -18,7 +18,7 @@ from stanzas.errors import StanzaError
 from xmppd import config as _config
 from xmppd.config import ConfigError
 from xmppd.hooks import NORMAL, FoldHook, RunHook
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 if TYPE_CHECKING:
     from xmppd.server import Host, Server, Stores

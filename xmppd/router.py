@@ -41,7 +41,7 @@ from stanzas.errors import StanzaError, error_reply, escape_attr
 from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, iq_error_from_reply
 from xmppd.xmlstream import serialize
 

@@ -24,9 +24,9 @@ import re
 import secrets
 import stringprep
 import unicodedata
-from dataclasses import dataclass
 
-from xmppd.jid import JID, JIDError, nameprep, nodeprep
+from stanzas.jid import JID, JIDError, nameprep, nodeprep
+from storage.credentials import ScramCredentials
 
 __all__ = [
     "DEFAULT_ITERATIONS",
@@ -39,16 +39,6 @@ __all__ = [
     "derive_scram",
     "saslprep",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ScramCredentials:
-    """What we keep instead of a password, per hash (RFC 5802 §3): never the password itself."""
-
-    salt: bytes
-    iterations: int
-    stored_key: bytes
-    server_key: bytes
 
 
 HASHES = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}

@@ -30,7 +30,7 @@ from xmppd import hooks
 from xmppd.clock import Clock
 from xmppd.config import Config
 from xmppd.hooks import HookRegistry, UserEvent
-from xmppd.jid import JID, JIDError, nodeprep
+from stanzas.jid import JID, JIDError, nodeprep
 from xmppd.module import Module, ModuleContext, resolve
 from xmppd.router import Router
 from xmppd.sasl import derive_all

@@ -17,7 +17,7 @@ from typing import Protocol
 from lxml import etree
 
 from stanzas.errors import StanzaError, StreamError
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 
 class Session(Protocol):

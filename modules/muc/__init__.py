@@ -40,7 +40,7 @@ from modules.disco import Disco
 from modules.muc.config import Limits
 from modules.muc.service import MucService, Policy
 from xmppd.config import ConfigError
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, number
 
 

@@ -25,7 +25,7 @@ from modules.muc.room import Occupant, Room
 from stanzas import iq
 from stanzas.errors import StanzaError
 from storage.muc import Affiliation, AffiliationEntry
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest
 
 if TYPE_CHECKING:

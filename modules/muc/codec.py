@@ -15,7 +15,7 @@ from lxml import etree
 
 from stanzas import ns
 from stanzas.errors import StanzaError, error_reply
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_USER = NS_MUC + "#user"

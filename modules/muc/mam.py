@@ -28,7 +28,7 @@ from modules.muc.room import Room
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.muc import ArchiveQuery
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from modules.muc.codec import NS_REQUEST, NS_USER
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 if TYPE_CHECKING:
     from modules.muc.room import Occupant, Room

@@ -45,7 +45,7 @@ from modules.muc.config import RoomConfig
 from stanzas import ns
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry, StoredRoom
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 if TYPE_CHECKING:
     from modules.muc.service import MucService

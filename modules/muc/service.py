@@ -37,7 +37,7 @@ from modules.muc.room import HistoryEntry, Occupant, Room
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqRequest
 from xmppd.xmlstream import serialize
 

@@ -43,7 +43,7 @@ from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import DiscoQuery, UserEvent
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext
 
 __all__ = ["Pep", "PepService", "NodeConfig", "SENT"]

@@ -31,7 +31,7 @@ from modules.pep.service import PepService, payload_of
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import PepEvent, VCardEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import ModuleContext
 
 FEATURE = "urn:xmpp:pep-vcard-conversion:0"

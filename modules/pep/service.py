@@ -43,7 +43,7 @@ from storage.pubsub import MAX_ITEM_ID, MAX_NODE, Item, LastItem, Node
 from storage.roster import RosterItem
 from xmppd import hooks
 from xmppd.hooks import PepEvent, PresenceQuery
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import ModuleContext
 
 T = TypeVar("T")

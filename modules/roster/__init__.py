@@ -47,7 +47,7 @@ from stanzas.errors import StanzaError, error_reply
 from storage.roster import RosterItem
 from xmppd import hooks
 from xmppd.hooks import STOP, PresenceQuery, StanzaEvent
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext, number
 
 __all__ = ["RosterModule", "RosterOptions", "RosterService", "has_from", "has_to",

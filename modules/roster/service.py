@@ -18,7 +18,7 @@ from modules.roster.states import NONE, state
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.roster import Roster, RosterItem, RosterStore, Subscription
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import ModuleContext
 
 _Q = "{%s}" % ns.ROSTER

@@ -27,7 +27,7 @@ from xmppd.c2s import (
     Stanza,
     StartTLS,
 )
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.sasl import derive_all
 
 HOST = "example.org"

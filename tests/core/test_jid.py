@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from xmppd.jid import JID, JIDError, nameprep, nodeprep, resourceprep
+from stanzas.jid import JID, JIDError, nameprep, nodeprep, resourceprep
 
 # (input, local, domain, resource)
 VALID: list[tuple[str, str | None, str, str | None]] = [

@@ -9,7 +9,7 @@ from lxml import etree
 from tests.harness.server import Harness, parse
 from xmppd import hooks
 from xmppd.hooks import STOP
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 MODULES = {"disco": {}, "roster": {}, "presence": {}}
 

@@ -17,7 +17,7 @@ from storage.db import Database, ImmediateRunner
 from xmppd import hooks
 from xmppd.config import from_dict
 from xmppd.hooks import SessionEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.server import Server
 
 ANY = "{any}"

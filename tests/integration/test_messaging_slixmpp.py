@@ -33,7 +33,7 @@ from tests.harness.backends import resolve
 from tests.harness.clients import XmppClient
 from tests.harness.server_proc import REPO, RunningServer, make_server
 from tests.integration.conftest import BACKENDS, backend_urls
-from xmppd.jid import JID as OurJID
+from stanzas.jid import JID as OurJID
 
 D = "localhost"
 USERS = ("ann", "ben", "cal", "dee", "eva", "fin", "gus", "hal", "ivy", "joe", "kim", "lou",

@@ -9,7 +9,7 @@ from lxml import etree
 from modules.roster import RosterService
 from storage.roster import RosterItem, Subscription
 from tests.harness.server import FakeSession, Harness, resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 MODULES: dict[str, dict[str, Any]] = {"disco": {}, "roster": {}, "presence": {}, "last": {}}
 ROSTER = "jabber:iq:roster"

@@ -9,7 +9,7 @@ from twisted.internet import defer
 
 from storage.offline import OfflineMessage
 from tests.harness.server import Harness, resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 MODULES: dict[str, dict[str, Any]] = {
     "disco": {}, "roster": {}, "presence": {}, "offline": {}, "receipts": {}, "carbons": {},

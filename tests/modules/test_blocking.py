@@ -10,7 +10,7 @@ import pytest
 from tests.harness.server import FakeSession, Harness, resolve
 from xmppd import hooks
 from xmppd.hooks import PresenceQuery
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 MakeHarness = Callable[..., Harness]
 SE = "urn:ietf:params:xml:ns:xmpp-stanzas"

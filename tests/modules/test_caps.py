@@ -14,7 +14,7 @@ from tests.modules.pep_helpers import (
     INFO, MODULES, TUNE, answer, caps, caps_presence, disco_query, event_items, notify, ok,
     online, publish, result_of, tune)
 from xmppd import hooks
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 A, B = "alice@example.org", "bob@example.org"
 

@@ -10,7 +10,7 @@ from tests.harness.server import Harness, resolve
 from tests.modules.contacts import MODULES, make_contacts, put
 from xmppd import hooks
 from xmppd.hooks import Stop
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 LAST = "jabber:iq:last"
 FORBIDDEN = ("<error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"

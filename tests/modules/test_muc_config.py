@@ -13,7 +13,7 @@ from tests.harness.server import FakeSession, Harness
 from tests.modules.muc_helpers import (OWNER, ROOM, USER, admin_set, codes, configure, create,
                                        error_of, h, item, join, join_xml, kinds, muc)
 from xmppd.config import ConfigError
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 __all__ = ["h", "muc"]
 LIMITS = Limits(max_users=200, max_users_limit=1000, history=20, history_limit=100)

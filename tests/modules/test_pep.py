@@ -15,7 +15,7 @@ from tests.modules.contacts import make_contacts, put
 from tests.modules.pep_helpers import (
     EVENT, MODULES, MOOD, OWNER, PUBSUB, TUNE, advertise, check_error, event_items, field,
     items, notify, ok, online, publish, result_of, tune)
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 A, B, C = "alice@example.org", "bob@example.org", "carol@example.org"
 _P = "{%s}" % PUBSUB

@@ -12,7 +12,7 @@ from tests.harness.server import Harness, parse
 from tests.modules.contacts import MODULES, kinds, make_contacts, put, service
 from xmppd import hooks
 from xmppd.hooks import Stop
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ALICE, BOB, CAROL, DAVE = ("alice@example.org", "bob@example.org", "carol@example.org",
                            "dave@example.org")

@@ -8,7 +8,7 @@ from lxml import etree
 
 from tests.harness.server import FakeSession, Harness, resolve
 from tests.modules.pep_helpers import check_error, ok, result_of
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 A, B = "alice@example.org", "bob@example.org"
 NS = "jabber:iq:private"

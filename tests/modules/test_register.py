@@ -22,7 +22,7 @@ def preauth(h: Harness, xml: str, peer_ip: str = "127.0.0.1") -> etree._Element:
     payload = el[0]
     handler = host.iq_handlers[(el.get("type"), "preauth", payload.tag)]
     out: list[etree._Element] = []
-    from xmppd.jid import JID
+    from stanzas.jid import JID
     req = IqRequest(el, JID.of(None, "example.org"), JID.of(None, "example.org"), payload,
                     FakeStream(peer_ip))
     h.server.router.call_iq_handler(handler, req, out.append)

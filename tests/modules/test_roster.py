@@ -13,7 +13,7 @@ from tests.modules.contacts import MODULES, ROSTER, interested, item, kinds, mak
     service
 from xmppd import hooks
 from xmppd.hooks import PresenceQuery, Stop
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ERR = "urn:ietf:params:xml:ns:xmpp-stanzas"
 

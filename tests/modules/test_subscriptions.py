@@ -10,7 +10,7 @@ from lxml import etree
 from storage.roster import RosterItem
 from tests.harness.server import Harness, parse
 from tests.modules.contacts import MODULES, interested, item, kinds, put
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 

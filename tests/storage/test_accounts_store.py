@@ -22,7 +22,7 @@ from storage.errors import StorageError
 from storage.models import account_credentials
 from storage.runner import ImmediateRunner
 from tests.harness.backends import FakeClock, redis_url, require, resolve
-from xmppd.sasl import ScramCredentials
+from storage.credentials import ScramCredentials
 
 HOST = "example.org"
 OTHER = "example.net"

@@ -10,7 +10,7 @@ from storage.archive import (ArchiveEntry, ArchiveSettings, ArchiveStore, ItemNo
 from storage.db import Database
 from storage.models import accounts
 from tests.harness.backends import resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ALICE = JID.parse("alice@example.org")
 BOB = JID.parse("bob@example.org")

@@ -16,7 +16,7 @@ from storage.kv import CachedKeyValueStore, KeyValueStore, SqlKeyValueStore
 from storage.models import kv_items
 from storage.runner import ImmediateRunner
 from tests.harness.backends import FakeClock, redis_url, require, resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ALICE = JID.parse("alice@example.org")
 BOB = JID.parse("bob@example.org")

@@ -20,7 +20,7 @@ from storage.last import (
 from storage.models import accounts
 from storage.runner import ImmediateRunner
 from tests.harness.backends import FakeClock, redis_url, require, resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ALICE = JID.parse("alice@example.org")
 BOB = JID.parse("bob@example.org")

@@ -9,7 +9,7 @@ from storage.models import muc_affiliations, muc_archive
 from storage.muc import (AffiliationEntry, ArchivedMessage, ArchiveQuery, MucStore, SqlMucStore,
                          StoredRoom)
 from tests.harness.backends import resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 COVEN = JID.parse("coven@chat.example.org")
 HEATH = JID.parse("heath@chat.example.org")

@@ -8,7 +8,7 @@ from storage.db import Database
 from storage.models import accounts
 from storage.offline import NewOffline, OfflineStore, SqlOfflineStore
 from tests.harness.backends import resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ALICE = JID.parse("alice@example.org")
 BOB = JID.parse("bob@example.org")

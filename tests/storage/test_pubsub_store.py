@@ -8,7 +8,7 @@ from storage.db import Database
 from storage.errors import StorageError
 from storage.pubsub import Item, PubsubStore, SqlPubsubStore
 from tests.harness.backends import resolve
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 ALICE = JID.parse("alice@example.org")
 BOB = JID.parse("bob@example.org")

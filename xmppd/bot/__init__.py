@@ -20,7 +20,7 @@ from xmppd.bot.errors import (AuthError, BotError, ConfigError, ConnectError, Of
                               ReplacedError, RequestError, RoomError, TlsError, UploadError)
 from xmppd.bot.message import Contact, Message
 from xmppd.bot.timing import parse_duration
-from xmppd.jid import JID
+from stanzas.jid import JID
 
 __all__ = ["AuthError", "Bot", "BotError", "ConfigError", "ConnectError", "Contact", "JID",
            "Message", "OfflineError", "ReplacedError", "RequestError", "RoomError", "Scheduled",

@@ -35,7 +35,7 @@ from xmppd.bot.message import Contact, Kind, Message
 from xmppd.bot.settings import Receipts, Settings, config_path, resolve
 from xmppd.bot.timing import Backoff, parse_duration
 from xmppd.bot.upload import Service, content_type_of, find_service, put_file, request_slot
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 __all__ = ["Bot", "Scheduled"]
 

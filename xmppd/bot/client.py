@@ -29,7 +29,7 @@ from xmppd.bot.errors import (AuthError, ConnectError, ReplacedError, RequestErr
                               TlsError)
 from xmppd.bot.message import Contact, Kind, Subscription
 from xmppd.bot.settings import Settings
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 log = logging.getLogger(__name__)
 

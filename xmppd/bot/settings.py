@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from xmppd.bot.errors import ConfigError
 from xmppd.bot.timing import parse_duration
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 __all__ = ["Address", "Settings", "parse_address", "resolve", "Receipts"]
 

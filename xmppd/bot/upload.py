@@ -22,7 +22,7 @@ from pathlib import Path
 
 from xmppd.bot.client import Connection
 from xmppd.bot.errors import RequestError, UploadError
-from xmppd.jid import JID, JIDError
+from stanzas.jid import JID, JIDError
 
 NS_UPLOAD = "urn:xmpp:http:upload:0"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"

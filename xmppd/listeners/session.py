@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from stanzas.errors import StanzaError, StreamError, error_reply
 from xmppd import c2s, hooks
 from xmppd.hooks import IdleEvent, SessionEvent, StanzaEvent
-from xmppd.jid import JID
+from stanzas.jid import JID
 from xmppd.module import IqRequest
 from xmppd.xmlstream import serialize
 
