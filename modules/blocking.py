@@ -45,8 +45,8 @@ from xmppd.hooks import UserEvent
 from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext, number
 
-NS = "urn:xmpp:blocking"
-NS_ERRORS = "urn:xmpp:blocking:errors"
+NS = ns.BLOCKING
+NS_ERRORS = ns.BLOCKING_ERRORS
 _B = "{%s}" % NS
 _REQUESTED = "blocking.requested"     # session.extra: this resource asked for the blocklist
 T = TypeVar("T")

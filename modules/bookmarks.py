@@ -31,6 +31,7 @@ from typing import Any
 from lxml import etree
 from twisted.internet import defer
 
+from stanzas import ns
 from modules.pep import NodeConfig, PepService
 from modules.pep.config import NS as NS_PUBSUB
 from modules.pep.service import payload_of
@@ -40,8 +41,8 @@ from xmppd.hooks import PepEvent, PrivateQuery
 from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, NoOptions
 
-NS = "urn:xmpp:bookmarks:1"
-LEGACY = "storage:bookmarks"
+NS = ns.BOOKMARKS
+LEGACY = ns.BOOKMARKS_LEGACY
 _B, _L = "{%s}" % NS, "{%s}" % LEGACY
 _ITEM = "{%s}item" % NS_PUBSUB
 ORIGIN = "bookmarks"

@@ -46,7 +46,7 @@ from xmppd.hooks import CapsChanged, StanzaEvent
 from stanzas.jid import JID
 from xmppd.module import IqTimeout, Module, ModuleContext, duration
 
-NS = "http://jabber.org/protocol/caps"
+NS = ns.CAPS
 _C = "{%s}c" % NS
 _INFO = "{%s}" % ns.DISCO_INFO
 _X = "{%s}" % ns.DATA_FORMS

@@ -39,9 +39,9 @@ from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, NoOptions
 
 NS = NS_CARBONS
-NS_FORWARD = "urn:xmpp:forward:0"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-NS_CONFERENCE = "jabber:x:conference"
+NS_FORWARD = ns.FORWARD
+NS_MUC_USER = ns.MUC_USER
+NS_CONFERENCE = ns.CONFERENCE
 ENABLED = "carbons.enabled"             # session.extra: this resource wants copies
 _MESSAGE = "{%s}message" % ns.CLIENT
 _WRAPPERS = ("{%s}sent" % NS, "{%s}received" % NS)

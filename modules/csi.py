@@ -33,7 +33,7 @@ from xmppd import hooks
 from xmppd.hooks import STOP, SessionEvent, StanzaEvent
 from xmppd.module import Module, ModuleContext, number
 
-NS = "urn:xmpp:csi:0"
+NS = ns.CSI
 _CSI = "{%s}" % NS
 STATE = "csi.state"                 # session.extra: _Held while the session is inactive
 _CHATSTATES = NS_CHATSTATES.encode()

@@ -50,7 +50,7 @@ from storage.files import DiskFileStorage, FileStorage, Slot, SqlUploadStore, Up
 from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, duration, size
 
-NS = "urn:xmpp:http:upload:0"
+NS = ns.HTTP_UPLOAD
 _Q = "{%s}" % NS
 _FILENAME_BAD = re.compile(r"[/\\\x00-\x1f\x7f]")
 _MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")

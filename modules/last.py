@@ -16,7 +16,7 @@ from __future__ import annotations
 from lxml import etree
 from twisted.internet import defer
 
-from stanzas import iq
+from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
 from storage.last import LastSeen
 from xmppd import hooks
@@ -24,7 +24,7 @@ from xmppd.hooks import STOP, PresenceQuery, StanzaEvent
 from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, NoOptions
 
-NS = "jabber:iq:last"
+NS = ns.LAST
 _QUERY = "{%s}query" % NS
 _IQ = "{jabber:client}iq"
 

@@ -58,10 +58,10 @@ from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext, duration, number
 from xmppd.xmlstream import serialize
 
-NS = "urn:xmpp:mam:2"
-NS_EXTENDED = "urn:xmpp:mam:2#extended"
-NS_RSM = "http://jabber.org/protocol/rsm"
-NS_FORWARD = "urn:xmpp:forward:0"
+NS = ns.MAM
+NS_EXTENDED = ns.MAM_EXTENDED
+NS_RSM = ns.RSM
+NS_FORWARD = ns.FORWARD
 _M = "{%s}" % NS
 _SID = "{%s}stanza-id" % ns.STANZA_ID
 _MESSAGE = "{%s}message" % ns.CLIENT
@@ -285,10 +285,10 @@ class Mam(Module[MamOptions]):
                           ("after-id", "text-single"), ("ids", "list-multi")):
             f = _field(x, var, kind)
             if var == "ids":        # §4.1.5: open list (XEP-0122)
-                v = etree.SubElement(f, "{http://jabber.org/protocol/xdata-validate}validate",
-                                     nsmap={None: "http://jabber.org/protocol/xdata-validate"},  # type: ignore[dict-item]
+                v = etree.SubElement(f, "{%s}validate" % ns.XDATA_VALIDATE,
+                                     nsmap={None: ns.XDATA_VALIDATE},  # type: ignore[dict-item]
                                      datatype="xs:string")
-                etree.SubElement(v, "{http://jabber.org/protocol/xdata-validate}open")
+                etree.SubElement(v, "{%s}open" % ns.XDATA_VALIDATE)
         return iq.result(req.stanza, q)
 
     async def query(self, req: IqRequest) -> iq.Reply:

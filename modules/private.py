@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from lxml import etree
 from twisted.internet import defer
 
-from stanzas import iq
+from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import PrivateQuery, UserEvent
 from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, number, size
 
-NS = "jabber:iq:private"
+NS = ns.PRIVATE
 PREFIX = "private:"
 MAX_NAMESPACE = 255 - len(PREFIX)            # kv_items.namespace is String(255)
 RESERVED = ("jabber:", "http://jabber.org/", "vcard-temp")

@@ -25,12 +25,12 @@ from lxml import etree
 from stanzas import ns
 from xmppd.module import Module, ModuleContext, NoOptions
 
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_MARKERS = "urn:xmpp:chat-markers:0"
-NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
-NS_HINTS = "urn:xmpp:hints"
-NS_CARBONS = "urn:xmpp:carbons:2"
-NS_MAM = "urn:xmpp:mam:2"
+NS_RECEIPTS = ns.RECEIPTS
+NS_MARKERS = ns.MARKERS
+NS_CHATSTATES = ns.CHATSTATES
+NS_HINTS = ns.HINTS
+NS_CARBONS = ns.CARBONS
+NS_MAM = ns.MAM
 _IGNORED = frozenset({ns.STANZA_ID, ns.DELAY})     # ids and delay stamps: no content
 
 

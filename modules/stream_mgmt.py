@@ -58,7 +58,7 @@ from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, duration, number
 from xmppd.xmlstream import serialize
 
-NS = "urn:xmpp:sm:3"
+NS = ns.SM
 _SM = "{%s}" % NS
 MOD = 2 ** 32
 _REQUEST = b"<r xmlns='urn:xmpp:sm:3'/>"

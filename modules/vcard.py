@@ -39,15 +39,15 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from stanzas import iq
+from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import SessionEvent, StanzaEvent, UserEvent, VCardEvent
 from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, size
 
-NS = "vcard-temp"
-NS_UPDATE = "vcard-temp:x:update"
+NS = ns.VCARD
+NS_UPDATE = ns.VCARD_UPDATE
 _V, _U = "{%s}" % NS, "{%s}" % NS_UPDATE
 # Our own stored data, parsed without entities, DTDs or network, like any input.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,

@@ -56,7 +56,7 @@ from stanzas.errors import StreamError
 
 _E = etree._Element
 _STREAM_TAG = "{%s}stream" % ns.STREAMS
-FRAMING_NS = "urn:ietf:params:xml:ns:xmpp-framing"      # RFC 7395 §3.3.2
+FRAMING_NS = ns.FRAMING      # RFC 7395 §3.3.2
 _OPEN_TAG = "{%s}open" % FRAMING_NS
 _CLOSE_TAG = "{%s}close" % FRAMING_NS
 _FRAMED_ROOT = b"<ws-frames>"     # never seen by clients: each message is one child of it

@@ -17,18 +17,18 @@ from stanzas import ns
 from stanzas.errors import StanzaError, error_reply
 from stanzas.jid import JID
 
-NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC = ns.MUC
 NS_USER = NS_MUC + "#user"
 NS_ADMIN = NS_MUC + "#admin"
 NS_OWNER = NS_MUC + "#owner"
 NS_REQUEST = NS_MUC + "#request"
 NS_STABLE_ID = NS_MUC + "#stable_id"
 NS_SELF_PING = NS_MUC + "#self-ping-optimization"       # XEP-0410 §3.3
-NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"               # XEP-0421
-NS_CONFERENCE = "jabber:x:conference"                   # XEP-0249
-NS_MAM = "urn:xmpp:mam:2"
-NS_RSM = "http://jabber.org/protocol/rsm"
-NS_FORWARD = "urn:xmpp:forward:0"
+NS_OCCUPANT_ID = ns.OCCUPANT_ID               # XEP-0421
+NS_CONFERENCE = ns.CONFERENCE                   # XEP-0249
+NS_MAM = ns.MAM
+NS_RSM = ns.RSM
+NS_FORWARD = ns.FORWARD
 
 _C = "{%s}" % ns.CLIENT
 _E = etree._Element

@@ -17,12 +17,13 @@ from typing import Any, Literal
 
 from lxml import etree
 
+from stanzas import ns
 from modules.muc import forms
 from modules.muc.forms import Field, Submitted
 from stanzas.errors import StanzaError
 
-NS_ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig"
-NS_ROOMINFO = "http://jabber.org/protocol/muc#roominfo"
+NS_ROOMCONFIG = ns.MUC_ROOMCONFIG
+NS_ROOMINFO = ns.MUC_ROOMINFO
 Whois = Literal["moderators", "anyone"]
 AllowPm = Literal["anyone", "participants", "moderators", "none"]
 BROADCAST_ROLES = ("moderator", "participant", "visitor")

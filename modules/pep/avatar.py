@@ -26,6 +26,7 @@ from typing import Any
 
 from lxml import etree
 
+from stanzas import ns
 from modules.pep.config import NS, NodeConfig
 from modules.pep.service import PepService, payload_of
 from stanzas.errors import StanzaError
@@ -34,9 +35,9 @@ from xmppd.hooks import PepEvent, VCardEvent
 from stanzas.jid import JID
 from xmppd.module import ModuleContext
 
-FEATURE = "urn:xmpp:pep-vcard-conversion:0"
-NS_DATA = "urn:xmpp:avatar:data"
-NS_METADATA = "urn:xmpp:avatar:metadata"
+FEATURE = ns.PEP_VCARD_CONVERSION
+NS_DATA = ns.AVATAR_DATA
+NS_METADATA = ns.AVATAR_METADATA
 _M = "{%s}" % NS_METADATA
 _V = "{vcard-temp}"
 _ITEM = "{%s}item" % NS

@@ -18,7 +18,7 @@ from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from xmppd.module import number, size
 
-NS = "http://jabber.org/protocol/pubsub"
+NS = ns.PUBSUB
 NS_OWNER = NS + "#owner"
 NS_EVENT = NS + "#event"
 NS_ERRORS = NS + "#errors"

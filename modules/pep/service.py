@@ -49,7 +49,7 @@ from xmppd.module import ModuleContext
 T = TypeVar("T")
 _C = "{%s}" % ns.CLIENT
 _EV = "{%s}" % NS_EVENT
-NS_ADDRESS = "http://jabber.org/protocol/address"
+NS_ADDRESS = ns.ADDRESS
 SENT = "pep.sent"       # session.extra: owners whose last items it got since initial presence
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           remove_comments=True, remove_pis=True)

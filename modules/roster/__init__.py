@@ -55,8 +55,8 @@ __all__ = ["RosterModule", "RosterOptions", "RosterService", "has_from", "has_to
 
 _Q = "{%s}" % ns.ROSTER
 _C = "{%s}" % ns.CLIENT
-ROSTERVER = "urn:xmpp:features:rosterver"
-PREAPPROVAL = "urn:xmpp:features:pre-approval"
+ROSTERVER = ns.ROSTERVER
+PREAPPROVAL = ns.PREAPPROVAL
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 

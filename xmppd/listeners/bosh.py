@@ -43,6 +43,7 @@ from lxml import etree
 from twisted.internet.interfaces import IDelayedCall
 from twisted.web.server import NOT_DONE_YET
 
+from stanzas import ns
 from stanzas.errors import StreamError, escape_attr
 from xmppd import c2s
 from xmppd.clock import Clock
@@ -54,8 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HttpRequest = Any      # twisted.web.server.Request (untyped)
-NS = "http://jabber.org/protocol/httpbind"
-NS_XBOSH = "urn:xmpp:xbosh"
+NS = ns.HTTPBIND
+NS_XBOSH = ns.XBOSH
 _BODY = "{%s}body" % NS
 _RESTART = "{%s}restart" % NS_XBOSH
 _VERSION = "{%s}version" % NS_XBOSH
