@@ -65,6 +65,9 @@ class Router:
         # sender, to). Registered through ModuleContext.service_domain; the handler owns every
         # stanza addressed to the domain or its JIDs, and answers through ctx.send.
         self.services: dict[str, Callable[[_E, JID, JID], Any]] = {}
+        # Every other domain: federation (xmppd/s2s) sets this to take the stanza for its
+        # remote server; None (no s2s configured) answers <remote-server-not-found/>.
+        self.remote: Callable[[_E, JID, JID], None] | None = None
 
     # -- entry points ----------------------------------------------------------------------
     def from_client(self, session: Session, el: _E) -> defer.Deferred[None] | None:
@@ -136,6 +139,12 @@ class Router:
                 if handled:
                     return None
             self._to_service(service, el, sender, to)
+            return None
+        if self.remote is not None:
+            try:
+                self.remote(el, sender, to)
+            except StanzaError as e:
+                self._bounce(el, e, sender)
             return None
         self._bounce(el, StanzaError.remote_server_not_found(
             f"this server does not federate with {to.domain}"), sender)
