@@ -66,6 +66,32 @@ def parse_size(value: object, where: str) -> int:
     raise ConfigError(f"{where}: expected a size such as \"256 KiB\" or \"10 MiB\", got {value!r}")
 
 
+def parse_rate(value: object, where: str) -> float | None:
+    """A rate per second: "256 KiB/s" (bytes), "100/s" (a count), or "off" (None)."""
+    if value == "off" or value is False:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 \
+            and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str) and value.rstrip().endswith("/s"):
+        amount = value.rstrip()[:-2]
+        try:
+            n = parse_size(amount, where) if not re.fullmatch(r"\s*[0-9.]+\s*", amount) \
+                else float(amount)
+        except (ConfigError, ValueError):
+            n = 0
+        if n > 0:
+            return float(n)
+    raise ConfigError(f"{where}: expected a rate such as \"256 KiB/s\" or \"100/s\", or "
+                      f"\"off\", got {value!r}")
+
+
+def rate(*, default: str | None) -> Any:
+    """A dataclass field holding a rate per second (float), or None for "off"."""
+    return field(default=parse_rate(default, "default") if default is not None else None,
+                 metadata={"kind": "rate"})
+
+
 def duration(*, default: float | str | None, minimum: float | None = None,
              allow_off: bool | None = None) -> Any:
     """A dataclass field holding seconds (float), or None for "off" when allowed."""
@@ -119,6 +145,8 @@ def _convert(value: object, hint: Any, meta: typing.Mapping[str, Any], where: st
         if seconds is not None and meta.get("minimum") is not None and seconds < meta["minimum"]:
             raise ConfigError(f"{where}: must be at least {meta['minimum']} s, got {value!r}")
         return seconds
+    if kind == "rate":
+        return parse_rate(value, where)
     if kind == "size":
         n = parse_size(value, where)
         if n < meta.get("minimum", 0):
@@ -262,6 +290,29 @@ class LimitsSection:
     preauth_elements: int = number(default=32, minimum=4)
     auth_timeout: float = duration(default="60 s", minimum=1)   # stream open to bound resource
     max_sessions_per_user: int = number(default=16, minimum=1)
+    # Connections (xmppd/limits.py): sockets of every listener, and BOSH sessions.
+    max_connections_per_ip: int = number(default=256, minimum=1)
+    max_unauthenticated_per_ip: int = number(default=32, minimum=1)
+    max_unauthenticated: int = number(default=4096, minimum=1)   # lowered below the fd limit
+    exempt_networks: tuple[Any, ...] = networks(default=())      # e.g. a reverse proxy
+    # HTTP: total time for a request's headers; for its body, plus 1 s per min-rate bytes
+    http_header_timeout: float = duration(default="20 s", minimum=1)
+    http_body_timeout: float = duration(default="30 s", minimum=1)
+    http_body_min_rate: float | None = rate(default="4 KiB/s")
+    # Traffic shaping of what a client sends (paused reads, never dropped data)
+    preauth_rate: float | None = rate(default="8 KiB/s")
+    preauth_burst: int = size(default="32 KiB", minimum=1024)
+    c2s_rate: float | None = rate(default="256 KiB/s")
+    c2s_burst: int = size(default="1 MiB", minimum=1024)
+    stanza_rate: float | None = rate(default="100/s")
+    stanza_burst: int = number(default=1000, minimum=1)
+    # Failed authentication (xmppd/throttle.py), per IP address and per account
+    auth_window: float = duration(default="10 min", minimum=1)
+    auth_delay_after: int = number(default=3, minimum=1)
+    auth_max_delay: float = duration(default="5 s", minimum=0)
+    auth_max_failures_per_ip: int = number(default=20, minimum=1)
+    auth_max_failures_per_account: int = number(default=50, minimum=1)
+    auth_ban_time: float = duration(default="10 min", minimum=1)
 
 
 @dataclass(frozen=True, slots=True)

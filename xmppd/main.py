@@ -1,4 +1,4 @@
-# tests: tests/integration/test_smoke.py
+# tests: tests/integration/test_limits.py, tests/integration/test_core_slixmpp.py
 """`xmppd`: start the server from a config file (default conf/xmppd.toml)."""
 from __future__ import annotations
 
@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
     setup_logging(config)
+    # Every connection is a file descriptor: take all the kernel allows us (xmppd/limits.py
+    # keeps strangers below it).
+    from xmppd.limits import raise_fd_limit
+    soft, hard = raise_fd_limit()
+    log.info("file descriptor limit %d (hard %d)", soft, hard)
 
     from twisted.internet import reactor
 

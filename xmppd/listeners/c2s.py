@@ -5,6 +5,8 @@ from the first byte (XEP-0368, type "c2s_tls": no STARTTLS offered, ALPN "xmpp-c
 - One `C2SConnection` (a Twisted protocol) per TCP connection, carrying one `ClientSession`
   (xmppd/listeners/session.py), which does everything but moving bytes.
 - TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py).
+- Every connection holds a slot of the process's connection limits, or is closed as soon as it
+  is accepted; what it sends is shaped (xmppd/limits.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from twisted.python.failure import Failure
 
 from xmppd import c2s
 from xmppd.config import ListenerConfig
+from xmppd.limits import ConnectionGuard, ReadShaper, limits_of
 from xmppd.listeners.session import ClientSession
 from xmppd.listeners.tlslayer import TlsFailed, TlsLayer
 
@@ -35,11 +38,12 @@ class C2SConnection(protocol.Protocol):
     per connection of Twisted's pyOpenSSL one: xmppd/listeners/tlslayer.py); a Twisted
     `CertificateOptions` context uses Twisted's `startTLS`."""
 
-    def __init__(self, factory: C2SFactory) -> None:
+    def __init__(self, factory: C2SFactory, guard: ConnectionGuard) -> None:
         self.factory = factory
         self.session: ClientSession | None = None
         self._tls: TlsLayer | None = None
         self._abort: IDelayedCall | None = None
+        self.guard: ConnectionGuard | None = guard
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
@@ -54,8 +58,13 @@ class C2SConnection(protocol.Protocol):
         self.session = ClientSession(self.factory.server, self.factory.settings, self,
                                      peer_ip=getattr(peer, "host", None),
                                      secure=self.factory.direct_tls)
+        if self.guard is not None:
+            self.guard.shaper = ReadShaper(self.factory.server, lambda: self.transport)
+            self.session.on_stanza = self.guard.stanza
 
     def dataReceived(self, data: bytes) -> None:
+        if self.guard is not None:
+            self.guard.data(len(data))      # what was read is processed; later reads may wait
         tls = self._tls
         if tls is not None:
             try:
@@ -75,6 +84,8 @@ class C2SConnection(protocol.Protocol):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
+        if self.guard is not None:
+            self.guard.close()
         if self.session is not None:
             self.session.connection_lost()
 
@@ -126,8 +137,11 @@ class C2SFactory(protocol.ServerFactory):
         self.settings = c2s_settings(server, tls=listener.starttls,
                                      tls_available=tls_context is not None)
 
-    def buildProtocol(self, addr: Any) -> C2SConnection:
-        return C2SConnection(self)
+    def buildProtocol(self, addr: Any) -> C2SConnection | None:
+        slot = limits_of(self.server).open(getattr(addr, "host", None))
+        if slot is None:
+            return None             # Twisted closes the socket at once
+        return C2SConnection(self, ConnectionGuard(slot))
 
 
 def c2s_settings(server: Server, *, tls: str, tls_available: bool,
@@ -145,6 +159,7 @@ def c2s_settings(server: Server, *, tls: str, tls_available: bool,
         preauth_stanza_size=cfg.limits.preauth_stanza_size,
         preauth_elements=cfg.limits.preauth_elements,
         auth_timeout=cfg.limits.auth_timeout,
+        scram_iterations=cfg.auth.scram_iterations,
         preauth_features=lambda stream: hosts[stream.host or ""].stream_features_for(
             "preauth", stream),
         session_features=lambda stream: hosts[stream.host or ""].stream_features_for(

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from stanzas.errors import StanzaError, StreamError, error_reply
-from xmppd import c2s, hooks
+from xmppd import c2s, hooks, throttle
 from xmppd.hooks import IdleEvent, SessionEvent, StanzaEvent
 from stanzas.jid import JID
 from xmppd.module import IqRequest
@@ -99,6 +99,7 @@ class ClientSession:
         self.sm: StreamManager | None = None  # XEP-0198 state (modules/stream_mgmt.py)
         # XEP-0352 (modules/csi.py): True = the stanza was kept back, to `deliver` later
         self.hold_filter: Callable[[bytes], bool] | None = None
+        self.on_stanza: Callable[[], None] | None = None   # stanza-rate shaping (xmppd/limits.py)
 
         now = server.clock.now()
         self.stream = c2s.C2SStream(settings, now=now, secure=secure, peer_ip=peer_ip)
@@ -232,6 +233,8 @@ class ClientSession:
         stream = self.stream
         assert stream is not None
         if isinstance(ev, c2s.Stanza):
+            if self.on_stanza is not None:
+                self.on_stanza()
             handled = None if ev.answered else self.server.router.from_client(self, ev.stanza)
             if self.sm is not None:
                 self.sm.incoming(handled)
@@ -241,11 +244,13 @@ class ClientSession:
             else:
                 stream.close(StreamError.internal_server_error("TLS is not available"))
         elif isinstance(ev, c2s.NeedCredentials):
-            d = self.server.stores.accounts.get(ev.username, ev.host)
-            d = d if hasattr(d, "addCallbacks") else _as_deferred(d)
+            d = throttle.credentials(self.server, self.peer_ip, ev.username, ev.host)
             d.addCallbacks(self._credentials, self._storage_failed)
+        elif isinstance(ev, c2s.AuthFailed):
+            throttle.login_failed(self.server, self.peer_ip, ev.username, ev.host)
         elif isinstance(ev, c2s.Authenticated):
             log.info("authenticated %s from %s", ev.jid, self.peer_ip)
+            throttle.login_succeeded(self.server, self, ev.jid.local or "", ev.jid.domain)
         elif isinstance(ev, c2s.BindRequest):
             self._bind(ev)
         elif isinstance(ev, c2s.PreAuthIq):
@@ -271,7 +276,10 @@ class ClientSession:
         self._pump()
 
     def _storage_failed(self, failure: Failure) -> None:
-        log.warning("credential look-up failed: %s", failure.value)
+        if isinstance(failure.value, throttle.Throttled):
+            log.info("login refused from %s: %s", self.peer_ip, failure.value)
+        else:
+            log.warning("credential look-up failed: %s", failure.value)
         if self.stream is not None:
             from xmppd.sasl import SaslFailure
             self.stream._sasl_fail(SaslFailure("temporary-auth-failure"))
@@ -384,8 +392,3 @@ class ClientSession:
         if self.stream is not None:
             self.stream.on_timeout(self.server.clock.now())
             self._pump()
-
-
-def _as_deferred(coro: Any) -> Any:
-    from twisted.internet import defer
-    return defer.Deferred.fromCoroutine(coro)
