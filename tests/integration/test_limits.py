@@ -208,6 +208,18 @@ def test_logged_in_connections_do_not_count_as_strangers_but_count_per_address(
     run(go())
 
 
+def test_a_closed_tls_stream_gives_its_slot_back_at_once(server: RunningServer) -> None:
+    """asyncio closes TLS with close_notify and keeps TCP open until ours comes back (30 s):
+    the server answers at once, so a client that reconnects is not refused as a 4th."""
+    async def go() -> None:
+        for _ in range(6):
+            c = await RawClient.connect(port_of(server, "port"), "127.0.0.21")
+            await c.starttls()
+            c.writer.close()
+            await asyncio.wait_for(c.writer.wait_closed(), 5)
+    run(go())
+
+
 def test_bosh_sessions_count_per_address(server: RunningServer) -> None:
     port = port_of(server, "http_port")
 

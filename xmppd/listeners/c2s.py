@@ -76,6 +76,13 @@ class C2SConnection(protocol.Protocol):
                 return
             if out and self.transport is not None:
                 self.transport.write(out)
+            if tls.peer_closed:         # close_notify: what came before it, then our close
+                if data and self.session is not None:
+                    self.session.data_received(data)
+                if self.transport is not None:
+                    self.transport.write(tls.close())
+                    self.transport.loseConnection()
+                return
             if not data:
                 return
         if self.session is not None:
