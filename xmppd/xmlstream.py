@@ -1,4 +1,4 @@
-# tests: tests/core/test_xmlstream.py
+# tests: tests/core/test_xmlstream.py, tests/core/test_fuzz_parser.py
 """Incremental XML stream parser for XMPP (RFC 6120 §4, §11), sans-IO.
 
 - Fed bytes in any split; returns the stream header, each top-level element (an lxml element,
@@ -12,13 +12,9 @@
   or `<?` inside one are refused too (no client sends them).
 - Namespaces in XML §3: the `xml` prefix bound to anything but its namespace, the `xmlns`
   prefix declared, either reserved namespace bound to another prefix or made the default →
-  `<not-well-formed/>` (RFC 6120 §4.9.3.13 covers [XML-NAMES]). libxml2 only notes these and
-  drops the declaration, so they are found by the byte scan too: a cheap search for
-  `xmlns:xml`, a reserved namespace URI in quotes, or a `&` early in a quoted value (a URI
-  spelt with character references); only then the start tag around it is read (from its `<`,
-  if that is within the last 4 KiB: a declaration deeper in a longer start tag changes nothing
-  libxml2 builds, and is not looked for). A declaration cut by the end of a read is held back
-  until it is whole, as a cut `&ref` is.
+  `<not-well-formed/>`. libxml2 only notes these and drops the declaration, so the byte scan
+  finds them too (xmppd/xmlreserved.py); one cut by the end of a read is held back until it
+  is whole, as a cut `&ref` is.
 - Malformed XML → `<not-well-formed/>`; a wrong stream namespace or root element →
   `<invalid-namespace/>`; an encoding other than UTF-8 → `<unsupported-encoding/>`; a stanza
   nested deeper than `max_depth` or with more than `max_elements` elements → `<policy-violation/>`.
@@ -62,6 +58,7 @@ from lxml import etree
 
 from stanzas import ns
 from stanzas.errors import StreamError
+from xmppd.xmlreserved import NS_TAIL, ns_suspect, reserved_namespace_declaration
 
 _E = etree._Element
 _STREAM_TAG = "{%s}stream" % ns.STREAMS
@@ -82,23 +79,6 @@ _BOM = b"\xef\xbb\xbf"
 _BLANK = re.compile(rb"[ \t\r\n]*\Z")
 _WS = b" \t\r\n"
 _TAIL_MAX = 4096
-_XML_NS = b"http://www.w3.org/XML/1998/namespace"
-_XMLNS_NS = b"http://www.w3.org/2000/xmlns/"
-# Where a reserved-namespace declaration may be (see the module docstring); the rest is exact.
-_NS_HINT = re.compile(rb"""xmlns:xml|['"](?:http://www\.w3\.org/(?:XML/1998/namespace|2000/xmlns/)"""
-                      rb"""['"]|[^'"<&]{0,40}&)""")
-# The end of a read that may be an unfinished declaration of the above: held for the next.
-_NS_TAIL = re.compile(rb"(?:x(?:m(?:l(?:n(?:s(?::(?:x(?:m(?:l"          # any start of xmlns:xml
-                      rb"""[^'"<>]{0,64}(?:['"][^'"<>]{0,400}['"]?)?"""    # = 'value'
-                      rb")?)?)?)?)?)?)?)?"
-                      rb"""|=\s{0,64}(?:['"][^'"<>]{0,400}['"]?)?)\Z""")  # or ='a value'
-_START_TAG = rb"""<[^\s<>/!?'"=]+(?:\s+[^\s<>/'"=]+\s*=\s*(?:'[^'<]*'|"[^"<]*"))*\s+"""
-_AT_ATTRIBUTE = re.compile(_START_TAG + rb"\Z")                       # an attribute name next
-_AT_VALUE = re.compile(_START_TAG + rb"""([^\s<>/'"=]+)\s*=\s*\Z""")  # that attribute's value
-_NS_DECL = re.compile(rb"""xmlns:(xml|xmlns)(?=[\s=])\s*=\s*(?:'([^'<]*)'|"([^"<]*)")""")
-_QUOTED = re.compile(rb"'([^'<]*)'" + rb'|"([^"<]*)"')
-_CHAR_REF = re.compile(r"&(?:#x([0-9a-fA-F]+)|#([0-9]+)|(lt|gt|amp|apos|quot));")
-_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "apos": "'", "quot": '"'}
 # The last tag of a slice, complete and followed by whitespace only: an end tag (group 1), an
 # empty-element tag (2) or a start tag (3). Attribute values must be closed, so a '>' inside an
 # unfinished value does not pass for the end of the tag.
@@ -281,8 +261,8 @@ class XmlStreamParser:
             self._compacted = False
             self._restart_clean()
         refused = self._scan(body) if _SUSPECT.search(body) is not None else None
-        if refused is None and _ns_suspect(body):
-            refused = self._ns_scan(body, b"")
+        if refused is None and ns_suspect(body):
+            refused = reserved_namespace_declaration(body, b"")
         if refused is not None:
             raise refused[1]
         try:
@@ -328,7 +308,7 @@ class XmlStreamParser:
         """Length of `chunk` without an incomplete `&ref`, `<`, `<![CDATA[`, XML declaration
         or reserved-namespace declaration (see the module docstring)."""
         keep = len(chunk)
-        ns = _NS_TAIL.search(chunk, max(0, keep - 480))
+        ns = NS_TAIL.search(chunk, max(0, keep - 480))
         if ns is not None:
             keep = ns.start()
         amp = chunk.rfind(b"&", -12)
@@ -351,8 +331,8 @@ class XmlStreamParser:
         self._ended = 0
         self._opened_now = False
         refused = self._scan(chunk) if _SUSPECT.search(chunk) is not None else None
-        if _ns_suspect(chunk):
-            bad_ns = self._ns_scan(chunk, self._tail)
+        if ns_suspect(chunk):
+            bad_ns = reserved_namespace_declaration(chunk, self._tail)
             if bad_ns is not None and (refused is None or bad_ns[0] < refused[0]):
                 refused = bad_ns
         if refused is not None:
@@ -462,42 +442,6 @@ class XmlStreamParser:
                 return i, StreamError("unsupported-encoding", "only UTF-8 (RFC 6120 §11.6)")
         return None
 
-    def _ns_scan(self, chunk: bytes, tail: bytes | None) -> tuple[int, StreamError] | None:
-        """The first declaration in `chunk` that Namespaces in XML §3 forbids: (offset, error).
-        `tail`: the bytes since the last '<' before `chunk` (None: more than 4 KiB)."""
-        for m in _NS_HINT.finditer(chunk):
-            i = m.start()
-            lt = chunk.rfind(b"<", 0, i)
-            if lt >= 0:
-                before = chunk[lt:i]
-            elif tail is not None and tail.startswith(b"<"):
-                before = tail + chunk[:i]
-            else:
-                continue            # text, or deep in a start tag over 4 KiB (docstring)
-            if chunk[i] == 0x78:    # 'x': xmlns:xml / xmlns:xmlns as an attribute name
-                decl = _NS_DECL.match(chunk, i)
-                if decl is None or _AT_ATTRIBUTE.fullmatch(before) is None:
-                    continue
-                value = decl.group(2) if decl.group(2) is not None else decl.group(3)
-                if decl.group(1) == b"xmlns":
-                    return i, StreamError.not_well_formed("the xmlns prefix cannot be declared")
-                if _decoded(value) != _XML_NS.decode():
-                    return i, StreamError.not_well_formed(
-                        "the xml prefix is bound to its own namespace only")
-                continue
-            at = _AT_VALUE.fullmatch(before)
-            name = at.group(1) if at is not None else b""
-            if name != b"xmlns" and not name.startswith(b"xmlns:"):
-                continue
-            quoted = _QUOTED.match(chunk, i)
-            if quoted is None:
-                continue
-            uri = _decoded(quoted.group(1) if quoted.group(1) is not None else quoted.group(2))
-            if uri == _XMLNS_NS.decode() or (uri == _XML_NS.decode() and name != b"xmlns:xml"):
-                return i, StreamError.not_well_formed(
-                    "a reserved namespace is bound to another prefix")
-        return None
-
     def _at_document_start(self, chunk: bytes, i: int) -> bool:
         """Whether position `i` of `chunk` is the start of the document (after a BOM, if any)."""
         return self._doc_fed + i <= len(_BOM) and self._doc_head + chunk[:i] in (b"", _BOM)
@@ -567,23 +511,6 @@ class XmlStreamParser:
         home: _E = el.__copy__()  # type: ignore[attr-defined]
         home.tail = None
         return home
-
-
-def _ns_suspect(chunk: bytes) -> bool:
-    """Whether `chunk` may hold a reserved-namespace declaration (memchr-fast tests first)."""
-    return (b"xmlns:xml" in chunk or b"w3.org/" in chunk or b"&" in chunk) \
-        and _NS_HINT.search(chunk) is not None
-
-
-def _decoded(value: bytes) -> str:
-    """An attribute value with its character and entity references replaced."""
-    def one(m: re.Match[str]) -> str:
-        if m.group(3) is not None:
-            return _ENTITIES[m.group(3)]
-        code = int(m.group(1), 16) if m.group(1) is not None else int(m.group(2))
-        return chr(code) if code <= 0x10FFFF else "\ufffd"
-    text = value.decode("utf-8", "replace")
-    return _CHAR_REF.sub(one, text) if "&" in text else text
 
 
 def _header_attrs(root: _E) -> dict[str, str]:
