@@ -54,12 +54,16 @@ def _decoded(value: bytes) -> str:
     return _CHAR_REF.sub(one, text) if "&" in text else text
 
 
-def reserved_namespace_declaration(chunk: bytes, tail: bytes | None
+def reserved_namespace_declaration(chunk: bytes, tail: bytes | None, within: int | None = None
                                    ) -> tuple[int, StreamError] | None:
     """The first declaration in `chunk` that Namespaces in XML §3 forbids: (offset, error).
-    `tail`: the bytes since the last '<' before `chunk` (None: more than 4 KiB)."""
+    `tail`: the bytes since the last '<' before `chunk` (None: more than 4 KiB); `within`:
+    only declarations that begin before this offset (the rest of `chunk` is what follows the
+    slice in the same read, there to see a declaration whole)."""
     for m in _NS_HINT.finditer(chunk):
         i = m.start()
+        if within is not None and i >= within:
+            break
         lt = chunk.rfind(b"<", 0, i)
         if lt >= 0:
             before = chunk[lt:i]
