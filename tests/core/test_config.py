@@ -349,3 +349,26 @@ def test_errors_in_a_file_name_the_key(tmp_path: Path) -> None:
     path.write_text("[limits]\nmax_stanza_size = \"256 KB\"\nauth_timeout = \"1 fortnight\"\n")
     with error("limits.auth_timeout: expected a duration"):
         load(path)
+
+
+@pytest.mark.parametrize(("value", "per_second"), [("8 KiB/s", 8192.0), ("256 KiB/s", 262144.0),
+                                                   ("100/s", 100.0), ("0.5/s", 0.5),
+                                                   (1000, 1000.0), ("off", None)])
+def test_rates_per_second_or_off(value: object, per_second: float | None) -> None:
+    from xmppd.config import from_dict
+    assert from_dict({"limits": {"c2s_rate": value}}).limits.c2s_rate == per_second
+
+
+@pytest.mark.parametrize("value", ["fast", "8 KiB", "0/s", "-1/s", 0, True, "8 parsecs/s"])
+def test_bad_rates_name_the_key_and_the_expectation(value: object) -> None:
+    from xmppd.config import from_dict
+    with pytest.raises(ConfigError, match=r"limits\.stanza_rate: expected a rate such as"):
+        from_dict({"limits": {"stanza_rate": value}})
+
+
+def test_exempt_networks_are_networks() -> None:
+    from xmppd.config import from_dict
+    cfg = from_dict({"limits": {"exempt_networks": ["10.0.0.0/8", "::1"]}})
+    assert ipaddress.ip_address("10.1.2.3") in cfg.limits.exempt_networks[0]
+    with pytest.raises(ConfigError, match="limits.exempt_networks"):
+        from_dict({"limits": {"exempt_networks": ["proxy"]}})
