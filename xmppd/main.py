@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from storage.cache import open_cache
     from storage.db import Database
     from xmppd.listeners.c2s import C2SFactory
-    from xmppd.listeners.http import HttpListener
+    from xmppd.listeners.http import HttpListener, TlsSiteFactory
     from xmppd.server import Server
     from xmppd.tls import TLSConfigError, ensure_certificate, server_context, stream_context
 
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             if lst.type == "http":
                 web = HttpListener(server, lst)
                 if lst.tls:
-                    port = r.listenSSL(lst.port, web.site,
-                                       server_context(cert, key, alpn=[b"http/1.1"]),
-                                       interface=lst.bind)
+                    site_tls = TlsSiteFactory(server_context(cert, key, alpn=[b"http/1.1"]),
+                                              False, web.site)
+                    port = r.listenTCP(lst.port, site_tls, interface=lst.bind)
                 else:
                     port = r.listenTCP(lst.port, web.site, interface=lst.bind)
                 web.bound_port = port.getHost().port

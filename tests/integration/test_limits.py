@@ -10,6 +10,7 @@ import asyncio
 import re
 import ssl
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,12 @@ port_file = "{tmp / 'tls_port'}"
 type = "http"
 port = 0
 port_file = "{tmp / 'http_port'}"
+
+[[listeners]]
+type = "http"
+tls = true
+port = 0
+port_file = "{tmp / 'https_port'}"
 """
 
 
@@ -162,10 +169,11 @@ def test_slow_http_body_is_cut_but_a_steady_one_is_not(server: RunningServer) ->
     assert answer.startswith(b"HTTP/1.1 200") and b"sid=" in answer, answer[:300]
 
 
-@pytest.mark.parametrize("listener", ["port", "tls_port", "http_port"])
+@pytest.mark.parametrize("listener", ["port", "tls_port", "http_port", "https_port"])
 def test_unauthenticated_connections_per_address_are_bounded_on_every_listener(
         server: RunningServer, listener: str) -> None:
-    source = {"port": "127.0.0.13", "tls_port": "127.0.0.14", "http_port": "127.0.0.15"}[listener]
+    source = {"port": "127.0.0.13", "tls_port": "127.0.0.14", "http_port": "127.0.0.15",
+              "https_port": "127.0.0.22"}[listener]
     port = port_of(server, listener)
 
     async def go() -> None:
@@ -366,8 +374,10 @@ def test_tls_listener_refuses_old_protocols_and_weak_ciphers(server: RunningServ
     no_pfs.set_ciphers("AES128-SHA:AES256-SHA:AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA")
     assert handshake(no_pfs) is None
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    old.minimum_version = ssl.TLSVersion.TLSv1
-    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with warnings.catch_warnings():         # deprecated: what the test is about
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
     try:
         old.set_ciphers("ALL:@SECLEVEL=0")
     except ssl.SSLError:

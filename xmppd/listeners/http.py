@@ -1,4 +1,4 @@
-# tests: tests/core/test_http_listener.py, tests/integration/test_web_clients.py
+# tests: tests/integration/test_limits.py, tests/integration/test_web_clients.py
 """The HTTP listener (`type = "http"`): one resource tree on a plain port (5280) or with TLS
 (5443), for browser and mobile clients.
 
@@ -35,6 +35,7 @@ import re
 import weakref
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import http, resource, server
 
 from xmppd.config import ListenerConfig
@@ -299,6 +300,15 @@ class _Site(server.Site):
 
     def log(self, request: HttpRequest) -> None:
         pass        # no access log lines per BOSH poll; errors are logged where they happen
+
+
+class TlsSiteFactory(TLSMemoryBIOFactory):
+    """What `listenSSL` wraps a site in, except that a connection the limits refuse (the site
+    builds no channel) is closed at once instead of wrapped around nothing."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        return None if wrapped is None else self.protocol(self, wrapped)
 
 
 class _Root(resource.Resource):
