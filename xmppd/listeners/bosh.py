@@ -26,7 +26,8 @@ per child).
   `policy-violation` (§11, §12).
 - `inactivity` seconds with no request held end the session silently (§10).
 - Each session holds a slot of the process's connection limits (xmppd/limits.py) until it
-  ends; past them a creation request is refused with `policy-violation`.
+  ends; past them a creation request is refused with `policy-violation`. An HTTP connection
+  that carries a request of an authenticated session no longer counts as a stranger's.
 - `xmpp:restart='true'` restarts the stream after SASL (XEP-0206 §5); `type='terminate'`
   forwards its payloads, closes the stream and answers `type='terminate'` (§13). A stream the
   server closes with an error answers `type='terminate' condition='remote-stream-error'` with
@@ -513,6 +514,10 @@ def render_post(manager: BoshManager, request: HttpRequest, *, secure: bool,
 
     session = manager.handle(data, responder, peer_ip=getattr(peer, "host", None),
                              secure=secure)
+    channel_guard = getattr(request.channel, "guard", None)
+    if session is not None and session.guard is not None and session.guard.slot is not None \
+            and session.guard.slot.authenticated and channel_guard is not None:
+        channel_guard.authenticated()   # an HTTP connection carrying a user's requests
 
     def gone(_: object) -> None:
         if not responder.done:
