@@ -512,9 +512,10 @@ def render_post(manager: BoshManager, request: HttpRequest, *, secure: bool,
     responder = HttpResponder(request, headers)
     peer = request.getClientAddress()
 
+    # (Twisted drops `request.channel` once the request is answered, maybe within handle)
+    channel_guard = getattr(getattr(request, "channel", None), "guard", None)
     session = manager.handle(data, responder, peer_ip=getattr(peer, "host", None),
                              secure=secure)
-    channel_guard = getattr(request.channel, "guard", None)
     if session is not None and session.guard is not None and session.guard.slot is not None \
             and session.guard.slot.authenticated and channel_guard is not None:
         channel_guard.authenticated()   # an HTTP connection carrying a user's requests
