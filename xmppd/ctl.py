@@ -104,19 +104,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(name)
             return 0
         if args.command == "register":
-            if _wait(server.register_user(args.user, args.host, _password(args.password))):
+            if _wait(server.accounts.register(args.user, args.host, _password(args.password))):
                 print(f"created {args.user}@{args.host}")
                 return 0
             print(f"xmppctl: {args.user}@{args.host} already exists", file=sys.stderr)
             return 1
         if args.command == "passwd":
-            if _wait(server.set_password(args.user, args.host, _password(args.password))):
+            if _wait(server.accounts.set_password(args.user, args.host, _password(args.password))):
                 print(f"password changed for {args.user}@{args.host}")
                 return 0
             print(f"xmppctl: no such user {args.user}@{args.host}", file=sys.stderr)
             return 1
         if args.command == "unregister":
-            if _wait(server.delete_user(args.user, args.host)):
+            if _wait(server.accounts.delete(args.user, args.host)):
                 print(f"deleted {args.user}@{args.host}")
                 return 0
             print(f"xmppctl: no such user {args.user}@{args.host}", file=sys.stderr)

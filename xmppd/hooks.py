@@ -236,10 +236,42 @@ user_deleted: RunHook[UserEvent] = RunHook("user_deleted")
 """Fired after an account was deleted; modules delete the user's data. Cannot be stopped."""
 
 session_bound: RunHook[SessionEvent] = RunHook("session_bound")
-"""Fired by the session manager once a resource is bound (RFC 6120 §7). Cannot be stopped."""
+"""Fired by the client session (xmppd/listeners/session.py) once a resource is bound
+(RFC 6120 §7), before the bind result reaches the client. Cannot be stopped."""
 
 session_closed: RunHook[SessionEvent] = RunHook("session_closed")
-"""Fired after a bound session ended, cleanly or not, before it leaves the session table."""
+"""Fired after a bound session ended, cleanly or not, once it left the session table — unless
+another session took its full JID meanwhile (replaced with <conflict/>): then only
+`session_ended` fires. Presence goes unavailable here."""
+
+session_ended: RunHook[SessionEvent] = RunHook("session_ended")
+"""Fired for every bound session that ends, replaced or not, after `session_closed`. Per-
+session state is released here (XEP-0198: what the client did not acknowledge goes to offline
+storage). Not fired for a session resumed on a new connection (it lives on). Cannot be
+stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStopping:
+    host: str             # the virtual host whose modules are told
+
+
+server_stopping: RunHook[ServerStopping] = RunHook("server_stopping")
+"""Fired on every host when the server begins to stop, while clients are still connected:
+modules say goodbye here (XEP-0045 §11.2: rooms tell their occupants, status 332). Client
+streams close after it, then modules stop. Cannot be stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    session: Any          # the bound client session whose connection is gone
+    clean: bool           # the stream was closed on purpose (not a dead or silent link)
+
+
+connection_lost: FoldHook[ConnectionLost, bool] = FoldHook("connection_lost")
+"""Fold, initial False, when a bound session's connection is gone: True keeps the session bound
+without a connection (XEP-0198 waits for resumption, and ends it with `session.end()`);
+otherwise the session ends at once."""
 
 message_offline: RunHook[StanzaEvent] = RunHook("message_offline")
 """A chat/normal message for a local user with no available resource (RFC 6121 §8.5.2.2).
@@ -252,10 +284,6 @@ stanza_in: RunHook[StanzaEvent] = RunHook("stanza_in")
 STOP means a handler took it (blocking, rate limits): it is not routed. Handlers may rewrite
 it (`mutable`): server-owned elements a client put in are stripped here (DESIGN.md "Facts":
 XEP-0359 stanza-ids by our JIDs, carbons wrappers); MAM `hold`s the sender's archive write."""
-
-message_out: RunHook[StanzaEvent] = RunHook("message_out")
-"""A message about to be delivered to a local session (`to` is that full JID). May rewrite
-(stanza-id stamping, carbons). STOP drops it for this session."""
 
 presence_in: RunHook[StanzaEvent] = RunHook("presence_in")
 """Presence for the roster and presence modules. `session` is the sending client's session
@@ -313,7 +341,7 @@ class IdleEvent:
 
 
 c2s_idle: RunHook[IdleEvent] = RunHook("c2s_idle")
-"""Fired by the C2S shell when a bound client sent nothing (not even whitespace) for the
+"""Fired by the client session when a bound client sent nothing (not even whitespace) for the
 host's idle interval (`ModuleContext.on_idle`). The ping module pings, then closes the stream
 if no answer comes."""
 
@@ -410,5 +438,5 @@ non-negative available presence"). Cannot be stopped."""
 session_resumed: RunHook[SessionEvent] = RunHook("session_resumed")
 """Fired by the stream management module after a client resumed its session on a new
 connection (XEP-0198 §5); `session` is the new connection's session, which took over the
-bound JID, presence and `extra` of the old one. Per-connection state resets here (XEP-0352 §5:
-CSI starts active again). Cannot be stopped."""
+bound JID, presence and the resumable `SessionKey` slots of the old one. Per-connection state
+resets here (XEP-0352 §5: CSI starts active again). Cannot be stopped."""
