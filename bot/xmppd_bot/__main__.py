@@ -1,5 +1,5 @@
 # tests: tests/bot/test_runner.py
-"""`python -m xmppd.bot path/to/bot.py` — the same as `xmppd-bot`."""
-from xmppd.bot.runner import main
+"""`python -m xmppd_bot path/to/bot.py` — the same as `xmppd-bot`."""
+from xmppd_bot.runner import main
 
 main()
