@@ -459,6 +459,9 @@ def test_roster_helpers_add_list_and_remove_contacts(server: RunningServer) -> N
         bot = make_bot(server.port, user="keeper")
         bot.on_message(lambda msg: None)
         carol = Person("carol")
+        # slixmpp approves requests by default, racing the bot's roster read below; carol
+        # answers herself once the pending request was seen.
+        carol.auto_authorize = None
         requests: asyncio.Queue[Any] = asyncio.Queue()
         carol.add_event_handler("presence_subscribe", requests.put_nowait)
         assert await carol.start(server.port)
