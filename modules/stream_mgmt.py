@@ -36,6 +36,8 @@ Config ([modules.stream_mgmt]):
   resume_timeout  duration  default "5 min"  how long a lost session can be resumed
   max_unacked     int       default 5000     unacknowledged stanzas per session; more closes
                                              the stream with <policy-violation/>
+  max_unacked_size size     default "8 MiB"  ... and their bytes (a client that never acks
+                                             cannot hold the server's memory)
 Storage: none (stream state lives in memory, as sessions do).
 """
 from __future__ import annotations
@@ -55,7 +57,7 @@ from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from xmppd import hooks
 from xmppd.hooks import LAST, STOP, ConnectionLost, SessionEvent, StanzaEvent
 from stanzas.jid import JID, JIDError
-from xmppd.module import Module, ModuleContext, SessionKey, duration, number
+from xmppd.module import Module, ModuleContext, SessionKey, duration, number, size
 from xmppd.xmlstream import serialize
 
 NS = ns.SM
@@ -70,6 +72,7 @@ Done = Callable[[bool], None]
 class SmOptions:
     resume_timeout: float = duration(default="5 min", minimum=1)
     max_unacked: int = number(default=5000, minimum=10, maximum=1_000_000)
+    max_unacked_size: int = size(default="8 MiB", minimum=64 * 1024)
 
 
 class HandledCountTooHigh(StreamError):
@@ -112,6 +115,7 @@ class SmState:
         self.sent = 0               # stanzas to the client
         self.acked = 0
         self.queue: deque[_Out] = deque()
+        self.queued_bytes = 0       # of what is in `queue`
         self.requested = False      # an <r/> of ours is unanswered
         self.detached = False
         self.resuming = False
@@ -157,6 +161,7 @@ class SmState:
         self.timer = None
         self.m.forget(self)
         queue, self.queue = self.queue, deque()
+        self.queued_bytes = 0
         for out in queue:
             if out.done is not None:
                 out.done(False)
@@ -167,7 +172,8 @@ class SmState:
     def _count(self, data: bytes, done: Done | None) -> None:
         self.sent += 1
         self.queue.append(_Out(data, done, self.m.ctx.clock.now()))
-        if len(self.queue) > self.m.max_unacked:
+        self.queued_bytes += len(data)
+        if len(self.queue) > self.m.max_unacked or self.queued_bytes > self.m.max_unacked_size:
             self.session.close(StreamError.policy_violation(
                 "too many unacknowledged stanzas (XEP-0198)"))
 
@@ -214,6 +220,7 @@ class SmState:
         n = (h - self.acked) % MOD
         for _ in range(n):
             out = self.queue.popleft()
+            self.queued_bytes -= len(out.data)
             if out.done is not None:
                 out.done(True)
         self.acked += n
@@ -251,6 +258,7 @@ class StreamManagement(Module[SmOptions]):
         self.ctx = ctx
         self.resume_timeout = ctx.options.resume_timeout
         self.max_unacked = ctx.options.max_unacked
+        self.max_unacked_size = ctx.options.max_unacked_size
         self.resumable: dict[str, SmState] = {}
         self.states: set[SmState] = set()
         self.expired: OrderedDict[str, tuple[JID, int]] = OrderedDict()
@@ -284,6 +292,7 @@ class StreamManagement(Module[SmOptions]):
     def session_ended(self, ev: SessionEvent) -> None:
         state = ev.session.get(STATE)
         if state is not None and state.session is ev.session:
+            ev.session.discard_output()     # in our queue too: we account for it (§4)
             state.ended()
 
     async def stop(self) -> None:

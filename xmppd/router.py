@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from copy import deepcopy
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from lxml import etree
@@ -55,6 +56,9 @@ _E = etree._Element
 _C = "{%s}" % ns.CLIENT
 _MESSAGE, _PRESENCE, _IQ = _C + "message", _C + "presence", _C + "iq"
 _PRIORITY = _C + "priority"
+_DELAY = "{%s}delay" % ns.DELAY
+_COPIES = frozenset(("{%s}sent" % ns.CARBONS, "{%s}received" % ns.CARBONS,
+                     "{%s}result" % ns.MAM))
 
 
 class Router(IqRouting):
@@ -225,6 +229,39 @@ class Router(IqRouting):
             s.send_bytes(data)
         return None
 
+    def undelivered(self, units: list[bytes], jid: JID) -> None:
+        """Units written for the client session `jid` that never reached it (its connection
+        is gone): each stanza as if the resource had gone before it arrived (RFC 6121
+        §8.5.3.2.1). Chat/normal messages go to offline storage (`message_offline`, with a
+        XEP-0203 delay of now) or bounce; IQ requests get <service-unavailable/>; presence,
+        other messages and server-made copies (carbons, archive results) are dropped."""
+        host = self.server.hosts.get(jid.domain)
+        for data in units:
+            if not data.startswith((b"<message", b"<iq")):
+                continue
+            try:
+                el = etree.fromstring(data)
+                sender = JID.parse(el.get("from") or "")
+            except (etree.XMLSyntaxError, JIDError):
+                continue
+            kind = el.get("type")
+            if el.tag == _IQ:
+                if kind in ("get", "set"):
+                    self._bounce(el, StanzaError.service_unavailable(), sender)
+                continue
+            if kind not in (None, "chat", "normal") or _server_copy(el) or host is None:
+                continue
+            if not any(d.get("from") == jid.domain for d in el.iter(_DELAY)):
+                stamp = datetime.fromtimestamp(self.server.clock.now(), timezone.utc)
+                etree.SubElement(el, _DELAY, {"from": jid.domain, "stamp": stamp.isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z")},
+                    nsmap={None: ns.DELAY})  # type: ignore[dict-item]
+            stored = host.hooks.run(hooks.message_offline, StanzaEvent(el, sender, jid.bare))
+            if isinstance(stored, defer.Deferred):
+                stored.addCallback(self._after_offline, el, sender)
+            elif not stored:
+                self._bounce(el, StanzaError.service_unavailable(), sender)
+
     def recipients(self, to: JID, kind: str) -> list[Session]:
         """The local sessions a message of type `kind` to `to` reaches now (RFC 6121 §8.5): the
         full JID's session, else for chat/normal the available resources of highest priority,
@@ -370,6 +407,11 @@ async def _handled(done: defer.Deferred[Any] | None, held: list[defer.Deferred[A
 def _send_unless_stopped(stopped: bool, session: Session, el: _E) -> None:
     if not stopped:
         session.send_element(el)
+
+
+def _server_copy(el: _E) -> bool:
+    """A copy the server made for this client alone (XEP-0280 carbons, XEP-0313 results)."""
+    return any(isinstance(c.tag, str) and c.tag in _COPIES for c in el)
 
 
 def _priority(el: _E) -> int:
