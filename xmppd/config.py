@@ -290,6 +290,8 @@ class LimitsSection:
     preauth_elements: int = number(default=32, minimum=4)
     auth_timeout: float = duration(default="60 s", minimum=1)   # stream open to bound resource
     max_sessions_per_user: int = number(default=16, minimum=1)
+    # bytes waiting for a client that does not read; past it the link counts as dead
+    max_output_buffer: int = size(default="1 MiB", minimum=64 * 1024)
     # Connections (xmppd/limits.py): sockets of every listener, and BOSH sessions.
     max_connections_per_ip: int = number(default=256, minimum=1)
     max_unauthenticated_per_ip: int = number(default=32, minimum=1)

@@ -202,10 +202,12 @@ def auth_throttle(server: Server) -> AuthThrottle:
     return found
 
 
-def registration_throttle(server: Server) -> RegistrationThrottle:
-    found = _registrations.get(server)
+def registration_throttle(owner: object) -> RegistrationThrottle:
+    """The sign-up counts of the process `owner` stands for (anything one per process, such
+    as the server or its account operations)."""
+    found = _registrations.get(owner)
     if found is None:
-        found = _registrations[server] = RegistrationThrottle()
+        found = _registrations[owner] = RegistrationThrottle()
     return found
 
 

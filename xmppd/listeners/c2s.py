@@ -7,6 +7,9 @@ from the first byte (XEP-0368, type "c2s_tls": no STARTTLS offered, ALPN "xmpp-c
 - TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py).
 - Every connection holds a slot of the process's connection limits, or is closed as soon as it
   is accepted; what it sends is shaped (xmppd/limits.py).
+- Flow control: the connection is a streaming producer on its TCP transport, so a full write
+  buffer pauses the session's output (which then waits, bounded, in the session) until the
+  client reads again.
 """
 from __future__ import annotations
 
@@ -61,6 +64,19 @@ class C2SConnection(protocol.Protocol):
         if self.guard is not None:
             self.guard.shaper = ReadShaper(self.factory.server, lambda: self.transport)
             self.session.on_stanza = self.guard.stanza
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+
+    # IPushProducer: Twisted calls these as the transport's write buffer fills and drains.
+    def pauseProducing(self) -> None:
+        if self.session is not None:
+            self.session.pause_writing()
+
+    def resumeProducing(self) -> None:
+        if self.session is not None:
+            self.session.resume_writing()
+
+    def stopProducing(self) -> None:
+        pass
 
     def dataReceived(self, data: bytes) -> None:
         if self.guard is not None:
@@ -121,6 +137,10 @@ class C2SConnection(protocol.Protocol):
     def close(self) -> None:
         if self.transport is None:
             return
+        # A registered producer keeps Twisted from finishing loseConnection once the buffer
+        # drains (it asks the producer for more instead).
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
         if self._tls is not None and self._tls.handshaken:
             self.transport.write(self._tls.close())
         self.transport.loseConnection()
@@ -128,6 +148,10 @@ class C2SConnection(protocol.Protocol):
         # full would hold the session (and its presence) for TCP's whole retry time.
         if self._abort is None:
             self._abort = self.factory.server.clock.call_later(_CLOSE_GRACE, self._force_close)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _force_close(self) -> None:
         if self.transport is not None:
@@ -171,7 +195,7 @@ def c2s_settings(server: Server, *, tls: str, tls_available: bool,
             "preauth", stream),
         session_features=lambda stream: hosts[stream.host or ""].stream_features_for(
             "session", stream),
-        preauth_iq_allowed=lambda stream: hosts[stream.host or ""].preauth_allowed(
-            stream.peer_ip),
+        preauth_iq_allowed=lambda stream, tag: hosts[stream.host or ""].preauth_allowed(
+            stream.peer_ip, tag),
         framing=framing,  # type: ignore[arg-type]
     )

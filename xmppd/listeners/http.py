@@ -1,4 +1,4 @@
-# tests: tests/integration/test_limits.py, tests/integration/test_web_clients.py
+# tests: tests/core/test_web_shells.py, tests/core/test_http_config.py, tests/integration/test_limits.py, tests/integration/test_web_clients.py
 """The HTTP listener (`type = "http"`): one resource tree on a plain port (5280) or with TLS
 (5443), for browser and mobile clients.
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import weakref
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -51,7 +50,6 @@ log = logging.getLogger(__name__)
 HttpRequest = Any      # twisted.web.server.Request (untyped)
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _SMALL_BODY = 64 * 1024
-_listeners: weakref.WeakKeyDictionary[Any, list[HttpListener]] = weakref.WeakKeyDictionary()
 
 
 @runtime_checkable
@@ -67,11 +65,6 @@ class HttpFiles(Protocol):
     def owns(self, path: list[str]) -> bool:
         """Whether the path (segments after `upload_path`) names one of this service's files."""
         ...
-
-
-def listeners_of(server: Server) -> list[HttpListener]:
-    """The HTTP listeners started for `server`, in config order."""
-    return _listeners.get(server, [])
 
 
 class HttpListener:
@@ -90,7 +83,7 @@ class HttpListener:
                                          limits=limits_of(server))
         self.bosh_body_limit = 4 * limits.max_stanza_size
         self.site = _Site(_Root(self), self)
-        _listeners.setdefault(server, []).append(self)
+        server.http_listeners.append(self)
 
     # -- URLs ------------------------------------------------------------------------------
     def base_url(self, request: HttpRequest | None = None, *, host: str | None = None) -> str:

@@ -1,4 +1,4 @@
-# tests: tests/core/test_websocket.py, tests/integration/test_web_clients.py
+# tests: tests/core/test_web_framing.py, tests/core/test_web_shells.py, tests/integration/test_web_clients.py
 """XMPP over WebSocket (RFC 7395) at the HTTP listener's `websocket_path`.
 
 - The handshake must offer the `xmpp` subprotocol and is answered with it (§3.1; browsers drop a
@@ -225,7 +225,24 @@ class XmppWebSocket:
         if self.guard is not None:
             self.guard.shaper = ReadShaper(self.server, lambda: self.transport)
             self.session.on_stanza = self.guard.stanza
+        if self.transport is not None:
+            # Flow control as for TCP (xmppd/listeners/c2s.py): a full buffer pauses output.
+            # The upgraded HTTP channel registered itself as the producer; we take over.
+            if getattr(self.transport, "producer", None) is not None:
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._arm()
+
+    def pauseProducing(self) -> None:
+        if self.session is not None:
+            self.session.pause_writing()
+
+    def resumeProducing(self) -> None:
+        if self.session is not None:
+            self.session.resume_writing()
+
+    def stopProducing(self) -> None:
+        pass
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
@@ -302,9 +319,16 @@ class XmppWebSocket:
             self.session.close(error)       # its Closed event calls self.close()
         self.close()
 
+    def abort(self) -> None:
+        self._closed = True
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
     def _drop(self) -> None:
         self._closed = True
         if self.transport is not None:
+            if getattr(self.transport, "producer", None) is not None:
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
     def _arm(self) -> None:
