@@ -31,6 +31,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from modules.muc import admin, codec, mam
+from modules.muc.changes import room_destroyed
 from modules.muc.codec import NS_ADMIN, NS_MAM, NS_MUC, NS_OWNER, NS_RSM
 from modules.muc.config import Limits, RoomConfig
 from modules.muc.room import HistoryEntry, Occupant, Room
@@ -433,14 +434,14 @@ class MucService:
         """§10.9: forget the room (and its archive), then tell each occupant."""
         if self.stored(room):
             await self._serial(room, lambda: self.store.delete_room(room.jid))
-        room.destroy(reason, alternate, password)
+        room_destroyed(room, reason, alternate, password)
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
 
     async def stop(self) -> None:
         """§11.2: occupants hear 332 at shutdown; archive writes are flushed."""
         for room in list(self.rooms.values()):
-            room.destroy(None, None, None, codes=(332,))
+            room_destroyed(room, None, None, None, codes=(332,))
         self.rooms.clear()
         await self.writer.settled()
         for d in list(self.writes.values()):
