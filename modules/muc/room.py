@@ -138,6 +138,12 @@ class Room:
     def empty(self) -> bool:
         return not self.occupants
 
+    @property
+    def archiving(self) -> bool:
+        """Messages go to the room's archive: archiving is on and the room is configured
+        (a new room's messages are not kept until its owner has configured it, §10.1)."""
+        return self.config.archived and not self.locked
+
     # -- entry point -----------------------------------------------------------------------
     def receive(self, el: _E, sender: JID, to: JID) -> Any:
         tag = el.tag
@@ -253,7 +259,7 @@ class Room:
         self_codes = set(codes) | {110}
         if self.config.non_anonymous:
             self_codes.add(100)                                     # §7.2.4
-        if self.config.archived:
+        if self.archiving:
             self_codes.add(170)                                     # §7.2.12
         mine = self.presence_of(occ, viewer_sees, self_codes)
         if join.get("id") is not None:

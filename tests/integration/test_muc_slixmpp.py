@@ -1,8 +1,9 @@
 # tests: modules/muc/, storage/muc.py, xmppd/router.py
 """Group chats (XEP-0045) driven by slixmpp's xep_0045, xep_0249 and xep_0313 plugins over
 real TCP + STARTTLS, on both backend pairs: a members-only persistent group where every member
-gets every message once, the refusals, history, kick and ban, both kinds of invitation, and a
-restart after which the room, its configuration, its members and its archive are back."""
+gets every message once, the refusals, history, kick and ban, both kinds of invitation, a
+temporary room's archive, and a restart after which the room, its configuration, its members
+and its archive are back."""
 from __future__ import annotations
 
 import asyncio
@@ -230,6 +231,55 @@ def test_mediated_and_direct_invitations(server: RunningServer) -> None:
         pres, _, _, _ = await grace.join(direct["groupchat_invite"]["jid"])
         assert pres["muc"]["role"] == "participant"
         await stop(alice, frank, grace)
+    run(go())
+
+
+def submit_form(owner: Member, **fields: Any) -> Any:
+    """A muc#roomconfig form holding only `fields` (as some clients send: what they changed)."""
+    form = owner.plugin["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/muc#roomconfig")
+    for var, value in fields.items():
+        form.add_field(var=var, ftype="boolean" if isinstance(value, bool) else "text-single",
+                       value=value)
+    return form
+
+
+async def archive_bodies(member: Member, room: str) -> list[str]:
+    result = await member.plugin["xep_0313"].retrieve(jid=room, timeout=10)
+    return [r["mam_result"]["forwarded"]["stanza"]["body"] for r in result["mam"]["results"]]
+
+
+def test_temporary_room_keeps_an_archive_that_goes_with_it(server: RunningServer) -> None:
+    """Issue 11 §2: archiving turned on with Prosody's field (ejabberd's is `mam`) in a room
+    that is not persistent; the archive answers, and is gone with the room."""
+    room = f"adhoc@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob = await start(server, "alice", "bob")
+        pres, _, _, _ = await alice.join(room)
+        assert 201 in pres["muc"]["status_codes"]
+        await alice.muc.set_room_config(
+            room, submit_form(alice, **{"muc#roomconfig_enablearchiving": True}), timeout=10)
+        pres, _, _, _ = await bob.join(room)
+        assert 170 in pres["muc"]["status_codes"]                  # XEP-0045 §7.2.12
+        alice.send_message(mto=room, mbody="said in passing", mtype="groupchat")
+        await asyncio.wait_for(bob.groupchat.get(), 10)
+        assert await archive_bodies(bob, room) == ["said in passing"]
+        for m in (alice, bob):
+            m.muc.leave_muc(room, m.user)
+            await m.settle()
+        # The room went away with its last occupant, and its archive with it: the same name
+        # is a brand new room with an empty archive.
+        pres, _, _, _ = await alice.join(room)
+        assert 201 in pres["muc"]["status_codes"]
+        await alice.muc.set_room_config(room, submit_form(alice, mam=True), timeout=10)
+        assert await archive_bodies(alice, room) == []
+        await alice.muc.set_room_config(room, submit_form(alice, mam=False), timeout=10)
+        with pytest.raises(IqError) as refused:
+            await archive_bodies(alice, room)
+        assert refused.value.condition == "service-unavailable"
+        await stop(alice, bob)
     run(go())
 
 

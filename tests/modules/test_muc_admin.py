@@ -126,7 +126,7 @@ def test_kick_by_moderator_with_307(h: Harness) -> None:                        
     assert item(mine).findtext("{http://jabber.org/protocol/muc#user}reason") == "Avaunt"
     theirs = s["carol"].received()[0]
     assert theirs.get("type") == "unavailable" and codes(theirs) == {307}
-    assert codes(join(s["bob"], "bob")[-2]) == {110}               # a kick is not a ban
+    assert codes(join(s["bob"], "bob")[-2]) == {110, 170}          # a kick is not a ban
 
 
 def test_kick_by_a_participant_is_forbidden(h: Harness) -> None:
@@ -271,3 +271,4 @@ def test_list_permissions(h: Harness) -> None:                                  
     s["bob"].received()
     assert lists(s["bob"], "affiliation='member'") == [("bob@example.org", "bob")]   # §9.5
     assert lists(s["bob"], "affiliation='admin'") == [("carol@example.org", None)]   # §10.8
+

@@ -180,7 +180,13 @@ def test_making_a_room_temporary_forgets_it(h: Harness) -> None:
     alice = h.login("alice@example.org/r")
     create(alice, "alice", persistentroom=True)
     assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is not None
-    configure(alice, persistentroom=False)
+    configure(alice, persistentroom=False)          # its archive is kept while it lasts ...
+    assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is not None
+    alice.send(f"<presence to='{ROOM}/alice' type='unavailable'/>")
+    alice.received()
+    assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is None     # ... no longer
+    create(alice, "alice", persistentroom=True)
+    configure(alice, persistentroom=False, enablelogging=False)     # no archive: forgotten now
     assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is None
 
 
@@ -188,7 +194,7 @@ def test_owner_lists_in_the_form_are_full_lists(h: Harness) -> None:            
     alice, bob = h.login("alice@example.org/r"), h.login("bob@example.org/r")
     create(alice, "alice")
     configure(alice, roomowners=["alice@example.org", "bob@example.org"])
-    assert codes(join(bob, "bob")[-2]) == {110}
+    assert codes(join(bob, "bob")[-2]) == {110, 170}
     assert item(join(bob, "bob")[-2]).get("affiliation") == "owner"
     configure(alice, roomowners=["bob@example.org"])
     bob.received()

@@ -246,8 +246,10 @@ def test_config_change_is_announced_with_status_codes(h: Harness) -> None:      
     configure(alice, roomname="Cave")
     assert codes(bob.received()[0]) == {104}
     configure(alice, persistentroom=True)
-    assert codes(bob.received()[0]) == {170}
+    assert codes(bob.received()[0]) == {104}            # a temporary room archives too
     configure(alice, enablelogging=False)
     assert codes(bob.received()[0]) == {171}
+    configure(alice, enablelogging=True)
+    assert codes(bob.received()[0]) == {170}
     configure(alice, whois="moderators")
     assert codes(bob.received()[0]) == {173}
