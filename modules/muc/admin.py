@@ -281,7 +281,7 @@ async def configure(service: MucService, room: Room, form: forms.Submitted,
                 changes[key] = AffiliationEntry(aff, current.nick if current else "")
     if changes:
         _check_owners_left(room, changes)
-    was_locked = room.locked
+    was_archiving = room.archiving
     await service.store_config(room, new, changes)
     room.config = new
     room.locked = False
@@ -297,4 +297,4 @@ async def configure(service: MucService, room: Room, form: forms.Submitted,
         affiliation_changed(room, key, old_affs[key], actor, None)
     if new.members_only and not old.members_only:
         members_only_now(room)
-    configuration_changed(room, old, was_locked)
+    configuration_changed(room, old, was_archiving)

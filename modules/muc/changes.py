@@ -6,9 +6,10 @@ configuration, and destruction.
 - Role changes (§8): a kick (307) removes the occupant; anything else is its new presence.
 - Affiliation changes (§9, §10): an occupant's is a ban (301), a removal from a members-only
   room (321) or its new presence.
-- A configuration change while occupants are present (§10.2.1) is a groupchat message from
-  the room: 170/171 when the room became logged or not, 172/173 when it became non-anonymous
-  or semi-anonymous, else 104.
+- A configuration change while occupants are present (§10.2.1) — the first configuration of a
+  new room too — is a groupchat message from the room with 104, plus 170/171 when the room
+  became logged or not and 172/173 when it became non-anonymous or semi-anonymous. 104 comes
+  with the privacy codes as well: clients show both.
 - Destruction (§10.9): <destroy/> with the reason, alternate venue and password; at service
   shutdown, 332 instead (§11.2).
 Not here: who may make a change (affiliations.py), the IQs that make them (admin.py).
@@ -66,17 +67,16 @@ def members_only_now(room: Room) -> None:
             room.remove(occ, codes={322})
 
 
-def configuration_changed(room: Room, old: RoomConfig, was_locked: bool) -> None:
-    """§10.2.1: tell the occupants, once `room` has its new configuration."""
-    if was_locked:
-        return
+def configuration_changed(room: Room, old: RoomConfig, was_archiving: bool) -> None:
+    """§10.2.1: tell the occupants, once `room` has its new configuration. `was_archiving`:
+    whether the room was archiving before (a new room, still locked, was not)."""
     new = room.config
     codes = set()
-    if new.archived != old.archived:
-        codes.add(170 if new.archived else 171)
+    if room.archiving != was_archiving:
+        codes.add(170 if room.archiving else 171)
     if new.whois != old.whois:
         codes.add(172 if new.non_anonymous else 173)
-    if new != old and not codes:
+    if codes or new != old:
         codes.add(104)
     if codes and room.occupants:
         out = codec.stanza("message", room.jid, type="groupchat", id=secrets.token_hex(8))

@@ -2,8 +2,8 @@
 """Group chats (XEP-0045) driven by slixmpp's xep_0045, xep_0249 and xep_0313 plugins over
 real TCP + STARTTLS, on both backend pairs: a members-only persistent group where every member
 gets every message once, the refusals, history, kick and ban, both kinds of invitation, a
-temporary room's archive, and a restart after which the room, its configuration, its members
-and its archive are back."""
+temporary room's archive, configuration-change notices, and a restart after which the room, its
+configuration, its members and its archive are back."""
 from __future__ import annotations
 
 import asyncio
@@ -55,7 +55,9 @@ class Member(XmppClient):
         self.groupchat: asyncio.Queue[Any] = asyncio.Queue()
         self.presences: asyncio.Queue[Any] = asyncio.Queue()
         self.invites: asyncio.Queue[Any] = asyncio.Queue()
+        self.config_notices: asyncio.Queue[Any] = asyncio.Queue()
         self.add_event_handler("groupchat_message", self.groupchat.put_nowait)
+        self.add_event_handler("groupchat_config_status", self.config_notices.put_nowait)
         self.add_event_handler("groupchat_presence", self.presences.put_nowait)
         self.add_event_handler("groupchat_invite", self.invites.put_nowait)
         self.add_event_handler("groupchat_direct_invite", self.invites.put_nowait)
@@ -279,6 +281,34 @@ def test_temporary_room_keeps_an_archive_that_goes_with_it(server: RunningServer
         with pytest.raises(IqError) as refused:
             await archive_bodies(alice, room)
         assert refused.value.condition == "service-unavailable"
+        await stop(alice, bob)
+    run(go())
+
+
+def test_configuration_changes_are_announced_from_the_start(server: RunningServer) -> None:
+    """Issue 11 §3, XEP-0045 §10.2.1: 104 whenever the configuration changes while occupants
+    are present, with 170-173 for privacy changes, including the first configuration."""
+    room = f"notices@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob = await start(server, "alice", "bob")
+        await alice.join(room)
+        form = await alice.muc.get_room_config(room, timeout=10)
+        form.field["muc#roomconfig_whois"]["value"] = "anyone"
+        await alice.muc.set_room_config(room, form, timeout=10)
+        notice = await asyncio.wait_for(alice.config_notices.get(), 10)
+        assert notice["from"] == room and notice["type"] == "groupchat"
+        assert notice["muc"]["status_codes"] == {104, 170, 172}   # now logged, non-anonymous
+        await bob.join(room)
+        await alice.muc.set_room_config(
+            room, submit_form(alice, **{"muc#roomconfig_roomname": "Notices"}), timeout=10)
+        for m in (alice, bob):
+            notice = await asyncio.wait_for(m.config_notices.get(), 10)
+            assert notice["muc"]["status_codes"] == {104}
+        await alice.muc.set_room_config(
+            room, submit_form(alice, **{"muc#roomconfig_whois": "moderators"}), timeout=10)
+        notice = await asyncio.wait_for(bob.config_notices.get(), 10)
+        assert notice["muc"]["status_codes"] == {104, 173}
         await stop(alice, bob)
     run(go())
 
