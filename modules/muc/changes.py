@@ -5,7 +5,10 @@ configuration, and destruction.
 
 - Role changes (§8): a kick (307) removes the occupant; anything else is its new presence.
 - Affiliation changes (§9, §10): an occupant's is a ban (301), a removal from a members-only
-  room (321) or its new presence.
+  room (321) or its new presence. Of someone who is not in the room, occupants get a message
+  from the room with a muc#user <item jid affiliation/> (§9.3, §10.3, §10.6 "MAY", the format
+  of §10.3's example, as Prosody and ejabberd send it): only those who may see real JIDs get
+  it — everyone in a non-anonymous room, moderators in a semi-anonymous one.
 - A configuration change while occupants are present (§10.2.1) — the first configuration of a
   new room too — is a groupchat message from the room with 104, plus 170/171 when the room
   became logged or not and 172/173 when it became non-anonymous or semi-anonymous. 104 comes
@@ -43,12 +46,14 @@ def set_role(room: Room, occ: Occupant, role: Role, actor: Occupant | None,
 def affiliation_changed(room: Room, jid: str, old: str, actor: Occupant | None,
                         reason: str | None) -> None:
     """After the affiliation of `jid` (a bare JID or a domain) changed from `old`: ban (301),
-    removal from a members-only room (321) or a presence update with the new affiliation and
-    role (§9.1-§9.4, §10.3-§10.8)."""
+    removal from a members-only room (321), a presence update with the new affiliation and
+    role (§9.1-§9.4, §10.3-§10.8), or, for someone not in the room, a notice."""
     actor_nick = actor.nick if actor else None
+    present = False
     for occ in list(room.occupants.values()):
         if str(occ.bare) != jid and occ.bare.domain != jid:
             continue
+        present = True
         new = room.affiliation(occ.bare)
         if new == "outcast":
             room.remove(occ, codes={301}, actor=actor_nick, reason=reason)
@@ -58,6 +63,22 @@ def affiliation_changed(room: Room, jid: str, old: str, actor: Occupant | None,
         else:
             occ.role = role_after_affiliation(old, new, occ.role, room.config.moderated)
             room.broadcast_presence(occ, reason=reason)
+    entry = room.affiliations.get(jid)
+    new_affiliation = entry.affiliation if entry is not None else "none"
+    if not present and new_affiliation != old:
+        _tell_of_outsider(room, jid, new_affiliation, reason)
+
+
+def _tell_of_outsider(room: Room, jid: str, affiliation: str, reason: str | None) -> None:
+    """The affiliation of someone not in the room changed: a message from the room (§10.3
+    example) to the occupants who may see real JIDs, serialised once."""
+    recipients = [s for occ in room.occupants.values() if room.sees_jids(occ)
+                  for s in occ.sessions]
+    if not recipients:
+        return
+    out = codec.stanza("message", room.jid, id=secrets.token_hex(8))
+    codec.user_x(Item(affiliation, "none", JID.parse(jid), reason=reason), (), out)
+    room.send_to(recipients, out)
 
 
 def members_only_now(room: Room) -> None:

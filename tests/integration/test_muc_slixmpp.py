@@ -2,8 +2,9 @@
 """Group chats (XEP-0045) driven by slixmpp's xep_0045, xep_0249 and xep_0313 plugins over
 real TCP + STARTTLS, on both backend pairs: a members-only persistent group where every member
 gets every message once, the refusals, history, kick and ban, both kinds of invitation, a
-temporary room's archive, configuration-change notices, and a restart after which the room, its
-configuration, its members and its archive are back."""
+temporary room's archive, configuration-change notices, members told of affiliation changes of
+people not in the room, and a restart after which the room, its configuration, its members and
+its archive are back."""
 from __future__ import annotations
 
 import asyncio
@@ -56,8 +57,11 @@ class Member(XmppClient):
         self.presences: asyncio.Queue[Any] = asyncio.Queue()
         self.invites: asyncio.Queue[Any] = asyncio.Queue()
         self.config_notices: asyncio.Queue[Any] = asyncio.Queue()
+        self.affiliation_notices: asyncio.Queue[Any] = asyncio.Queue()
         self.add_event_handler("groupchat_message", self.groupchat.put_nowait)
         self.add_event_handler("groupchat_config_status", self.config_notices.put_nowait)
+        self.add_event_handler("groupchat_affiliation_change",
+                               self.affiliation_notices.put_nowait)
         self.add_event_handler("groupchat_presence", self.presences.put_nowait)
         self.add_event_handler("groupchat_invite", self.invites.put_nowait)
         self.add_event_handler("groupchat_direct_invite", self.invites.put_nowait)
@@ -309,6 +313,38 @@ def test_configuration_changes_are_announced_from_the_start(server: RunningServe
             room, submit_form(alice, **{"muc#roomconfig_whois": "moderators"}), timeout=10)
         notice = await asyncio.wait_for(bob.config_notices.get(), 10)
         assert notice["muc"]["status_codes"] == {104, 173}
+        await stop(alice, bob)
+    run(go())
+
+
+def test_members_see_who_was_added_or_removed(server: RunningServer) -> None:
+    """Issue 11 §4: a private group (members-only, non-anonymous, as Conversations makes them):
+    its occupants hear of affiliation changes of people who are not in the room."""
+    room = f"private@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob = await start(server, "alice", "bob")
+        await create_group(alice, room, members=("bob",), **{"muc#roomconfig_whois": "anyone"})
+        await alice.settle()
+        added = alice.drain(alice.affiliation_notices)          # bob made a member, outside
+        assert [(str(m["muc"]["jid"]), m["muc"]["affiliation"]) for m in added] == \
+            [("bob@localhost", "member")]
+        await bob.join(room)
+        await alice.muc.set_affiliation(room, "member", jid="carol@localhost", timeout=10)
+        for m in (alice, bob):
+            added = await asyncio.wait_for(m.affiliation_notices.get(), 10)
+            assert added["from"] == room
+            assert (str(added["muc"]["jid"]), added["muc"]["affiliation"]) == \
+                ("carol@localhost", "member")
+        await alice.muc.set_affiliation(room, "none", jid="carol@localhost", timeout=10)
+        removed = await asyncio.wait_for(bob.affiliation_notices.get(), 10)
+        assert (str(removed["muc"]["jid"]), removed["muc"]["affiliation"]) == \
+            ("carol@localhost", "none")
+        # A change to an occupant is its presence, not such a message.
+        await alice.muc.set_affiliation(room, "admin", jid="bob@localhost", timeout=10)
+        await bob.presence_with(110)
+        await bob.settle()
+        assert bob.drain(bob.affiliation_notices) == []
         await stop(alice, bob)
     run(go())
 
