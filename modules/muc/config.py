@@ -12,6 +12,11 @@ password-protected room without a password, §10.1.3) with <not-acceptable/>.
   `mam` (ejabberd); of several submitted, one that changes the setting wins (a client may echo
   the field we offered and set another). Every room with it on keeps its messages in the
   database, a temporary one until it goes away; joiners get 170 (§7.2.12).
+- A password protects: a form that sets a non-empty `muc#roomconfig_roomsecret` turns
+  password protection on unless the same form turns it off (from on to off: a form echoing the
+  "off" we offered does not count). Turning it off forgets the password, so the form sent back
+  unchanged later does not turn it on again; a form that sets an empty secret without saying
+  anything about protection turns it off.
 """
 from __future__ import annotations
 
@@ -168,6 +173,7 @@ class RoomConfig:
         if not 0 <= history <= limits.history_limit:
             raise StanzaError.not_acceptable(
                 f"muc#maxhistoryfetch: from 0 to {limits.history_limit}")
+        protected, password = self._password(form)
         new = replace(
             self,
             name=form.text("muc#roomconfig_roomname", self.name),
@@ -177,9 +183,8 @@ class RoomConfig:
             public=form.boolean("muc#roomconfig_publicroom", self.public),
             members_only=form.boolean("muc#roomconfig_membersonly", self.members_only),
             moderated=form.boolean("muc#roomconfig_moderatedroom", self.moderated),
-            password_protected=form.boolean("muc#roomconfig_passwordprotectedroom",
-                                            self.password_protected),
-            password=form.text("muc#roomconfig_roomsecret", self.password),
+            password_protected=protected,
+            password=password,
             max_users=max_users,
             whois="anyone" if form.choice("muc#roomconfig_whois", self.whois,
                                           ("moderators", "anyone")) == "anyone" else "moderators",
@@ -201,6 +206,16 @@ class RoomConfig:
     def _archiving(self, form: Submitted) -> bool:
         wanted = {form.boolean(var, self.logging) for var in ARCHIVE_FIELDS if form.has(var)}
         return (not self.logging) if (not self.logging) in wanted else self.logging
+
+    def _password(self, form: Submitted) -> tuple[bool, str]:
+        """(password_protected, password) after `form`."""
+        secret = form.text("muc#roomconfig_roomsecret", self.password)
+        protect = form.boolean("muc#roomconfig_passwordprotectedroom", self.password_protected)
+        if self.password_protected and not protect:
+            return False, ""                                    # turned off: forgotten
+        if not form.has("muc#roomconfig_passwordprotectedroom") or not protect:
+            protect = bool(secret)      # the secret decides, unless the form turns it on
+        return protect, secret
 
     # -- what everyone sees (§6.4) ---------------------------------------------------------
     def features(self) -> list[str]:

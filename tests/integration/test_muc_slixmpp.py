@@ -3,8 +3,8 @@
 real TCP + STARTTLS, on both backend pairs: a members-only persistent group where every member
 gets every message once, the refusals, history, kick and ban, both kinds of invitation, a
 temporary room's archive, configuration-change notices, members told of affiliation changes of
-people not in the room, and a restart after which the room, its configuration, its members and
-its archive are back."""
+people not in the room, a password that protects, and a restart after which the room, its
+configuration, its members and its archive are back."""
 from __future__ import annotations
 
 import asyncio
@@ -346,6 +346,33 @@ def test_members_see_who_was_added_or_removed(server: RunningServer) -> None:
         await bob.settle()
         assert bob.drain(bob.affiliation_notices) == []
         await stop(alice, bob)
+    run(go())
+
+
+def test_a_room_secret_protects_the_room(server: RunningServer) -> None:
+    """Issue 11 §6: the owner fills in the password and leaves "Password Required to
+    Enter?" as offered (off): the room is password-protected all the same."""
+    room = f"secret@{SERVICE}"
+
+    async def go() -> None:
+        alice, erin = await start(server, "alice", "erin")
+        await create_group(alice, room, **{"muc#roomconfig_membersonly": False,
+                                           "muc#roomconfig_roomsecret": "open sesame"})
+        values = (await alice.muc.get_room_config(room, timeout=10)).get_values()
+        assert values["muc#roomconfig_passwordprotectedroom"] is True
+        with pytest.raises(PresenceError) as refused:
+            await erin.join(room)
+        assert refused.value.condition == "not-authorized"            # XEP-0045 §7.2.6
+        pres, _, _, _ = await erin.join(room, password="open sesame")
+        assert pres["muc"]["role"] == "participant"
+        # Turning protection off explicitly is honoured.
+        form = await alice.muc.get_room_config(room, timeout=10)
+        form.field["muc#roomconfig_passwordprotectedroom"]["value"] = False
+        await alice.muc.set_room_config(room, form, timeout=10)
+        erin.muc.leave_muc(room, "erin")
+        await erin.settle()
+        await erin.join(room)
+        await stop(alice, erin)
     run(go())
 
 
