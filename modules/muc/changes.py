@@ -6,9 +6,9 @@ configuration, and destruction.
 - Role changes (§8): a kick (307) removes the occupant; anything else is its new presence.
 - Affiliation changes (§9, §10): an occupant's is a ban (301), a removal from a members-only
   room (321) or its new presence. Of someone who is not in the room, occupants get a message
-  from the room with a muc#user <item jid affiliation/> (§9.3, §10.3, §10.6 "MAY", the format
-  of §10.3's example, as Prosody and ejabberd send it): only those who may see real JIDs get
-  it — everyone in a non-anonymous room, moderators in a semi-anonymous one.
+  from the room with a muc#user <item jid affiliation/> (§10.3, §10.6, §10.7 "MAY", in the
+  format of §10.3's example, as Prosody sends it): only those who may see real JIDs get it —
+  everyone in a non-anonymous room, moderators in a semi-anonymous one.
 - A configuration change while occupants are present (§10.2.1) — the first configuration of a
   new room too — is a groupchat message from the room with 104, plus 170/171 when the room
   became logged or not and 172/173 when it became non-anonymous or semi-anonymous. 104 comes
