@@ -2,9 +2,9 @@
 """Group chats (XEP-0045) driven by slixmpp's xep_0045, xep_0249 and xep_0313 plugins over
 real TCP + STARTTLS, on both backend pairs: a members-only persistent group where every member
 gets every message once, the refusals, history, kick and ban, both kinds of invitation, a
-temporary room's archive, configuration-change notices, members told of affiliation changes of
-people not in the room, a password that protects, and a restart after which the room, its
-configuration, its members and its archive are back."""
+temporary room's archive, configuration-change notices, members told of affiliation changes
+of people not in the room, ghosts removed on a delivery error, a password that protects, and a
+restart after which the room, its configuration, its members and its archive are back."""
 from __future__ import annotations
 
 import asyncio
@@ -346,6 +346,48 @@ def test_members_see_who_was_added_or_removed(server: RunningServer) -> None:
         await bob.settle()
         assert bob.drain(bob.affiliation_notices) == []
         await stop(alice, bob)
+    run(go())
+
+
+def test_an_occupant_whose_messages_bounce_is_removed(server: RunningServer) -> None:
+    """Issue 11 §5, XEP-0045 §18.1.2 "Ghost Users": a delivery error in answer to a groupchat
+    message removes the occupant, with status 333 to everyone."""
+    room = f"ghosts@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob, carol = await start(server, "alice", "bob", "carol")
+        await create_group(alice, room, **{"muc#roomconfig_membersonly": False})
+        await bob.join(room)
+        await carol.join(room)
+
+        def bounce(msg: Any) -> None:
+            if msg["mucnick"] == "alice":
+                err = msg.reply(clear=False)        # to the room, as clients answer
+                err["type"] = "error"
+                err["id"] = msg["id"]
+                err["error"]["type"] = "cancel"
+                err["error"]["condition"] = "recipient-unavailable"
+                err.send()
+        bob.add_event_handler("groupchat_message", bounce)
+        alice.send_message(mto=room, mbody="anyone there?", mtype="groupchat")
+        for m in (alice, carol):
+            gone = await m.presence_with(333)
+            assert gone["from"].resource == "bob" and gone["type"] == "unavailable"
+            assert gone["muc"]["role"] == "none"
+        # bob is out: the next message reaches the others only (once carol has it, bob's copy,
+        # had there been one, would have come before the answer to his ping).
+        bob.del_event_handler("groupchat_message", bounce)
+        await bob.settle()
+        bob.drain(bob.groupchat)
+        alice.send_message(mto=room, mbody="just us", mtype="groupchat")
+
+        async def next_body(m: Member, body: str) -> None:
+            while (await m.groupchat.get())["body"] != body:
+                pass
+        await asyncio.wait_for(next_body(carol, "just us"), 10)
+        await bob.settle()
+        assert [m["body"] for m in bob.drain(bob.groupchat)] == []
+        await stop(alice, bob, carol)
     run(go())
 
 

@@ -292,6 +292,25 @@ def test_delivery_error_removes_a_ghost_with_333(h: Harness) -> None:           
     assert theirs.get("type") == "unavailable" and codes(theirs) == {333}
 
 
+def test_delivery_error_to_the_room_removes_that_session_only(h: Harness) -> None:  # §18.1.2
+    """Clients answer a groupchat message to the room's bare JID (slixmpp's reply() does); a
+    user's other session under the same nick stays in the room."""
+    alice, phone, laptop = (h.login(j) for j in ("alice@example.org/r", "bob@example.org/phone",
+                                                 "bob@example.org/laptop"))
+    create(alice, "Alice")
+    join(phone, "Bob")
+    join(laptop, "Bob")
+    alice.received()
+    error = (f"<message to='{ROOM}' type='error'><error type='wait'><recipient-unavailable "
+             "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+    laptop.send(error)
+    assert codes(laptop.received()[0]) == {110, 333}
+    assert alice.received() == []                           # Bob is still here, on the phone
+    phone.send(error)
+    gone = alice.received()[0]
+    assert gone.get("type") == "unavailable" and codes(gone) == {333}
+
+
 def test_history_limits_on_join(h: Harness) -> None:                               # §7.2.14
     alice = h.login("alice@example.org/r")
     create(alice, "Alice")
