@@ -204,6 +204,8 @@ class RoomConfig:
         return new
 
     def _archiving(self, form: Submitted) -> bool:
+        """The archive switch after `form`: if any of its names asks for a change, the change
+        (every value is read, so a bad one is still <bad-request/>)."""
         wanted = {form.boolean(var, self.logging) for var in ARCHIVE_FIELDS if form.has(var)}
         return (not self.logging) if (not self.logging) in wanted else self.logging
 
