@@ -38,7 +38,7 @@ STANZA_ID = "{%s}stanza-id" % ns.STANZA_ID
 DELAY = "{%s}delay" % ns.DELAY
 BODY, SUBJECT, THREAD = _C + "body", _C + "subject", _C + "thread"
 
-# XEP-0045 §16 Ghost Users: "delivery-related errors" after which an occupant is removed.
+# XEP-0045 §18.1.2 Ghost Users: "delivery-related errors" after which an occupant is removed.
 # RFC 6121 §8.5.3.2.1 makes a server answer a groupchat message to a gone resource with
 # <service-unavailable/>, so that counts too.
 DELIVERY_ERRORS = frozenset({"gone", "item-not-found", "recipient-unavailable", "redirect",

@@ -3,8 +3,9 @@
 
 - Who may query (§5.1.2 MUC Archives): whoever may enter at the time of the query — not an
   outcast, a member or better in a members-only room, and in a password-protected room only
-  occupants and members. Others get <forbidden/>. Rooms without an archive (temporary, or
-  logging off) do not advertise urn:xmpp:mam:2 and answer <service-unavailable/>.
+  occupants and members. Others get <forbidden/>. Rooms with archiving off do not advertise
+  urn:xmpp:mam:2 and answer <service-unavailable/>; a temporary room's archive lasts as long
+  as the room (service.py deletes it with the room).
 - Filters: 'with' (an occupant JID of this room, i.e. a nickname: §4.1.1 "the publisher"),
   'start', 'end', 'after-id', 'before-id'; paging with XEP-0059 (<max/>, <after/>, <before/>,
   empty <before/> for the last page) and <flip-page/>. Pages hold at most 100 messages. An

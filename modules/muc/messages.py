@@ -8,7 +8,7 @@ mediated invitations and declines (§7.8.2), and IQs to occupants (§18.4, XEP-0
 - A private message goes to every session of the recipient as a routed copy of its own (the
   recipient's archive and carbons see it, XEP-0313, XEP-0280 §6).
 - An error from an occupant's session that says the stanza could not be delivered removes
-  that session (§16 Ghost Users, 333); other errors to an occupant JID go back to the sender.
+  that session (§18.1.2 Ghost Users, 333); other errors to an occupant JID go back to the sender.
 - IQs to an occupant are relayed with our own ids, so neither side learns the other's real
   JID; a ping to oneself is answered at once (XEP-0410 §3.3).
 Not here: presence and the occupant list (room.py), admin and owner IQs (admin.py).
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from modules.muc import codec, forms
+from modules.muc.changes import affiliation_changed
 from modules.muc.affiliations import ADMIN, AFF_RANK, MEMBER
 from modules.muc.codec import NS_REQUEST, NS_USER
 from stanzas import iq, ns
@@ -42,7 +43,7 @@ def receive(room: Room, el: _E, sender: JID, to: JID) -> Any:
     occ = room.by_session.get(sender)
     if kind == "error":
         if occ is not None and codec.condition(el) in codec.DELIVERY_ERRORS:
-            room.drop_session(occ, sender, codes=(333,))           # §16 Ghost Users
+            room.drop_session(occ, sender, codes=(333,))           # §18.1.2 Ghost Users
         elif occ is not None and to.resource is not None:
             relay_error(room, el, occ, to.resource)
         return None
@@ -286,7 +287,7 @@ async def invite(room: Room, el: etree._Element, sender: JID, occ: Occupant | No
                 for k, entry in changes.items():
                     assert entry is not None
                     room.affiliations[k] = entry
-                    room.affiliation_changed(k, old[k], occ, None)
+                    affiliation_changed(room, k, old[k], occ, None)
         finally:
             room.lock.release()
         room.service.vacated(room)

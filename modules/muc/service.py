@@ -12,8 +12,9 @@ keeps rooms and their archives in the database.
   "admins" (the `admins` list); others get <not-allowed/> (§10.1.1). A new room is locked
   until its owner configures it (or accepts the defaults: an instant room).
 - Rooms load lazily: a stanza for a room not in memory waits for one store read; stanzas
-  arriving meanwhile queue behind it in order. An empty temporary room goes away; an empty
-  persistent room leaves memory and is read again when someone comes back.
+  arriving meanwhile queue behind it in order. An empty temporary room goes away, with its
+  archive if it kept one (also at shutdown; one a crash left behind is deleted when read);
+  an empty persistent room leaves memory and is read again when someone comes back.
 - Archive writes are batched: what arrives while a write runs goes in the next transaction
   (group commit), off the delivery path. MAM queries wait for writes in flight.
 Not here: occupants and messages (room.py), admin/owner IQs (admin.py), MAM (mam.py).
@@ -31,6 +32,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from modules.muc import admin, codec, mam
+from modules.muc.changes import room_destroyed
 from modules.muc.codec import NS_ADMIN, NS_MAM, NS_MUC, NS_OWNER, NS_RSM
 from modules.muc.config import Limits, RoomConfig
 from modules.muc.room import HistoryEntry, Occupant, Room
@@ -154,6 +156,9 @@ class MucService:
         stored = await self.store.load_room(jid)
         if stored is None:
             return None
+        if not RoomConfig.from_json(stored.config).persistent:
+            await self.store.delete_room(jid)   # a temporary room's archive, left by a crash
+            return None
         room = Room.from_stored(self, stored)
         if room.config.archived:
             for m in await self.store.recent(jid, room.history.maxlen or 0):
@@ -232,6 +237,8 @@ class MucService:
             return
         if not room.config.persistent or room.locked or not room.lock.locked:
             del self.rooms[room.jid]
+            if not room.config.persistent:
+                self.forget(room)
 
     # -- service JID -----------------------------------------------------------------------
     def to_service(self, el: etree._Element, sender: JID, to: JID) -> None:
@@ -272,7 +279,7 @@ class MucService:
         listed: dict[JID, str] = {}
         for summary in await self.store.list_rooms(self.domain):
             cfg = RoomConfig.from_json(summary.config)
-            if cfg.public:
+            if cfg.public and cfg.persistent:
                 listed[summary.room] = cfg.name
         for room in self.rooms.values():
             listed.pop(room.jid, None)
@@ -370,7 +377,7 @@ class MucService:
 
     # -- persistence -----------------------------------------------------------------------
     def stored(self, room: Room) -> bool:
-        return room.config.persistent and not room.locked
+        return room.config.in_store and not room.locked
 
     async def store_affiliations(self, room: Room,
                                  changes: dict[str, AffiliationEntry | None]) -> None:
@@ -379,7 +386,7 @@ class MucService:
 
     async def store_config(self, room: Room, config: RoomConfig,
                            changes: dict[str, AffiliationEntry | None]) -> None:
-        if config.persistent:
+        if config.in_store:
             affs = dict(room.affiliations)
             for k, e in changes.items():
                 if e is None:
@@ -427,19 +434,34 @@ class MucService:
     def archive_settled(self) -> defer.Deferred[None]:
         return self.writer.settled()
 
+    async def _delete(self, room: Room) -> None:
+        """Delete a stored room and its archive once the archive writes queued so far are
+        done (none may land after the delete, in a new room of the same name)."""
+        async def delete() -> Any:
+            await self.writer.settled()
+            return await self.store.delete_room(room.jid)
+        if self.stored(room):
+            await self._serial(room, delete)
+
+    def forget(self, room: Room) -> None:
+        """A temporary room went away: its archive goes with it."""
+        d = defer.Deferred.fromCoroutine(self._delete(room))
+        d.addErrback(self._failed, f"deleting {room.jid}")
+
     async def destroy(self, room: Room, reason: str | None, alternate: JID | None,
                       password: str | None) -> None:
         """§10.9: forget the room (and its archive), then tell each occupant."""
-        if self.stored(room):
-            await self._serial(room, lambda: self.store.delete_room(room.jid))
-        room.destroy(reason, alternate, password)
+        await self._delete(room)
+        room_destroyed(room, reason, alternate, password)
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
 
     def shutting_down(self) -> None:
         """§11.2: occupants hear 332 when the service shuts down."""
         for room in list(self.rooms.values()):
-            room.destroy(None, None, None, codes=(332,))
+            room_destroyed(room, None, None, None, codes=(332,))
+            if not room.config.persistent:
+                self.forget(room)
         self.rooms.clear()
 
     async def stop(self) -> None:
