@@ -113,6 +113,7 @@ class Server:
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}
         self.router = Router(self)
         self.connections: set[Any] = set()      # every live C2S connection, bound or not
+        self.s2s: Any = None    # federation and components (xmppd/s2s/service.py), if configured
 
     def load_modules(self) -> None:
         """Instantiate the configured modules on every host (raises ConfigError)."""

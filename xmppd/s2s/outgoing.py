@@ -244,11 +244,6 @@ class OutgoingStream(BaseStream):
                                               stream_id=stream_id, key=key))
         self._verifies.clear()
 
-    def pending_verifies(self) -> list[tuple[str, str]]:
-        """(stream id, remote) of every verification not answered yet (failed on close)."""
-        return ([(i, r) for i, _, r in self._verifies]
-                + [(i, r) for r, _, i in self._asked])
-
     # -- stanzas over a bidirectional stream (XEP-0288) ------------------------------------
     def _stanza(self, el: _E) -> None:
         if not self.bidi:
