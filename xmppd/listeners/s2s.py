@@ -282,11 +282,15 @@ class Connector:
         return out or None
 
     def connect(self, target: Target, link: OutgoingLink) -> defer.Deferred[Any]:
-        def build() -> StreamConnection:
-            return StreamConnection(
-                self.service, lambda now, secure, ip: link.new_stream(now), link.on_event,
-                link.lost, tls=self.tls, accepting=False, direct_tls=target.direct_tls,
-                sni=link.remote, on_made=link.attach)
         endpoint = endpoints.HostnameEndpoint(self.reactor, target.host, target.port,
                                               timeout=_CONNECT_TIMEOUT)
-        return endpoint.connect(protocol.Factory.forProtocol(build))
+        return endpoint.connect(protocol.Factory.forProtocol(
+            lambda: outgoing_protocol(self.service, self.tls, target, link)))
+
+
+def outgoing_protocol(service: S2SService, tls: PeerTlsContext | None, target: Target,
+                      link: OutgoingLink) -> StreamConnection:
+    """The protocol of a connection we open for `link` to `target`."""
+    return StreamConnection(service, lambda now, secure, ip: link.new_stream(now),
+                            link.on_event, link.lost, tls=tls, accepting=False,
+                            direct_tls=target.direct_tls, sni=link.remote, on_made=link.attach)

@@ -116,12 +116,13 @@ class S2SService:
             conn.stream.send_stanza(el, self.now())
             conn.flush()
             return
-        self._new_link(local, remote).send(el)
+        link = self._new_link(local, remote)
+        link.send(el)           # queued before the link starts: it may fail at once
+        link.start()
 
     def _new_link(self, local: str, remote: str) -> OutgoingLink:
         link = OutgoingLink(self, local, remote)
         self.links[(local, remote)] = link
-        link.start()
         return link
 
     def _bidi_stream(self, local: str, remote: str) -> Conn | None:
@@ -181,9 +182,12 @@ class S2SService:
             conn.stream.dialback_result(ev.remote, ev.local, outcome)
             conn.flush()
         link = self.links.get((ev.local, ev.remote))
-        if link is None or link.state == "over":
-            link = self._new_link(ev.local, ev.remote)
+        if link is not None and link.state != "over":
+            link.verify(ev.stream_id, ev.key, done)
+            return
+        link = self._new_link(ev.local, ev.remote)
         link.verify(ev.stream_id, ev.key, done)
+        link.start()
 
     # -- components ------------------------------------------------------------------------
     def component_opened(self, conn: Conn) -> None:
