@@ -63,7 +63,8 @@ class Lab:
         self.dns = subprocess.Popen(
             [sys.executable, "-m", "tests.harness.dnsserver", self.addr(53),
              str(self.dir / "zone.json")], cwd=REPO, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)},
+            start_new_session=True)
         assert self.dns.stdout is not None
         line = self.dns.stdout.readline()
         if line.strip() != b"ready":
@@ -124,11 +125,12 @@ class Lab:
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM to the process group (each lab process leads its own), then SIGKILL."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
-            pass
+            proc.terminate()
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
