@@ -1,4 +1,4 @@
-# tests: tests/core/test_s2s_certs.py, tests/core/test_s2s_shell.py, tests/integration/
+# tests: tests/core/test_s2s_certs.py, tests/core/test_s2s_service.py, tests/integration/
 """Test certificates made with `cryptography`: a test CA issuing server certificates (with the
 XMPP name forms of RFC 6120 §13.7.1.2), and self-signed ones. EC P-256 keys: fast to make."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# tests: tests/core/test_peertls.py, tests/core/test_s2s_shell.py
+# tests: tests/core/test_peertls.py, tests/core/test_s2s_service.py
 """TLS between servers, as a sans-IO layer over pyOpenSSL memory BIOs (like tlslayer.py).
 
 Unlike a client connection, a server-to-server one must go on when the peer's certificate does

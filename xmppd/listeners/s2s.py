@@ -1,4 +1,4 @@
-# tests: tests/core/test_s2s_shell.py, tests/integration/test_federation_xmppd.py
+# tests: tests/core/test_s2s_service.py, tests/integration/test_federation_xmppd.py
 """The Twisted shell of federation and components: one `StreamConnection` per TCP connection
 moves bytes between the socket, an optional TLS layer (xmppd/listeners/peertls.py) and a
 sans-IO stream (xmppd/s2s/), and hands the stream's events to their owner (the s2s service
