@@ -43,12 +43,13 @@ from xmppd import hooks
 from xmppd.hooks import EARLY, FIRST, STOP, PresenceQuery, SessionEvent, StanzaEvent, Stop
 from xmppd.hooks import UserEvent
 from stanzas.jid import JID, JIDError
-from xmppd.module import IqRequest, Module, ModuleContext, number
+from xmppd.module import IqRequest, Module, ModuleContext, SessionKey, number
 
 NS = ns.BLOCKING
 NS_ERRORS = ns.BLOCKING_ERRORS
 _B = "{%s}" % NS
-_REQUESTED = "blocking.requested"     # session.extra: this resource asked for the blocklist
+# this resource asked for the blocklist: it gets pushes (XEP-0191 §3.3)
+_REQUESTED: SessionKey[bool] = SessionKey("blocking.requested")
 T = TypeVar("T")
 
 
@@ -106,7 +107,6 @@ class Blocking(Module[BlockingOptions]):
     def __init__(self, ctx: ModuleContext[BlockingOptions]) -> None:
         self.ctx = ctx
         self.kv = ctx.stores.kv
-        self.hooks = ctx.server.hosts[ctx.host].hooks
         self.server_jid = JID.of(None, ctx.host)
         self.online: dict[JID, Blocklist] = {}            # users with a session here
         self.loading: dict[JID, list[defer.Deferred[Blocklist]]] = {}
@@ -233,7 +233,7 @@ class Blocking(Module[BlockingOptions]):
     async def blocklist(self, req: IqRequest) -> iq.Reply:
         found = await _value(self.list_of(req.sender.bare))
         if req.session is not None:
-            req.session.extra[_REQUESTED] = True            # it gets pushes from now on (§3.3)
+            req.session.set(_REQUESTED, True)            # it gets pushes from now on (§3.3)
         return iq.result(req.stanza, _element("blocklist", found.items))
 
     async def block(self, req: IqRequest) -> iq.Reply:
@@ -320,7 +320,7 @@ class Blocking(Module[BlockingOptions]):
 
     async def _may_see(self, user: JID, contact: JID) -> bool:
         q = PresenceQuery(user=user, asker=contact.bare)
-        allowed: bool | defer.Deferred[bool] = self.hooks.fold(hooks.may_see_presence, q, False)
+        allowed: bool | defer.Deferred[bool] = self.ctx.fold(hooks.may_see_presence, q, False)
         return bool(await _value(allowed))
 
     def _send_presence(self, user: JID, target: JID, *, available: bool) -> None:
@@ -344,7 +344,7 @@ class Blocking(Module[BlockingOptions]):
     def _push(self, user: JID, payload: etree._Element) -> None:
         """§3.3–§3.5: an IQ-set to every resource that requested the blocklist."""
         for s in self.ctx.sessions.resources(user):
-            if getattr(s, "extra", {}).get(_REQUESTED):
+            if s.get(_REQUESTED):
                 self.ctx.send(iq.request("set", to=str(s.jid), sender=str(user),
                                          payload=deepcopy(payload)))
 

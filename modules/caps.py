@@ -44,16 +44,20 @@ from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import CapsChanged, StanzaEvent
 from stanzas.jid import JID
-from xmppd.module import IqTimeout, Module, ModuleContext, duration
+from xmppd.module import IqTimeout, Module, ModuleContext, SessionKey, duration
 
 NS = ns.CAPS
 _C = "{%s}c" % NS
 _INFO = "{%s}" % ns.DISCO_INFO
 _X = "{%s}" % ns.DATA_FORMS
 _LANG = "{%s}lang" % ns.XML
-FEATURES = "caps.features"      # session.extra: frozenset of verified features
-CURRENT = "caps.current"        # session.extra: (hash, node, ver) of the last presence, or None
-ONLINE = "caps.online"          # session.extra: sent available presence, not unavailable since
+# the verified features of the session's client
+FEATURES: SessionKey[frozenset[str]] = SessionKey("caps.features")
+# (hash, node, ver) of its last presence; None: it advertised none
+CURRENT: SessionKey[Caps | None] = SessionKey("caps.current")
+# sent available presence, not unavailable since
+ONLINE: SessionKey[bool] = SessionKey("caps.online")
+_UNSET: Any = ()
 EMPTY: frozenset[str] = frozenset()
 MEMO_SIZE = 4096
 
@@ -84,7 +88,7 @@ class CapsService:
         session = self._sessions.get(jid) if jid.resource is not None else None
         if session is None:
             return EMPTY
-        found: frozenset[str] = getattr(session, "extra", {}).get(FEATURES, EMPTY)
+        found = session.get(FEATURES, EMPTY)
         return found
 
 
@@ -96,7 +100,6 @@ class EntityCaps(Module[CapsOptions]):
 
     def __init__(self, ctx: ModuleContext[CapsOptions]) -> None:
         self.ctx = ctx
-        self.hooks = ctx.server.hosts[ctx.host].hooks
         self.memo: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
         self.waiting: dict[tuple[str, str], list[defer.Deferred[frozenset[str] | None]]] = {}
         self.queries: set[defer.Deferred[Any]] = set()
@@ -113,13 +116,12 @@ class EntityCaps(Module[CapsOptions]):
         session = ev.session
         if session is None or ev.stanza.get("type") is not None:
             return None
-        extra = session.extra
-        initial = not extra.get(ONLINE)
-        extra[ONLINE] = True
+        initial = not session.get(ONLINE)
+        session.set(ONLINE, True)
         caps = _caps_of(ev.stanza.find(_C))
-        if caps == extra.get(CURRENT, ()) and not initial:
+        if caps == session.get(CURRENT, _UNSET) and not initial:
             return None                 # the same client as before: nothing new to learn
-        extra[CURRENT] = caps
+        session.set(CURRENT, caps)
         if caps is None:
             self._set(session, EMPTY, initial)
             return None
@@ -140,21 +142,20 @@ class EntityCaps(Module[CapsOptions]):
         if session is None or ev.stanza.get("to") is not None \
                 or ev.stanza.get("type") != "unavailable":
             return None
-        extra = session.extra
-        if extra.pop(ONLINE, False):
-            extra.pop(CURRENT, None)
-            old = extra.pop(FEATURES, EMPTY)
+        if session.pop(ONLINE):
+            session.pop(CURRENT)
+            old = session.pop(FEATURES) or EMPTY
             self._fire(CapsChanged(session, old, EMPTY, initial=False))
         return None
 
     def _set(self, session: Any, features: frozenset[str], initial: bool) -> None:
-        old = session.extra.get(FEATURES, EMPTY)
-        session.extra[FEATURES] = features
+        old = session.get(FEATURES, EMPTY)
+        session.set(FEATURES, features)
         if initial or old != features:
             self._fire(CapsChanged(session, old, features, initial))
 
     def _fire(self, ev: CapsChanged) -> None:
-        result = self.hooks.run(hooks.caps_changed, ev)
+        result = self.ctx.run(hooks.caps_changed, ev)
         if isinstance(result, defer.Deferred):
             result.addErrback(self._failed, ev.session)
 
@@ -181,9 +182,8 @@ class EntityCaps(Module[CapsOptions]):
 
     def _current(self, session: Any, caps: Caps) -> bool:
         """Is `session` still bound, available and advertising `caps`?"""
-        extra: dict[str, Any] = session.extra
-        return self.ctx.sessions.get(session.jid) is session and \
-            bool(extra.get(ONLINE, False)) and extra.get(CURRENT) == caps
+        live: Any = self.ctx.sessions.get(session.jid)
+        return live is session and bool(live.get(ONLINE)) and live.get(CURRENT) == caps
 
     async def _shared(self, session: Any, caps: Caps) -> tuple[frozenset[str] | None, bool]:
         """The verified features for `caps`: memo, then the shared cache, then one question

@@ -21,7 +21,7 @@
 - A client cannot send carbons wrappers itself (§11, DESIGN.md "Facts"): the server strips
   <sent/> and <received/> from what its clients send.
 
-Config: none.   Storage: none (`session.extra`, kept across XEP-0198 resumption).
+Config: none.   Storage: none (a session slot, kept across XEP-0198 resumption).
 """
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import FIRST, LAST, LATE, StanzaEvent
 from stanzas.jid import JID
-from xmppd.module import IqRequest, Module, ModuleContext, NoOptions
+from xmppd.module import IqRequest, Module, ModuleContext, NoOptions, SessionKey
 
 NS = NS_CARBONS
 NS_FORWARD = ns.FORWARD
 NS_MUC_USER = ns.MUC_USER
 NS_CONFERENCE = ns.CONFERENCE
-ENABLED = "carbons.enabled"             # session.extra: this resource wants copies
+ENABLED: SessionKey[bool] = SessionKey("carbons.enabled")     # this resource wants copies
 _MESSAGE = "{%s}message" % ns.CLIENT
 _WRAPPERS = ("{%s}sent" % NS, "{%s}received" % NS)
 
@@ -66,12 +66,12 @@ class Carbons(Module[NoOptions]):
     # -- switching -------------------------------------------------------------------------
     def enable(self, req: IqRequest) -> iq.Reply:
         if req.session is not None:
-            req.session.extra[ENABLED] = True
+            req.session.set(ENABLED, True)
         return iq.result(req.stanza)
 
     def disable(self, req: IqRequest) -> iq.Reply:
         if req.session is not None:
-            req.session.extra.pop(ENABLED, None)
+            req.session.pop(ENABLED)
         return iq.result(req.stanza)
 
     def not_yours(self, req: IqRequest) -> iq.Reply:
@@ -127,7 +127,7 @@ class Carbons(Module[NoOptions]):
 
 
 def _enabled(session: Any) -> bool:
-    return bool(session.extra.get(ENABLED))
+    return bool(session.get(ENABLED))
 
 
 def _eligible(el: etree._Element, content: Content, *, inbound: bool) -> bool:

@@ -30,12 +30,11 @@ from lxml import etree
 from modules.receipts import NS_CARBONS, NS_CHATSTATES, classify
 from stanzas import ns
 from xmppd import hooks
-from xmppd.hooks import STOP, SessionEvent, StanzaEvent
-from xmppd.module import Module, ModuleContext, number
+from xmppd.hooks import EARLY, STOP, SessionEvent, StanzaEvent
+from xmppd.module import Module, ModuleContext, SessionKey, number
 
 NS = ns.CSI
 _CSI = "{%s}" % NS
-STATE = "csi.state"                 # session.extra: _Held while the session is inactive
 _CHATSTATES = NS_CHATSTATES.encode()
 _FORWARDED = "{urn:xmpp:forward:0}forwarded/{%s}message" % ns.CLIENT
 
@@ -48,21 +47,19 @@ class CsiOptions:
 class _Held:
     """An inactive session's held presence, newest per sender, in order of arrival."""
 
-    def __init__(self, session: Any, limit: int) -> None:
-        self.session = session
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.presence: OrderedDict[str, bytes] = OrderedDict()
 
-    def hold(self, data: bytes) -> bool:
-        """The session's `hold_filter`: True if `data` is held (or dropped)."""
+    def hold(self, data: bytes) -> bool | None:
+        """True: `data` is held; None: dropped (§2.2); False: it goes out now, after what
+        is held."""
         if data.startswith(b"<presence"):
             el = etree.fromstring(data)
             if el.get("type") in (None, "unavailable"):
                 sender = el.get("from") or ""
                 self.presence.pop(sender, None)
                 self.presence[sender] = data
-                if len(self.presence) > self.limit:
-                    self.flush()
                 return True
         elif data.startswith(b"<message") and _CHATSTATES in data:
             el = etree.fromstring(data)
@@ -72,15 +69,18 @@ class _Held:
                 if found is not None:
                     inner = found
             if classify(inner).chat_state_only:
-                return True         # dropped (§2.2)
-        self.flush()                # what matters goes out after what is held
+                return None
         return False
 
-    def flush(self) -> None:
+    def take(self) -> list[bytes]:
         held = list(self.presence.values())
         self.presence.clear()
-        for data in held:
-            self.session.deliver(data)
+        return held
+
+
+# While inactive: what is held. Moves with XEP-0198 resumption, which makes the session
+# active again (§5) and sends it on.
+STATE: SessionKey[_Held] = SessionKey("csi.state")
 
 
 class ClientStateIndication(Module[CsiOptions]):
@@ -93,6 +93,19 @@ class ClientStateIndication(Module[CsiOptions]):
         ctx.stream_feature(lambda stream: etree.Element(_CSI + "csi", nsmap={None: NS}))  # type: ignore[dict-item]
         ctx.hook(hooks.nonza_in, self.on_nonza)
         ctx.hook(hooks.session_resumed, self.resumed)
+        ctx.output_filter(self.filter, priority=EARLY)
+
+    def filter(self, session: Any, data: bytes) -> bool:
+        """Hold or drop what an inactive client need not have now (§2.2, §5)."""
+        state = session.get(STATE)
+        if state is None:
+            return False
+        verdict = state.hold(data)
+        if verdict is None:
+            return True             # dropped
+        if not verdict or len(state.presence) > state.limit:
+            self._flush(session, state)     # what matters goes out after what is held
+        return bool(verdict)
 
     def on_nonza(self, ev: StanzaEvent) -> object:
         tag = ev.stanza.tag
@@ -100,23 +113,20 @@ class ClientStateIndication(Module[CsiOptions]):
         if tag not in (_CSI + "active", _CSI + "inactive") or not session.bound:
             return None
         if tag == _CSI + "inactive":
-            if session.extra.get(STATE) is None:
-                state = session.extra[STATE] = _Held(session, self.limit)
-                session.hold_filter = state.hold
+            session.setdefault(STATE, lambda: _Held(self.limit))
         else:
             self._activate(session)
         return STOP
 
     def resumed(self, ev: SessionEvent) -> None:
         """§5: a resumed stream is active; what was held goes to the new connection."""
-        state = ev.session.extra.get(STATE)
-        if state is not None:
-            state.session = ev.session
-            self._activate(ev.session)
+        self._activate(ev.session)
 
-    @staticmethod
-    def _activate(session: Any) -> None:
-        state = session.extra.pop(STATE, None)
-        session.hold_filter = None
+    def _activate(self, session: Any) -> None:
+        state = session.pop(STATE)
         if state is not None:
-            state.flush()
+            self._flush(session, state)
+
+    def _flush(self, session: Any, state: _Held) -> None:
+        for data in state.take():
+            session.pass_on(self.filter, data)

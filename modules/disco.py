@@ -1,4 +1,4 @@
-# tests: tests/modules/test_disco.py, tests/integration/test_core_slixmpp.py
+# tests: tests/modules/test_core_modules.py, tests/integration/test_core_slixmpp.py
 """XEP-0030: Service Discovery — what this server and its accounts support.
 
 - disco#info to the server: identity server/im plus whatever modules declared, and every
@@ -35,44 +35,41 @@ class Disco(Module[NoOptions]):
 
     def __init__(self, ctx: ModuleContext[NoOptions]) -> None:
         self.ctx = ctx
-        self.items: list[tuple[str, str]] = []     # (jid, name) of services on this host
         ctx.disco_feature(ns.DISCO_INFO)
         ctx.disco_feature(ns.DISCO_ITEMS)
         ctx.iq_get(ns.DISCO_INFO, "query", self.server_info, to="host")
         ctx.iq_get(ns.DISCO_ITEMS, "query", self.server_items, to="host")
         ctx.iq_get(ns.DISCO_INFO, "query", self.account_info, to="bare")
         ctx.iq_get(ns.DISCO_ITEMS, "query", self.account_items, to="bare")
-        ctx.provide(self)
 
     def server_info(self, req: IqRequest) -> iq.Reply:
         _no_node(req)
-        identities = [("server", "im", "xmppd")] + self.ctx.server.hosts[self.ctx.host].identities
-        return iq.result(req.stanza, _info(identities,
-                                           self.ctx.server.hosts[self.ctx.host].features["host"]))
+        info = self.ctx.host_disco()
+        return iq.result(req.stanza, _info([("server", "im", "xmppd"), *info.identities],
+                                           list(info.features)))
 
     def server_items(self, req: IqRequest) -> iq.Reply:
         _no_node(req)
         q = iq.empty(ns.DISCO_ITEMS, "query")
-        for jid, name in self.items:
+        for jid, name in self.ctx.host_disco().items:
             item = etree.SubElement(q, "{%s}item" % ns.DISCO_ITEMS, jid=jid)
             if name:
                 item.set("name", name)
         return iq.result(req.stanza, q)
 
     async def account_info(self, req: IqRequest) -> iq.Reply:
-        if not await self.ctx.server.user_exists(req.to.bare):
+        if not await self.ctx.user_exists(req.to.bare):
             raise StanzaError.service_unavailable()
         node = req.payload.get("node") or None
         answer = None
         if node is None:
-            features = [ns.DISCO_INFO, ns.DISCO_ITEMS] + \
-                self.ctx.server.hosts[self.ctx.host].features["account"]
+            features = [ns.DISCO_INFO, ns.DISCO_ITEMS, *self.ctx.host_disco().account_features]
             answer = _info([("account", "registered", "")], features)
         # Modules add to the account's answer or answer their nodes (PEP, XEP-0163 §6).
         return iq.result(req.stanza, await self._fold(hooks.account_disco_info, req, answer))
 
     async def account_items(self, req: IqRequest) -> iq.Reply:
-        if not await self.ctx.server.user_exists(req.to.bare):
+        if not await self.ctx.user_exists(req.to.bare):
             raise StanzaError.service_unavailable()
         node = req.payload.get("node") or None
         answer = iq.empty(ns.DISCO_ITEMS, "query") if node is None else None
@@ -81,7 +78,7 @@ class Disco(Module[NoOptions]):
     async def _fold(self, hook: FoldHook[DiscoQuery, etree._Element | None], req: IqRequest,
                     answer: etree._Element | None) -> etree._Element:
         q = DiscoQuery(req.to.bare, req.sender, req.payload.get("node") or None)
-        found = self.ctx.server.hosts[self.ctx.host].hooks.fold(hook, q, answer)
+        found = self.ctx.fold(hook, q, answer)
         if isinstance(found, defer.Deferred):
             found = await found
         if found is None:

@@ -46,7 +46,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
-from storage.files import DiskFileStorage, FileStorage, Slot, SqlUploadStore, UploadStore
+from storage.files import DiskFileStorage, FileStorage, Slot, UploadStore
 from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, duration, size
 
@@ -80,25 +80,17 @@ class HttpUpload(Module[UploadOptions]):
     Options = UploadOptions
 
     def __init__(self, ctx: ModuleContext[UploadOptions]) -> None:
-        from modules.disco import Disco
         self.ctx = ctx
         opts = ctx.options
         self.domain = (opts.domain or "upload.{host}").replace("{host}", ctx.host)
         self.max_body = opts.max_file_size
-        self.store: UploadStore = SqlUploadStore(ctx.stores.db)
+        self.store: UploadStore = ctx.stores.upload
         self.files: FileStorage = DiskFileStorage(opts.directory, ctx.stores.db.runner)
         ctx.service_domain(self.domain, self.stanza)
-        disco = ctx.service(Disco)
-        item = (self.domain, "HTTP File Upload")
-        disco.items.append(item)
-        self._disco, self._item = disco, item
+        ctx.disco_item(self.domain, "HTTP File Upload")
         ctx.provide(self)           # the HTTP listener finds us as an HttpFiles service
         sweep = min(60.0, opts.expire_after or 60.0, opts.slot_timeout)
         ctx.clock.looping_call(sweep, self.sweep)
-
-    async def stop(self) -> None:
-        if self._item in self._disco.items:
-            self._disco.items.remove(self._item)
 
     # -- XMPP ------------------------------------------------------------------------------
     def stanza(self, el: etree._Element, sender: JID, to: JID) -> None:
@@ -123,7 +115,7 @@ class HttpUpload(Module[UploadOptions]):
             return
         assert payload is not None
         req = IqRequest(el, sender, to, payload)
-        self.ctx.server.router.call_iq_handler(handler, req, self._reply)
+        self.ctx.call_iq(handler, req, self._reply)
 
     def _reply(self, reply: etree._Element) -> None:
         if reply.get("from") is None or reply.get("from") != self.domain:
@@ -192,12 +184,10 @@ class HttpUpload(Module[UploadOptions]):
     def _base_url(self) -> str | None:
         if self.ctx.options.base_url:
             return self.ctx.options.base_url.rstrip("/")
-        from xmppd.listeners.http import listeners_of
-        listeners = sorted(listeners_of(self.ctx.server), key=lambda lst: not lst.secure)
-        if not listeners:
+        endpoints = self.ctx.http_endpoints()
+        if not endpoints:
             return None
-        lst = listeners[0]
-        return lst.base_url(host=self.ctx.host) + lst.config.upload_path
+        return endpoints[0].base_url + endpoints[0].upload_path
 
     # -- expiry ----------------------------------------------------------------------------
     async def sweep(self) -> None:
@@ -211,7 +201,7 @@ class HttpUpload(Module[UploadOptions]):
     # -- HTTP (xmppd/listeners/http.py HttpFiles) -------------------------------------------
     def owns(self, path: list[str]) -> bool:
         return len(path) == 2 and _TOKEN.fullmatch(path[0]) is not None \
-            and self.ctx.host == min(self.ctx.server.hosts)      # one host answers for all
+            and self.ctx.host == min(self.ctx.local_domains)      # one host answers for all
 
     def render_http(self, request: Any, path: list[str]) -> bytes | int:
         method = request.method

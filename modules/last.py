@@ -39,8 +39,7 @@ class LastActivity(Module[NoOptions]):
         self.clock = ctx.clock
         self.store = ctx.stores.last
         self.sessions = ctx.sessions
-        self.hooks = ctx.server.hosts[ctx.host].hooks
-        self.started_at = ctx.server.started_at
+        self.started_at = ctx.started_at
 
         ctx.disco_feature(NS)
         ctx.iq_get(NS, "query", self.uptime, to="host")
@@ -79,7 +78,7 @@ class LastActivity(Module[NoOptions]):
         return check()
 
     async def _may_see(self, user: JID, asker: JID) -> bool:
-        allowed = self.hooks.fold(hooks.may_see_presence, PresenceQuery(user, asker), False)
+        allowed = self.ctx.fold(hooks.may_see_presence, PresenceQuery(user, asker), False)
         return bool(await allowed) if isinstance(allowed, defer.Deferred) else allowed
 
     async def remember_registration(self, ev: hooks.UserEvent) -> None:

@@ -99,7 +99,7 @@ class Mam(Module[MamOptions]):
         self.roster = ctx.service(RosterService)
         self.default = Prefs(ctx.options.default)
         self.max_page = ctx.options.max_page
-        self.local = frozenset(ctx.server.hosts)
+        self.local = ctx.local_domains
         self.writes: GroupCommit[ArchiveEntry, bool] = GroupCommit(
             self.store.append, max_batch=ctx.options.batch_size, name="archive")
         self.prefs: dict[JID, Prefs] = {}               # users with sessions

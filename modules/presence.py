@@ -40,13 +40,16 @@ from stanzas.errors import StanzaError, error_reply
 from xmppd import hooks
 from xmppd.hooks import STOP, AvailableEvent, PresenceQuery, StanzaEvent, UserOffline
 from stanzas.jid import JID
-from xmppd.module import Module, ModuleContext, number
+from xmppd.module import Module, ModuleContext, SessionKey, number
 from xmppd.xmlstream import serialize
 
 _C = "{%s}" % ns.CLIENT
-ONLINE = "presence.online"          # session.extra: sent available presence, not yet unavailable
-DIRECTED = "presence.directed"      # session.extra: {JID: None} directed presence recipients
-LOCK = "presence.lock"              # session.extra: orders one session's presence work
+# sent available presence, not yet unavailable
+ONLINE: SessionKey[bool] = SessionKey("presence.online")
+# directed presence recipients (RFC 6121 §4.6), in order
+DIRECTED: SessionKey[dict[JID, None]] = SessionKey("presence.directed")
+# orders one session's presence work
+LOCK: SessionKey[defer.DeferredLock] = SessionKey("presence.lock")
 _TYPES = frozenset({None, "unavailable", "probe", "error", "subscribe", "subscribed",
                     "unsubscribe", "unsubscribed"})
 
@@ -64,10 +67,9 @@ class Presence(Module[PresenceOptions]):
     def __init__(self, ctx: ModuleContext[PresenceOptions]) -> None:
         self.ctx = ctx
         self.sessions = ctx.sessions
-        self.hooks = ctx.server.hosts[ctx.host].hooks
         self.roster = ctx.service(RosterService)
         self.max_directed = ctx.options.max_directed
-        self.local_domains = frozenset(ctx.server.hosts)
+        self.local_domains = ctx.local_domains
         ctx.hook(hooks.presence_in, self.on_presence)
         ctx.hook(hooks.session_closed, self.on_closed)
 
@@ -100,10 +102,9 @@ class Presence(Module[PresenceOptions]):
     # -- broadcasts ------------------------------------------------------------------------
     async def available(self, session: Any, el: etree._Element) -> object:
         user = session.jid.bare
-        extra = session.extra
-        initial = not extra.get(ONLINE)
-        extra[ONLINE] = True
-        await _settle(self.hooks.run(hooks.presence_broadcast,
+        initial = not session.get(ONLINE)
+        session.set(ONLINE, True)
+        await _settle(self.ctx.run(hooks.presence_broadcast,
                                      StanzaEvent(el, session.jid, user, session, mutable=True)))
         roster = await self.roster.roster(user)
         await self._to_contacts(user, el, [i.contact for i in roster.items.values()
@@ -124,11 +125,11 @@ class Presence(Module[PresenceOptions]):
                                      or self.sessions.resources(item.contact)):
                     self.ctx.send(_presence("probe", user, item.contact))
         # Offline messages come after the presence of contacts (XEP-0160 §2).
-        await _settle(self.hooks.run(hooks.session_available, AvailableEvent(session, initial)))
+        await _settle(self.ctx.run(hooks.session_available, AvailableEvent(session, initial)))
         return STOP
 
     async def unavailable(self, session: Any, el: etree._Element) -> object:
-        if session.extra.pop(ONLINE, False):
+        if session.pop(ONLINE):
             status = el.findtext(_C + "status") or ""
             await self._gone(session, el, status, include_sender=True)
         return STOP
@@ -138,7 +139,7 @@ class Presence(Module[PresenceOptions]):
         session = ev.session
 
         async def gone() -> object:
-            if session.extra.pop(ONLINE, False):
+            if session.pop(ONLINE):
                 await self._gone(session, _presence("unavailable", session.jid, None), "",
                                  include_sender=False)
             return None
@@ -152,13 +153,13 @@ class Presence(Module[PresenceOptions]):
         contacts = [i.contact for i in roster.items.values() if has_from(i)]
         await self._to_contacts(user, el, contacts)
         self._to_own_resources(user, el, session, include_sender=include_sender)
-        directed = session.extra.pop(DIRECTED, None) or {}
+        directed = session.pop(DIRECTED) or {}
         for target in directed:                                             # §4.6.3
             p = copy.deepcopy(el)
             p.set("to", str(target))
             self.ctx.send(p)
         if not any(s.available for s in self.sessions.resources(user) if s is not session):
-            await _settle(self.hooks.run(hooks.user_offline, UserOffline(user, status)))
+            await _settle(self.ctx.run(hooks.user_offline, UserOffline(user, status)))
 
     async def _to_contacts(self, user: JID, el: etree._Element, contacts: list[JID]) -> None:
         """One routed copy per allowed contact (the router serialises once per contact).
@@ -167,7 +168,7 @@ class Presence(Module[PresenceOptions]):
         for contact in contacts:
             if contact.domain in self.local_domains and not self.sessions.resources(contact):
                 continue
-            allowed = self.hooks.fold(hooks.may_see_presence, PresenceQuery(user, contact),
+            allowed = self.ctx.fold(hooks.may_see_presence, PresenceQuery(user, contact),
                                       False)
             if isinstance(allowed, defer.Deferred):
                 allowed = await allowed
@@ -190,11 +191,11 @@ class Presence(Module[PresenceOptions]):
 
     # -- directed presence and probes ------------------------------------------------------
     def directed(self, session: Any, to: JID, kind: str | None) -> object:
-        directed: dict[JID, None] = session.extra.setdefault(DIRECTED, {})
+        directed = session.setdefault(DIRECTED, dict)
         if kind == "unavailable":
             directed.pop(to, None)
             return None
-        if not session.extra.get(ONLINE) or to in directed:
+        if not session.get(ONLINE) or to in directed:
             return None
         roster = self.roster.cached(session.jid.bare)
         if roster is not None and has_from(roster.items.get(to.bare)) and to.resource is None:
@@ -213,7 +214,7 @@ class Presence(Module[PresenceOptions]):
             # §4.3.2 rule 1 (SHOULD); this never touches a pre-approval (§3.4).
             self.ctx.send(_presence("unsubscribed", contact, prober))
             return STOP
-        allowed = self.hooks.fold(hooks.may_see_presence, PresenceQuery(contact, prober), False)
+        allowed = self.ctx.fold(hooks.may_see_presence, PresenceQuery(contact, prober), False)
         if isinstance(allowed, defer.Deferred):
             allowed = await allowed
         if allowed:
@@ -239,9 +240,7 @@ def _presence(kind: str | None, sender: JID, to: JID | None) -> etree._Element:
 def _serial(session: Any, work: Callable[[], Coroutine[Any, Any, object]]) -> Any:
     """Run one session's presence work in arrival order: a broadcast waiting for a roster
     load must not be overtaken by that session's next presence."""
-    lock = session.extra.get(LOCK)
-    if lock is None:
-        lock = session.extra[LOCK] = defer.DeferredLock()
+    lock = session.setdefault(LOCK, defer.DeferredLock)
 
     async def run() -> object:
         await lock.acquire()

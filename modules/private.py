@@ -59,7 +59,6 @@ class PrivateStorage(Module[PrivateOptions]):
     def __init__(self, ctx: ModuleContext[PrivateOptions]) -> None:
         self.ctx = ctx
         self.kv = ctx.stores.kv
-        self.hooks = ctx.server.hosts[ctx.host].hooks
         self.locks: dict[JID, defer.DeferredLock] = {}
         ctx.disco_feature(NS)
         ctx.iq_get(NS, "query", self.get, to="self")
@@ -79,7 +78,7 @@ class PrivateStorage(Module[PrivateOptions]):
         namespace = namespaces.pop()
         user = req.sender.bare
         stored = await self.load(user, namespace)
-        shown = self.hooks.fold(hooks.private_get, PrivateQuery(user, namespace, ()), stored)
+        shown = self.ctx.fold(hooks.private_get, PrivateQuery(user, namespace, ()), stored)
         if isinstance(shown, defer.Deferred):
             shown = await shown
         q = iq.empty(NS, "query")
@@ -101,7 +100,7 @@ class PrivateStorage(Module[PrivateOptions]):
         user = req.sender.bare
         await self._save(user, values)
         for namespace, elements in groups.items():
-            done = self.hooks.run(hooks.private_set,
+            done = self.ctx.run(hooks.private_set,
                                   PrivateQuery(user, namespace, tuple(elements)))
             if isinstance(done, defer.Deferred):
                 await done

@@ -44,7 +44,7 @@ class Register(Module[RegisterOptions]):
 
     def __init__(self, ctx: ModuleContext[RegisterOptions]) -> None:
         self.ctx = ctx
-        self.server = ctx.server
+        self.accounts = ctx.accounts
         self.allow_from = ctx.options.allow_from
         ctx.disco_feature(ns.REGISTER)
         ctx.allow_preauth_iq(self.allowed)
@@ -81,7 +81,7 @@ class Register(Module[RegisterOptions]):
             raise StanzaError.not_authorized("log in to delete an account")     # §3.2
         username, password = self._credentials(req)
         try:
-            created = await self.server.register_user(username, self.ctx.host, password)
+            created = await self.accounts.register(username, self.ctx.host, password)
         except ValueError as e:
             raise StanzaError.jid_malformed(str(e)) from None
         if not created:
@@ -109,13 +109,13 @@ class Register(Module[RegisterOptions]):
         username, password = self._credentials(req)
         if username != user.local:
             raise StanzaError.bad_request("you can only change your own password")  # §3.3
-        if not await self.server.set_password(user.local, self.ctx.host, password):
+        if not await self.accounts.set_password(user.local, self.ctx.host, password):
             raise StanzaError.item_not_found()
         return iq.result(req.stanza)
 
     def _delete(self, username: str) -> None:
         from twisted.internet import defer
-        d = defer.Deferred.fromCoroutine(self.server.delete_user(username, self.ctx.host))
+        d = defer.Deferred.fromCoroutine(self.accounts.delete(username, self.ctx.host))
         d.addErrback(lambda f: self.ctx.log.error("deleting %s failed: %s", username, f.value))
 
     def _credentials(self, req: IqRequest) -> tuple[str, str]:

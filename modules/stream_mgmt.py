@@ -53,9 +53,9 @@ from modules.receipts import classify, delay
 from stanzas import ns
 from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from xmppd import hooks
-from xmppd.hooks import STOP, SessionEvent, StanzaEvent
+from xmppd.hooks import LAST, STOP, ConnectionLost, SessionEvent, StanzaEvent
 from stanzas.jid import JID, JIDError
-from xmppd.module import Module, ModuleContext, duration, number
+from xmppd.module import Module, ModuleContext, SessionKey, duration, number
 from xmppd.xmlstream import serialize
 
 NS = ns.SM
@@ -95,8 +95,8 @@ class _Out:
 
 
 class SmState:
-    """One session's stream management (the `StreamManager` of xmppd/listeners/session.py).
-    Counters are absolute; the wire carries them mod 2^32."""
+    """One session's stream management, in its `STATE` slot. Counters are absolute; the wire
+    carries them mod 2^32."""
 
     def __init__(self, module: StreamManagement, session: Any, resumable: bool,
                  timeout: float) -> None:
@@ -113,24 +113,20 @@ class SmState:
         self.acked = 0
         self.queue: deque[_Out] = deque()
         self.requested = False      # an <r/> of ours is unanswered
-        self.next_done: Done | None = None
         self.detached = False
         self.resuming = False
         self.timer: IDelayedCall | None = None
 
-    # -- StreamManager (called by the session) ---------------------------------------------
-    def outgoing(self, data: bytes) -> None:
-        self._count(data, self.next_done)
-        self.next_done = None
+    # -- the session's traffic -------------------------------------------------------------
+    def outgoing(self, data: bytes, done: Done | None = None) -> None:
+        """Count a stanza for the client, keep it until acknowledged, and write it (with an
+        ack request when due)."""
+        self._count(data, done)
         units = [data]
         if not self.requested and not self.detached:
             self.requested = True
             units.append(_REQUEST)
         self.session.write(units)
-
-    def counted(self, data: bytes) -> None:
-        """A stanza the stream wrote itself (its RFC 3921 session answer)."""
-        self._count(data, None)
 
     def incoming(self, handled: defer.Deferred[None] | None) -> None:
         self.received += 1
@@ -145,6 +141,7 @@ class SmState:
             handled.addBoth(self._one_handled, entry)
 
     def hold(self, clean: bool) -> bool:
+        """The connection is gone: True keeps the session bound for resumption (§5)."""
         if clean or self.id is None or self.m.stopping:
             return False
         self.detached = True
@@ -154,6 +151,7 @@ class SmState:
         return True
 
     def ended(self) -> None:
+        """The session is over; no resumption: what is unacknowledged goes elsewhere (§4)."""
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
@@ -226,19 +224,22 @@ class SmState:
         self.session.end()
 
 
+# The session's stream management, once enabled; moves with the session on resumption.
+STATE: SessionKey[SmState] = SessionKey("stream_mgmt.state")
+
+
 class StreamManagementService:
     """For modules that must know when the client has a stanza (offline deletion)."""
 
     def send_tracked(self, session: Any, el: etree._Element, done: Done) -> None:
         """Send `el` to `session`; `done(True)` once acknowledged (XEP-0198), at once if the
         session does not manage its stream; `done(False)` if it ends without acknowledging."""
-        state = getattr(session, "sm", None)
-        if not isinstance(state, SmState):
+        state = session.get(STATE)
+        if state is None:
             session.send_element(el)
             done(True)
             return
-        state.next_done = done
-        session.deliver(serialize(el))          # past CSI: a tracked stanza is never held
+        state.outgoing(serialize(el), done)     # past CSI: a tracked stanza is never held
 
 
 class StreamManagement(Module[SmOptions]):
@@ -250,14 +251,40 @@ class StreamManagement(Module[SmOptions]):
         self.ctx = ctx
         self.resume_timeout = ctx.options.resume_timeout
         self.max_unacked = ctx.options.max_unacked
-        self.hooks = ctx.server.hosts[ctx.host].hooks
         self.resumable: dict[str, SmState] = {}
         self.states: set[SmState] = set()
         self.expired: OrderedDict[str, tuple[JID, int]] = OrderedDict()
         self.stopping = False
         ctx.stream_feature(lambda stream: etree.Element(_SM + "sm", nsmap={None: NS}))  # type: ignore[dict-item]
         ctx.hook(hooks.nonza_in, self.on_nonza)
+        ctx.hook(hooks.connection_lost, self.connection_lost)
+        ctx.hook(hooks.session_ended, self.session_ended)
+        ctx.output_filter(self.outgoing, priority=LAST)
+        ctx.input_observer(self.incoming)
         ctx.provide(StreamManagementService())
+
+    # -- the session's traffic and life ----------------------------------------------------
+    def outgoing(self, session: Any, data: bytes) -> bool:
+        """Last output filter: count, keep and write every stanza of a managed stream."""
+        state = session.get(STATE)
+        if state is None:
+            return False
+        state.outgoing(data)
+        return True
+
+    def incoming(self, session: Any, handled: defer.Deferred[None] | None) -> None:
+        state = session.get(STATE)
+        if state is not None:
+            state.incoming(handled)
+
+    def connection_lost(self, ev: ConnectionLost, keep: bool) -> bool:
+        state = ev.session.get(STATE)
+        return keep or (state is not None and state.hold(ev.clean))
+
+    def session_ended(self, ev: SessionEvent) -> None:
+        state = ev.session.get(STATE)
+        if state is not None and state.session is ev.session:
+            state.ended()
 
     async def stop(self) -> None:
         """Shutdown: no session can be resumed any more; what is unacknowledged goes offline."""
@@ -272,7 +299,7 @@ class StreamManagement(Module[SmOptions]):
         if not isinstance(tag, str) or not tag.startswith(_SM):
             return None
         name = tag[len(_SM):]
-        state = session.sm if isinstance(getattr(session, "sm", None), SmState) else None
+        state = session.get(STATE)
         if name == "resume":
             return self.resume(session, ev.sender, el)
         if name == "enable":
@@ -309,7 +336,7 @@ class StreamManagement(Module[SmOptions]):
             timeout = min(timeout, float(asked))
         state = SmState(self, session, resume, timeout)
         self.states.add(state)
-        session.sm = state
+        session.set(STATE, state)
         attrs = ""
         if state.id is not None:
             self.resumable[state.id] = state
@@ -361,13 +388,12 @@ class StreamManagement(Module[SmOptions]):
             units.append(_REQUEST)
         old = state.session
         session.write(units)
-        session.take_over(old)
+        session.take_over(old)          # moves the STATE slot
         state.session = session
         state.detached = False
-        session.sm = state
         self.ctx.log.info("%s resumed its session (%d stanzas resent)", session.jid,
                           len(state.queue))
-        self.hooks.run(hooks.session_resumed, SessionEvent(session))
+        self.ctx.run(hooks.session_resumed, SessionEvent(session))
         return STOP
 
     def _failed(self, session: Any, condition: str, h: int | None = None) -> None:
@@ -402,7 +428,7 @@ class StreamManagement(Module[SmOptions]):
             return                  # headline, groupchat, errors; carbons and MAM results
         if not any(d.get("from") == self.ctx.host for d in el.iter("{%s}delay" % ns.DELAY)):
             el.append(delay(self.ctx.host, out.at))                     # XEP-0198 §4 note
-        stored = self.hooks.run(hooks.message_offline,
+        stored = self.ctx.run(hooks.message_offline,
                                 StanzaEvent(el, sender, session.jid.bare))
         if isinstance(stored, defer.Deferred):
             stored.addCallback(self._after_offline, el)

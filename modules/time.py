@@ -1,4 +1,4 @@
-# tests: tests/modules/test_time.py
+# tests: tests/modules/test_core_modules.py
 """XEP-0202: Entity Time — the server's clock, in UTC with offset +00:00.
 
 - urn:xmpp:time to the server answers <tzo/> and <utc/> (XEP-0082 DateTime, §3, §4).

@@ -111,7 +111,7 @@ class VCard(Module[VCardOptions]):
         if self.ctx.sessions.resources(user):
             self.hashes[user] = photo
         # XEP-0398 §3.2: PEP publishes the photo as an XEP-0084 avatar.
-        done = self.ctx.server.hosts[self.ctx.host].hooks.run(hooks.vcard_published,
+        done = self.ctx.run(hooks.vcard_published,
                                                               VCardEvent(user, card))
         if isinstance(done, defer.Deferred):
             await done

@@ -1,4 +1,4 @@
-# tests: tests/modules/test_version.py
+# tests: tests/modules/test_core_modules.py
 """XEP-0092: Software Version — the server's name and version.
 
 - jabber:iq:version to the server answers name "xmppd" and our version (§2); the operating

@@ -33,3 +33,18 @@ def test_every_source_file_names_its_tests() -> None:
         if not text.startswith("# tests:"):
             missing.append(str(path.relative_to(ROOT)))
     assert not missing, f"first line must be '# tests: ...': {missing}"
+
+
+def test_every_named_test_file_exists() -> None:
+    """The `# tests:` header names files (or globs) that exist: a renamed test is noticed."""
+    stale = []
+    for path in [*ROOT.glob("xmppd/**/*.py"), *ROOT.glob("modules/**/*.py"),
+                 *ROOT.glob("stanzas/**/*.py"), *ROOT.glob("storage/**/*.py"),
+                 *ROOT.glob("bot/**/*.py"), *ROOT.glob("tests/harness/*.py")]:
+        first = path.read_text().split("\n", 1)[0]
+        if not first.startswith("# tests:"):
+            continue
+        for name in (n.strip() for n in first[len("# tests:"):].split(",")):
+            if name and not any(ROOT.glob(name.rstrip("/"))):
+                stale.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not stale, "\n".join(stale)

@@ -126,8 +126,10 @@ class C2SSettings:
     preauth_features: Callable[[C2SStream], list[_E]] = field(default=lambda stream: [])
     # stream -> extra features after auth (stream management, CSI, ...)
     session_features: Callable[[C2SStream], list[_E]] = field(default=lambda stream: [])
-    # stream -> whether XEP-0077 IQs are allowed before auth (by host and peer address)
-    preauth_iq_allowed: Callable[[C2SStream], bool] = field(default=lambda stream: False)
+    # (stream, payload tag) -> whether an IQ with that payload may come before authentication
+    # (a module asked for it, e.g. XEP-0077 registration, and the peer address is allowed)
+    preauth_iq_allowed: Callable[[C2SStream, str], bool] = field(
+        default=lambda stream, tag: False)
     # "tcp", "websocket" (RFC 7395) or "bosh" (XEP-0206); see the module docstring
     framing: Literal["tcp", "websocket", "bosh"] = "tcp"
 
@@ -222,6 +224,14 @@ class C2SStream:
         if deadline is not None and now >= deadline:
             self.close(StreamError.connection_timeout("authentication took too long"))
 
+    def has_output(self) -> bool:
+        """Whether units wait in `take_output()`."""
+        return bool(self._out)
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "closed"
+
     def send_element(self, el: _E) -> None:
         if self.state != "closed":
             self._out.append(serialize(el))
@@ -283,6 +293,19 @@ class C2SStream:
         except SaslFailure as f:
             self._sasl_fail(f)
         self._drain_queue()
+
+    def credentials_unavailable(self) -> None:
+        """The credential look-up failed (storage down): <temporary-auth-failure/> (RFC 6120
+        §6.5.13), and the client may try again."""
+        if self.state != "sasl" or not self._waiting:
+            return
+        self._sasl_fail(SaslFailure("temporary-auth-failure"))
+        self._drain_queue()
+
+    def connection_lost(self) -> None:
+        """The transport is gone: nothing more is read or written."""
+        self.state = "closed"
+        self._queue.clear()
 
     def bind_succeeded(self, full: JID, iq_id: str) -> None:
         if self.state == "closed":
@@ -436,10 +459,9 @@ class C2SStream:
             self._waiting = True
             self._events.append(Nonza(el))
             return False
-        if (tag == "{%s}iq" % ns.CLIENT and not self.authenticated and self.host
-                and self.settings.preauth_iq_allowed(self)):
+        if tag == "{%s}iq" % ns.CLIENT and not self.authenticated and self.host:
             payload = iq.payload(el)
-            if payload is not None and payload.tag == "{%s}query" % ns.REGISTER:
+            if payload is not None and self.settings.preauth_iq_allowed(self, payload.tag):
                 if "from" in el.attrib:
                     del el.attrib["from"]
                 self._events.append(PreAuthIq(el, self.host))

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.config)
         if args.command == "check-config":
-            from xmppd.module import resolve
+            from xmppd.loader import resolve
             plan = resolve(config.modules)
             print(f"{config.path}: OK ({len(config.server.hosts)} host(s), "
                   f"{len(config.listeners)} listener(s), modules: "
@@ -104,19 +104,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(name)
             return 0
         if args.command == "register":
-            if _wait(server.register_user(args.user, args.host, _password(args.password))):
+            if _wait(server.accounts.register(args.user, args.host, _password(args.password))):
                 print(f"created {args.user}@{args.host}")
                 return 0
             print(f"xmppctl: {args.user}@{args.host} already exists", file=sys.stderr)
             return 1
         if args.command == "passwd":
-            if _wait(server.set_password(args.user, args.host, _password(args.password))):
+            if _wait(server.accounts.set_password(args.user, args.host, _password(args.password))):
                 print(f"password changed for {args.user}@{args.host}")
                 return 0
             print(f"xmppctl: no such user {args.user}@{args.host}", file=sys.stderr)
             return 1
         if args.command == "unregister":
-            if _wait(server.delete_user(args.user, args.host)):
+            if _wait(server.accounts.delete(args.user, args.host)):
                 print(f"deleted {args.user}@{args.host}")
                 return 0
             print(f"xmppctl: no such user {args.user}@{args.host}", file=sys.stderr)

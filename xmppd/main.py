@@ -1,4 +1,4 @@
-# tests: tests/integration/test_smoke.py
+# tests: tests/integration/test_ctl.py, tests/integration/test_core_slixmpp.py
 """`xmppd`: start the server from a config file (default conf/xmppd.toml)."""
 from __future__ import annotations
 

@@ -9,14 +9,16 @@
 - Message to a full JID → that session; if gone, chat/normal/headline follow the bare-JID rules
   (§8.5.3.2.1). To a bare JID: chat/normal → the available resource(s) of highest priority;
   headline → every available resource; groupchat → `<service-unavailable/>`; error → dropped
-  (§8.5.2.1.1). No available resource → the `message_offline` hook; unhandled →
-  `<service-unavailable/>` (until offline storage exists, §8.5.2.2.1).
+  (§8.5.2.1.1). No available resource → the `message_offline` hook (offline storage);
+  unhandled → `<service-unavailable/>` (§8.5.2.2.1).
 - Presence without `to` updates the session's availability, then the `presence_in` hook
   (presence module) broadcasts it; directed presence goes to the session or bare JID.
 - Service domains registered by modules (`ctx.service_domain`: MUC, upload) get every stanza
-  addressed to them; other remote domains → `<remote-server-not-found/>` (no s2s yet).
-A stanza is serialised once per delivery batch, not once per recipient, unless a `message_out`
-hook may rewrite it; `fan_out` (MUC rooms) splices each recipient's `to` into one serialisation.
+  addressed to them; other domains go to `remote` (federation) when set, else
+  `<remote-server-not-found/>`.
+A stanza is serialised once per delivery batch, not once per recipient; `fan_out` (MUC rooms)
+splices each recipient's `to` into one serialisation. `recipients(to, kind)` tells modules
+(carbons) who a message would reach.
 Presence from a local client to a service domain runs the sender host's `presence_in` first
 (directed presence, RFC 6121 §4.6). No database is touched to deliver to an online user.
 
@@ -38,11 +40,10 @@ from twisted.internet import defer
 
 from stanzas import ns
 from stanzas.errors import StanzaError, error_reply, escape_attr
-from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
 from stanzas.jid import JID, JIDError
-from xmppd.module import IqRequest, iq_error_from_reply
+from xmppd.router_iq import IqRouting
 from xmppd.xmlstream import serialize
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ _MESSAGE, _PRESENCE, _IQ = _C + "message", _C + "presence", _C + "iq"
 _PRIORITY = _C + "priority"
 
 
-class Router:
+class Router(IqRouting):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
@@ -197,28 +198,14 @@ class Router:
         kind = el.get("type") or "normal"
         if to.local is None:
             return None     # messages to the server itself: nothing here consumes them yet
-        if to.resource is not None:
-            target = self.sessions.get(to)
-            if target is not None:
-                return self._deliver([target], el, host, held)
-            if kind == "groupchat":
-                self._bounce(el, StanzaError.service_unavailable(), sender)
-                return None
-            if kind == "error":
-                return None
-        if kind == "error":
-            return None     # RFC 6121 §8.5.2.1.1: an error to a bare JID is silently ignored
+        targets = self.recipients(to, kind)
+        if targets:
+            return self._deliver(targets, el, host, held)
+        if kind == "error" or kind == "headline":
+            return None     # §8.5.2.1.1 / §8.5.2.2.1: errors ignored, headlines not stored
         if kind == "groupchat":
             self._bounce(el, StanzaError.service_unavailable(), sender)
             return None
-        targets = self.sessions.available(to.bare)
-        if targets:
-            if kind != "headline":
-                top = targets[0].priority
-                targets = [s for s in targets if s.priority == top]
-            return self._deliver(targets, el, host, held)
-        if kind == "headline":
-            return None     # §8.5.2.2.1: headlines are not stored or bounced
         ev = StanzaEvent(el, sender, to.bare, held=held)
         stored = host.hooks.run(hooks.message_offline, ev)
         if isinstance(stored, defer.Deferred):
@@ -233,23 +220,28 @@ class Router:
 
     def _deliver(self, targets: list[Session], el: _E, host: Host,
                  held: _Held = None) -> _Done:
-        if el.tag == _MESSAGE and host.hooks.has(hooks.message_out):
-            from copy import deepcopy
-            waits: list[defer.Deferred[Any]] = []
-            for s in targets:
-                mine = deepcopy(el) if len(targets) > 1 else el
-                stopped = host.hooks.run(hooks.message_out,
-                                         StanzaEvent(mine, JID.parse(el.get("from") or ""),
-                                                     s.jid, s, mutable=True, held=held))
-                if isinstance(stopped, defer.Deferred):
-                    waits.append(stopped.addCallback(_send_unless_stopped, s, mine))
-                elif not stopped:
-                    s.send_element(mine)
-            return defer.gatherResults(waits) if waits else None
         data = serialize(el)
         for s in targets:
             s.send_bytes(data)
         return None
+
+    def recipients(self, to: JID, kind: str) -> list[Session]:
+        """The local sessions a message of type `kind` to `to` reaches now (RFC 6121 §8.5): the
+        full JID's session, else for chat/normal the available resources of highest priority,
+        for headline all available ones; none for groupchat and error to a bare JID."""
+        if to.resource is not None:
+            target = self.sessions.get(to)
+            if target is not None:
+                return [target]
+            if kind in ("groupchat", "error"):
+                return []
+        if kind in ("groupchat", "error"):
+            return []
+        targets = self.sessions.available(to.bare)
+        if targets and kind != "headline":
+            top = targets[0].priority
+            targets = [s for s in targets if s.priority == top]
+        return targets
 
     def fan_out(self, el: _E, recipients: Sequence[JID]) -> None:
         """Deliver `el` (its `from` set, no `to`) to every full JID in `recipients`, each copy
@@ -258,20 +250,18 @@ class Router:
         The stanza is serialised once; per recipient only `to` is spliced into the start tag
         (DESIGN.md hot path). A recipient's host runs its `user_inbound` hooks on the shared
         element (read-only; it has no `to`, `ev.to` is the recipient). Recipients not connected
-        here, and hosts with `message_out` hooks (which may rewrite), get their own routed copy.
+        here get their own routed copy.
         """
         if el.get("to") is not None:
             del el.attrib["to"]
         self.routed += len(recipients)
         sender = JID.parse(el.get("from") or "")
-        is_message = el.tag == _MESSAGE
         data: bytes | None = None
         cut = 0
         for to in recipients:
             host = self.server.hosts.get(to.domain)
             session = self.sessions.get(to) if host is not None else None
-            if session is None or host is None or (is_message and
-                                                   host.hooks.has(hooks.message_out)):
+            if session is None or host is None:
                 mine = deepcopy(el)
                 mine.set("to", str(to))
                 self._route(mine, None)
@@ -337,91 +327,6 @@ class Router:
             data = serialize(el)
             for s in targets:
                 s.send_bytes(data)
-
-    # -- IQs -------------------------------------------------------------------------------
-    def _iq(self, el: _E, sender: JID, to: JID, host: Host, session: Session | None) -> None:
-        kind = el.get("type")
-        if kind in ("result", "error"):
-            self._iq_response(el, to, host)
-            return
-        if kind not in ("get", "set") or not el.get("id"):
-            self._bounce(el, StanzaError.bad_request("an IQ needs an id and a type"), sender)
-            return
-        if to.resource is not None:
-            target = self.sessions.get(to)
-            if target is None:
-                self._bounce(el, StanzaError.service_unavailable(), sender)
-            else:
-                target.send_element(el)
-            return
-        payload = next((c for c in el if isinstance(c.tag, str)), None)
-        if payload is None:
-            self._bounce(el, StanzaError.bad_request("an IQ get/set has one child"), sender)
-            return
-        handler = None
-        if to.local is None:
-            handler = host.iq_handlers.get((kind, "host", payload.tag))
-        else:
-            if to.bare == sender.bare:
-                handler = host.iq_handlers.get((kind, "self", payload.tag))
-            if handler is None:
-                handler = host.iq_handlers.get((kind, "bare", payload.tag))
-        if handler is None:
-            self._bounce(el, StanzaError.service_unavailable(), sender)
-            return
-        self.call_iq_handler(handler, IqRequest(el, sender, to, payload, session), self.route)
-
-    def call_iq_handler(self, handler: Any, req: IqRequest, reply_to: Any) -> None:
-        """Run an IQ handler; route its reply (or the error it raised) with `reply_to`."""
-        try:
-            result = handler(req)
-        except Exception as e:
-            self._iq_failed(e, req, reply_to)
-            return
-        if isinstance(result, defer.Deferred) or hasattr(result, "__await__"):
-            d = result if isinstance(result, defer.Deferred) else \
-                defer.Deferred.fromCoroutine(result)
-            d.addCallbacks(lambda reply: self._iq_replied(reply, req, reply_to),
-                           lambda f: self._iq_failed(f.value, req, reply_to))
-            return
-        self._iq_replied(result, req, reply_to)
-
-    def _iq_replied(self, reply: Any, req: IqRequest, reply_to: Any) -> None:
-        if not isinstance(reply, etree._Element):
-            log.error("IQ handler returned %r for %s", reply, summary(req.stanza))
-            self._iq_failed(RuntimeError("no reply"), req, reply_to)
-            return
-        if reply.get("from") is None:
-            reply.set("from", str(req.to))
-        reply_to(reply)
-
-    def _iq_failed(self, exc: BaseException, req: IqRequest, reply_to: Any) -> None:
-        if isinstance(exc, StanzaError):
-            err = exc
-        elif isinstance(exc, StorageError):
-            err = StanzaError.internal_server_error(type="wait")
-            log.warning("storage failed for %s: %s", summary(req.stanza), exc)
-        else:
-            err = StanzaError.internal_server_error()
-            log.error("IQ handler failed on %s", summary(req.stanza),
-                      exc_info=(type(exc), exc, exc.__traceback__))
-        reply = error_reply(req.stanza, err)
-        if reply.get("from") is None:
-            reply.set("from", str(req.to))
-        reply_to(reply)
-
-    def _iq_response(self, el: _E, to: JID, host: Host) -> None:
-        if to.resource is None or to.local is None:
-            waiter = host.pending_iqs.pop((str(to), el.get("id") or ""), None)
-            if waiter is not None and not waiter.called:
-                if el.get("type") == "result":
-                    waiter.callback(el)
-                else:
-                    waiter.errback(iq_error_from_reply(el))
-            return
-        target = self.sessions.get(to)
-        if target is not None:
-            target.send_element(el)
 
     # -- errors ----------------------------------------------------------------------------
     def _bounce(self, el: _E, error: StanzaError, sender: JID) -> None:

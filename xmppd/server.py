@@ -1,60 +1,39 @@
-# tests: tests/core/test_router.py, tests/integration/test_core_slixmpp.py
+# tests: tests/core/test_router.py, tests/core/test_module.py, tests/integration/test_core_slixmpp.py
 """The server: virtual hosts, their modules, the session manager, the router and the stores.
 
 One `Server` per process. Each virtual host has its own hook registry, IQ handler table, disco
-features and module instances (STYLE §2). Account operations live here because the CLI,
-XEP-0077 and the admin commands all need the same steps (credentials, hooks, kicking sessions).
+features and items, output filters and module instances (STYLE §2); modules reach all of it
+through their `ModuleContext` only. Stores are built on first use (storage/stores.py), so the
+core builds none for a feature whose module is not loaded. Account operations live in
+xmppd/accounts.py (shared by xmppctl, XEP-0077 and admin commands).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from lxml import etree
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
-from stanzas.errors import StreamError
-from storage.accounts import AccountStore, SqlAccountStore
-from storage.archive import ArchiveStore, SqlArchiveStore
+from stanzas.errors import StanzaError, StreamError
 from storage.cache import Cache
 from storage.db import Database
-from storage.kv import CachedKeyValueStore, KeyValueStore, SqlKeyValueStore
-from storage.last import CachedLastActivityStore, LastActivityStore, SqlLastActivityStore
-from storage.muc import MucStore, SqlMucStore
-from storage.offline import OfflineStore, SqlOfflineStore
-from storage.pubsub import PubsubStore, SqlPubsubStore
-from storage.roster import CachedRosterStore, RosterStore, SqlRosterStore
-from xmppd import hooks
+from storage.stores import Stores
+from xmppd.accounts import Accounts
 from xmppd.clock import Clock
 from xmppd.config import Config
-from xmppd.hooks import HookRegistry, UserEvent
-from stanzas.jid import JID, JIDError, nodeprep
-from xmppd.module import Module, ModuleContext, resolve
+from xmppd import hooks
+from xmppd.hooks import HookRegistry, ServerStopping
+from xmppd.loader import resolve
+from xmppd.module import HttpEndpoint, Module, ModuleContext
 from xmppd.router import Router
-from xmppd.sasl import derive_all
 from xmppd.sessions import SessionManager
 
 if TYPE_CHECKING:
-    pass
+    from xmppd.listeners.session import InputObserver, OutputFilter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stores:
-    """Typed stores modules reach as `ctx.stores.<feature>` (STYLE §2)."""
-    db: Database
-    cache: Cache
-    accounts: AccountStore
-    kv: KeyValueStore             # small per-user documents (vCard, blocking list), cached
-    roster: RosterStore           # rosters and subscription states (RFC 6121), cached
-    last: LastActivityStore       # XEP-0012 last seen, cached
-    offline: OfflineStore         # XEP-0160 offline messages (written by group commit)
-    archive: ArchiveStore         # XEP-0313 archives and XEP-0441 prefs (group commit)
-    pubsub: PubsubStore           # XEP-0163 PEP nodes, items, explicit subscriptions
-    muc: MucStore                 # XEP-0045 rooms and affiliations, room archives
 
 
 class Host:
@@ -67,14 +46,33 @@ class Host:
         self.iq_handlers: dict[tuple[str, str, str], Callable[..., Any]] = {}
         self.features: dict[str, list[str]] = {"host": [], "account": []}
         self.identities: list[tuple[str, str, str]] = []
+        self.items: list[tuple[str, str]] = []            # disco#items of the host: (jid, name)
         self.stream_features: dict[str, list[Callable[[Any], etree._Element | None]]] = {
             "preauth": [], "session": []}
         self.preauth_policies: list[Callable[[str | None], bool]] = []
+        self.output_filters: list[tuple[int, int, OutputFilter]] = []
+        self.input_observers: list[InputObserver] = []
         self.pending_iqs: dict[tuple[str, str], defer.Deferred[Any]] = {}
+        self.iq_targets: dict[tuple[str, str], str] = {}     # pending IQ -> its 'to'
         self.services: dict[type, object] = {}
         self.idle_interval: float | None = None     # see ModuleContext.on_idle
         self.modules: dict[str, Module[Any]] = {}
         self.contexts: list[ModuleContext[Any]] = []
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def recipient_gone(self, jid: str) -> None:
+        """A client session ended: the server's IQs waiting for its answer get
+        <service-unavailable/> now (what the router answers for a gone full JID)."""
+        gone = [k for k, to in self.iq_targets.items() if to == jid]
+        for key in gone:
+            del self.iq_targets[key]
+            d = self.pending_iqs.pop(key, None)
+            if d is not None and not d.called:
+                d.errback(StanzaError.service_unavailable())
 
     def stream_features_for(self, stage: str, stream: Any) -> list[etree._Element]:
         out = []
@@ -88,7 +86,11 @@ class Host:
                 out.append(el)
         return out
 
-    def preauth_allowed(self, peer_ip: str | None) -> bool:
+    def preauth_allowed(self, peer_ip: str | None, tag: str) -> bool:
+        """May an IQ with payload `tag` come before authentication from `peer_ip`? Only if a
+        module handles it `to="preauth"` and a module's policy allows the peer."""
+        if not any(k[1] == "preauth" and k[2] == tag for k in self.iq_handlers):
+            return False
         return any(policy(peer_ip) for policy in self.preauth_policies)
 
 
@@ -101,18 +103,16 @@ class Server:
         self.started_at = self.clock.now()
         self.db = db
         self.cache = cache
-        self.stores = Stores(db=db, cache=cache, accounts=SqlAccountStore(db),
-                             kv=CachedKeyValueStore(SqlKeyValueStore(db), cache),
-                             roster=CachedRosterStore(SqlRosterStore(db), cache),
-                             last=CachedLastActivityStore(SqlLastActivityStore(db), cache),
-                             offline=SqlOfflineStore(db), archive=SqlArchiveStore(db),
-                             pubsub=SqlPubsubStore(db),
-                             muc=SqlMucStore(db))
+        self.stores = Stores(db, cache)
         self.sessions = SessionManager(
             max_sessions_per_user=config.limits.max_sessions_per_user)
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}
+        self.local_domains = frozenset(self.hosts)
+        self.accounts = Accounts(self)
         self.router = Router(self)
         self.connections: set[Any] = set()      # every live C2S connection, bound or not
+        # HTTP listeners started for this server (xmppd/listeners/http.py), in config order
+        self.http_listeners: list[Any] = []
         self.s2s: Any = None    # federation and components (xmppd/s2s/service.py), if configured
 
     def load_modules(self) -> None:
@@ -124,7 +124,19 @@ class Server:
                 host.contexts.append(ctx)
                 host.modules[cls.name] = cls(ctx)
 
+    def http_endpoints(self, host: str) -> list[HttpEndpoint]:
+        """The HTTP listeners as clients of `host` reach them, TLS first."""
+        found = [HttpEndpoint(lst.base_url(host=host), lst.secure, lst.config.upload_path)
+                 for lst in self.http_listeners]
+        return sorted(found, key=lambda e: not e.secure)
+
     async def stop(self) -> None:
+        """Goodbyes (`server_stopping`) while clients are connected, then every client
+        stream closes with <system-shutdown/>, then modules stop and are unloaded."""
+        for host in self.hosts.values():
+            done = host.hooks.run(hooks.server_stopping, ServerStopping(host.name))
+            if isinstance(done, defer.Deferred):
+                await done
         for conn in list(self.connections):
             conn.close(StreamError.system_shutdown())
         for host in self.hosts.values():
@@ -137,60 +149,3 @@ class Server:
                 ctx.close()
             host.modules.clear()
             host.contexts.clear()
-
-    # -- accounts --------------------------------------------------------------------------
-    def account_jid(self, username: str, host: str) -> JID:
-        """The prepared bare JID for `username` on our `host`; raises ValueError if invalid."""
-        if host not in self.hosts:
-            raise ValueError(f"{host!r} is not a virtual host of this server")
-        try:
-            jid = JID.of(nodeprep(username), host)
-        except JIDError as e:
-            raise ValueError(f"invalid username {username!r}: {e}") from None
-        if not jid.local:
-            raise ValueError("the username must not be empty")
-        return jid
-
-    async def register_user(self, username: str, host: str, password: str) -> bool:
-        """Create an account; False if it exists. Raises ValueError for a bad name/password."""
-        jid = self.account_jid(username, host)
-        if not password:
-            raise ValueError("the password must not be empty")
-        creds = derive_all(password, self.config.auth.scram_iterations)
-        assert jid.local is not None
-        created = await self.stores.accounts.create(jid.local, host, creds, self.clock.now())
-        if created:
-            await _settle(self.hosts[host].hooks.run(hooks.user_registered, UserEvent(jid)))
-        return created
-
-    async def set_password(self, username: str, host: str, password: str) -> bool:
-        jid = self.account_jid(username, host)
-        if not password:
-            raise ValueError("the password must not be empty")
-        creds = derive_all(password, self.config.auth.scram_iterations)
-        assert jid.local is not None
-        return await self.stores.accounts.set_credentials(jid.local, host, creds)
-
-    async def delete_user(self, username: str, host: str) -> bool:
-        """Delete an account and its data; its sessions are closed with <not-authorized/>."""
-        jid = self.account_jid(username, host)
-        assert jid.local is not None
-        deleted = await self.stores.accounts.delete(jid.local, host)
-        if deleted:
-            for s in self.sessions.resources(jid):
-                s.close(StreamError.not_authorized("this account was deleted"))
-            await _settle(self.hosts[host].hooks.run(hooks.user_deleted, UserEvent(jid)))
-        return deleted
-
-    async def user_exists(self, jid: JID) -> bool:
-        if jid.local is None or jid.domain not in self.hosts:
-            return False
-        if self.sessions.resources(jid.bare):
-            return True
-        return await self.stores.accounts.get(jid.local, jid.domain) is not None
-
-
-async def _settle(result: bool | defer.Deferred[bool]) -> bool:
-    if isinstance(result, defer.Deferred):
-        return await result
-    return result

@@ -12,7 +12,7 @@ Not here: presence broadcast (modules/presence.py), the Twisted session object (
 from __future__ import annotations
 
 import secrets
-from typing import Protocol
+from typing import Any, Callable, Generic, Protocol, TypeVar, overload
 
 from lxml import etree
 
@@ -20,16 +20,75 @@ from stanzas.errors import StanzaError, StreamError
 from stanzas.jid import JID, JIDError
 
 
+T = TypeVar("T")
+
+
+class SessionKey(Generic[T]):
+    """A typed slot of per-session state owned by a module (`session.get(KEY)`).
+
+    `resumable`: the value moves to the new connection when XEP-0198 resumes the session
+    (carbons on, joined rooms); False for per-connection state (XEP-0352 starts active again).
+    Keys compare by identity: declare each once, at module level.
+    """
+    __slots__ = ("name", "resumable")
+
+    def __init__(self, name: str, *, resumable: bool = True) -> None:
+        self.name = name
+        self.resumable = resumable
+
+    def __repr__(self) -> str:
+        return f"SessionKey({self.name})"
+
+
+class SessionState:
+    """The per-session slots (mixed into every session the router knows)."""
+    _state: dict[SessionKey[Any], Any]
+
+    @overload
+    def get(self, key: SessionKey[T]) -> T | None: ...
+    @overload
+    def get(self, key: SessionKey[T], default: T) -> T: ...
+
+    def get(self, key: SessionKey[T], default: T | None = None) -> T | None:
+        return self._state.get(key, default)
+
+    def set(self, key: SessionKey[T], value: T) -> None:
+        self._state[key] = value
+
+    def pop(self, key: SessionKey[T]) -> T | None:
+        return self._state.pop(key, None)   # type: ignore[no-any-return]
+
+    def setdefault(self, key: SessionKey[T], make: Callable[[], T]) -> T:
+        found = self._state.get(key)
+        if found is None:
+            found = self._state[key] = make()
+        return found
+
+    def move_state(self, old: SessionState) -> None:
+        """XEP-0198 resumption: take `old`'s resumable slots."""
+        self._state.update((k, v) for k, v in old._state.items() if k.resumable)
+        old._state = {}
+
+
 class Session(Protocol):
-    """What the router needs of a connected, bound client (xmppd/listeners/c2s.py)."""
+    """What the router and modules use of a connected, bound client
+    (xmppd/listeners/session.py `ClientSession`; the harness runs the same class)."""
     jid: JID                       # full JID once bound
     priority: int                  # from the last available presence (RFC 6121 §4.7.2.3)
     available: bool                # sent available presence and not unavailable since
     presence: etree._Element | None
+    peer_ip: str | None
 
     def send_bytes(self, data: bytes) -> None: ...
     def send_element(self, el: etree._Element) -> None: ...
     def close(self, error: StreamError | None = None) -> None: ...
+    @overload
+    def get(self, key: SessionKey[T]) -> T | None: ...
+    @overload
+    def get(self, key: SessionKey[T], default: T) -> T: ...
+    def set(self, key: SessionKey[T], value: T) -> None: ...
+    def pop(self, key: SessionKey[T]) -> T | None: ...
+    def setdefault(self, key: SessionKey[T], make: Callable[[], T]) -> T: ...
 
 
 class SessionManager:

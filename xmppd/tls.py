@@ -1,4 +1,4 @@
-# tests: tests/core/test_tls.py
+# tests: tests/core/test_tlslayer.py, tests/core/test_config.py
 """TLS contexts for listeners, and a self-signed certificate for development start-ups.
 
 - TLS 1.2+ only (RFC 7590 §3.1 recommends against older versions), the platform's default

@@ -106,6 +106,8 @@ class XmlStreamParser:
     stream raises them after authentication). `restarts` counts the internal rebuilds.
     """
 
+    _root: _E | None          # the stream (or synthetic) root, once parsed
+
     def __init__(self, *, max_stanza_size: int = 262144, max_depth: int = 64,
                  content_ns: str = ns.CLIENT, max_elements: int | None = None,
                  framing: Literal["stream", "websocket"] = "stream",
@@ -142,7 +144,7 @@ class XmlStreamParser:
         self._parser = etree.XMLPullParser(
             events=("start", "end"), encoding="utf-8", resolve_entities=False, no_network=True,
             load_dtd=False, huge_tree=False, remove_comments=False, remove_pis=False)
-        self._root: _E | None = None
+        self._root = None
         self._depth = 0
         self._elements = 0
         self._pending = 0           # bytes counted against max_stanza_size (module docstring)

@@ -36,8 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from modules.disco import Disco
 from modules.muc.config import Limits
+from xmppd import hooks
 from modules.muc.service import MucService, Policy
 from xmppd.config import ConfigError
 from stanzas.jid import JID, JIDError
@@ -79,12 +79,8 @@ class Muc(Module[MucOptions]):
             ctx, domain, Limits(o.max_occupants, o.max_occupants_limit, o.history,
                                 o.history_limit), Policy(o.create_rooms, admins, o.name))
         ctx.service_domain(domain, self.service.receive)
-        # XEP-0045 §6.1: the host's disco#items lists its MUC service.
-        self.disco = ctx.service(Disco)
-        self.item = (domain, o.name)
-        self.disco.items.append(self.item)
+        ctx.disco_item(domain, o.name)      # XEP-0045 §6.1: the host lists its MUC service
+        ctx.hook(hooks.server_stopping, lambda ev: self.service.shutting_down())
 
     async def stop(self) -> None:
-        if self.item in self.disco.items:
-            self.disco.items.remove(self.item)
         await self.service.stop()

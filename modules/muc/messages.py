@@ -264,8 +264,8 @@ async def invite(room: Room, el: etree._Element, sender: JID, occ: Occupant | No
         except JIDError:
             room.refuse(el, StanzaError.jid_malformed("invite whom?"))
             return
-        if target.local is None or (target.domain in room.service.ctx.server.hosts and
-                                    not await room.service.ctx.server.user_exists(target)):
+        if target.local is None or (target.domain in room.service.ctx.local_domains and
+                                    not await room.service.ctx.user_exists(target)):
             room.refuse(el, StanzaError.item_not_found(f"no user {target.bare}"))
             return
         if room.affiliation(target) == "outcast" and rank < ADMIN:

@@ -107,7 +107,6 @@ class MucService:
         self.limits = limits
         self.policy = policy
         self.store: MucStore = ctx.stores.muc
-        self.router = ctx.server.router
         self.rooms: dict[JID, Room] = {}
         self.loading: dict[JID, list[tuple[etree._Element, JID, JID]]] = {}
         self.writer = ArchiveWriter(self.store, ctx)
@@ -121,7 +120,7 @@ class MucService:
         self.ctx.send(stanza)
 
     def fan_out(self, stanza: etree._Element, recipients: list[JID]) -> None:
-        self.router.fan_out(stanza, recipients)
+        self.ctx.fan_out(stanza, recipients)
 
     def _run(self, result: Any, what: str) -> None:
         if isinstance(result, Coroutine):
@@ -213,7 +212,7 @@ class MucService:
         if self.policy.create_rooms == "anyone":
             return True
         if self.policy.create_rooms == "local":
-            return sender.domain in self.ctx.server.hosts
+            return sender.domain in self.ctx.local_domains
         return sender.bare in self.policy.admins
 
     def create(self, el: etree._Element, sender: JID, to: JID) -> None:
@@ -252,7 +251,7 @@ class MucService:
         if handler is None or payload is None:
             self.send(codec.error(el, StanzaError.service_unavailable(), self.jid))
             return
-        self.router.call_iq_handler(handler, IqRequest(el, sender, to, payload), self.send)
+        self.ctx.call_iq(handler, IqRequest(el, sender, to, payload), self.send)
 
     def service_info(self, req: IqRequest) -> iq.Reply:
         if req.payload.get("node"):
@@ -342,7 +341,7 @@ class MucService:
                 finally:
                     self.vacated(room)
             return then()
-        self.router.call_iq_handler(call, IqRequest(el, sender, to, payload), self.send)
+        self.ctx.call_iq(call, IqRequest(el, sender, to, payload), self.send)
 
     def room_info(self, room: Room, req: IqRequest) -> iq.Reply:
         node = req.payload.get("node")
@@ -437,11 +436,15 @@ class MucService:
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
 
-    async def stop(self) -> None:
-        """§11.2: occupants hear 332 at shutdown; archive writes are flushed."""
+    def shutting_down(self) -> None:
+        """§11.2: occupants hear 332 when the service shuts down."""
         for room in list(self.rooms.values()):
             room.destroy(None, None, None, codes=(332,))
         self.rooms.clear()
+
+    async def stop(self) -> None:
+        """Archive writes are flushed."""
+        self.shutting_down()
         await self.writer.settled()
         for d in list(self.writes.values()):
             await d

@@ -44,13 +44,14 @@ from storage.roster import RosterItem
 from xmppd import hooks
 from xmppd.hooks import PepEvent, PresenceQuery
 from stanzas.jid import JID
-from xmppd.module import ModuleContext
+from xmppd.module import ModuleContext, SessionKey
 
 T = TypeVar("T")
 _C = "{%s}" % ns.CLIENT
 _EV = "{%s}" % NS_EVENT
 NS_ADDRESS = ns.ADDRESS
-SENT = "pep.sent"       # session.extra: owners whose last items it got since initial presence
+# owners whose last items the session got since its initial presence
+SENT: SessionKey[set[JID]] = SessionKey("pep.sent")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           remove_comments=True, remove_pis=True)
 
@@ -85,7 +86,6 @@ class PepService:
         self.ctx = ctx
         self.options = ctx.options
         self.store = ctx.stores.pubsub
-        self.hooks = ctx.server.hosts[ctx.host].hooks
         self.roster = ctx.service(RosterService)
         self.caps = ctx.service(CapsService)
         self.defaults = NodeConfig()
@@ -118,7 +118,7 @@ class PepService:
         return pubsub_error("not-authorized", "not-in-roster-group")    # §6.5.7
 
     async def _may_see(self, owner: JID, asker: JID) -> bool:
-        allowed = self.hooks.fold(hooks.may_see_presence, PresenceQuery(owner, asker), False)
+        allowed = self.ctx.fold(hooks.may_see_presence, PresenceQuery(owner, asker), False)
         if isinstance(allowed, defer.Deferred):
             allowed = await allowed
         return bool(allowed)
@@ -385,15 +385,15 @@ class PepService:
         user = session.jid.bare
         new, old = interest(ev.new), interest(ev.old)
         if ev.initial:
-            session.extra[SENT] = set()
+            session.set(SENT, set())
         added = new if ev.initial else new - old
         owners: list[JID] = []
         if added:
             roster = await self.roster.roster(user)
             owners = [user] + [i.contact for i in roster.items.values()
-                               if has_to(i) and i.contact.domain in self.ctx.server.hosts
+                               if has_to(i) and i.contact.domain in self.ctx.local_domains
                                and i.contact.local is not None]
-            sent = session.extra.setdefault(SENT, set())
+            sent = session.setdefault(SENT, set)
             sent.update(owners)
             by_owner: dict[JID, list[LastItem]] = defaultdict(list)
             for li in await self.store.last_items(owners):
@@ -420,12 +420,11 @@ class PepService:
         if ev.session is not None or ev.stanza.get("type") is not None:
             return None
         owner, user = ev.sender.bare, ev.to.bare
-        if owner == user or owner.local is None or owner.domain not in self.ctx.server.hosts:
+        if owner == user or owner.local is None or owner.domain not in self.ctx.local_domains:
             return None
         targets = []
         for s in self.ctx.sessions.resources(user):
-            extra: dict[str, Any] = getattr(s, "extra", {})
-            sent = extra.get(SENT) if s.available else None
+            sent = s.get(SENT) if s.available else None
             if sent is not None and owner not in sent:
                 nodes = interest(self.caps.features(s.jid))
                 if nodes:
@@ -447,13 +446,11 @@ class PepService:
 
     def _peer(self, domain: str) -> PepService | None:
         """The PEP service of the owner's host (access follows the owner's rules)."""
-        host = self.ctx.server.hosts.get(domain)
-        found = host.services.get(PepService) if host is not None else None
-        return found if isinstance(found, PepService) else None
+        return self.ctx.service_on(domain, PepService)
 
     # -- helpers ---------------------------------------------------------------------------
     async def _changed(self, ev: PepEvent) -> None:
-        result = self.hooks.run(hooks.pep_changed, ev)
+        result = self.ctx.run(hooks.pep_changed, ev)
         if isinstance(result, defer.Deferred):
             await result
 

@@ -75,8 +75,8 @@ class RosterModule(Module[RosterOptions]):
         self.ctx = ctx
         self.options = ctx.options
         self.service = RosterService(ctx, ctx.stores.roster)
-        self.hooks = ctx.server.hosts[ctx.host].hooks
         ctx.provide(self.service)
+        ctx.provide(self)       # peers on other local hosts take inbound subscriptions
         ctx.iq_get(ns.ROSTER, "query", self.get, to=("self", "bare"))
         ctx.iq_set(ns.ROSTER, "query", self.set, to=("self", "bare"))
         ctx.stream_feature(lambda stream: iq.empty(ROSTERVER, "ver"))
@@ -92,8 +92,8 @@ class RosterModule(Module[RosterOptions]):
         user = req.sender.bare
         if req.to.bare != user:
             raise StanzaError.forbidden("that is someone else's roster")       # §2.3.3
-        if req.session is not None and hasattr(req.session, "extra"):
-            req.session.extra[INTERESTED] = True                                # §2.1.6
+        if req.session is not None:
+            req.session.set(INTERESTED, True)                                # §2.1.6
         # Under the user's lock: a get right after a set sees the set (RFC 6120 §10.1 order).
         roster = await self.service.settled(user)
         ver = req.payload.get("ver")
@@ -234,7 +234,7 @@ class RosterModule(Module[RosterOptions]):
             return
         if user.local is None or sender == user:
             return
-        if not self.ctx.sessions.resources(user) and not await self.ctx.server.user_exists(user):
+        if not self.ctx.sessions.resources(user) and not await self.ctx.user_exists(user):
             if kind == "subscribe":     # RFC 6121 §8.5.1 / §3.1.3: no such user
                 self.ctx.send(_subscription("unsubscribed", user, sender))
             return
@@ -282,9 +282,7 @@ class RosterModule(Module[RosterOptions]):
             await peer.inbound(stanza)
 
     def _module_for(self, domain: str) -> RosterModule | None:
-        host = self.ctx.server.hosts.get(domain)
-        found = host.modules.get(self.name) if host is not None else None
-        return found if isinstance(found, RosterModule) else None
+        return self.ctx.service_on(domain, RosterModule)
 
     def _deliver(self, user: JID, stanza: etree._Element) -> None:
         """To every available resource (§3.1.3); offline requests stay pending (pending-in)
@@ -296,7 +294,7 @@ class RosterModule(Module[RosterOptions]):
                 s.send_bytes(data)
 
     def _send_presence(self, user: JID, contact: JID) -> None:
-        allowed = self.hooks.fold(hooks.may_see_presence, PresenceQuery(user, contact), False)
+        allowed = self.ctx.fold(hooks.may_see_presence, PresenceQuery(user, contact), False)
         if isinstance(allowed, defer.Deferred):
             def then(ok: bool) -> None:
                 if ok:

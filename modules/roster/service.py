@@ -19,10 +19,11 @@ from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.roster import Roster, RosterItem, RosterStore, Subscription
 from stanzas.jid import JID
-from xmppd.module import ModuleContext
+from xmppd.module import ModuleContext, SessionKey
 
 _Q = "{%s}" % ns.ROSTER
-INTERESTED = "roster.interested"        # session.extra key: the session asked for the roster
+# the session asked for the roster: it gets roster pushes (RFC 6121 §2.1.6)
+INTERESTED: SessionKey[bool] = SessionKey("roster.interested")
 
 
 def _visible(item: RosterItem | None) -> tuple[object, ...] | None:
@@ -129,7 +130,7 @@ class RosterService:
     def push(self, user: JID, contact: JID, item: RosterItem | None, version: int) -> None:
         """Roster push (§2.1.6) to every interested resource; `item` None means removed."""
         for s in self._ctx.sessions.resources(user):
-            if getattr(s, "extra", {}).get(INTERESTED):
+            if s.get(INTERESTED):
                 q = iq.empty(ns.ROSTER, "query")
                 q.set("ver", str(version))
                 q.append(item_element(item) if item is not None else

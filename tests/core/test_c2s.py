@@ -416,7 +416,7 @@ def test_starttls_when_tls_is_off_fails_and_closes() -> None:
 ], ids=["stanza", "auth", "register"])
 def test_anything_but_starttls_first_is_not_authorized(element: str) -> None:
     # RFC 6120 §5.3.1: with TLS mandatory, nothing else is processed before it.
-    c = Client(settings(preauth_iq_allowed=lambda s: True))
+    c = Client(settings(preauth_iq_allowed=lambda s, tag: True))
     c.open()
     c.send(element)
     c.closed_with("not-authorized")
@@ -729,7 +729,7 @@ def test_preauth_stanza_over_8_kib_is_a_policy_violation() -> None:
 
 
 def test_preauth_stanza_with_too_many_elements_is_a_policy_violation() -> None:
-    c = Client(settings(preauth_iq_allowed=lambda s: True))
+    c = Client(settings(preauth_iq_allowed=lambda s, tag: True))
     c.starttls()
     c.send("<iq type='set' id='r'><query xmlns='jabber:iq:register'>" + "<x/>" * 40
            + "</query></iq>")
@@ -1001,9 +1001,9 @@ def test_session_features_are_offered_with_bind() -> None:
 def test_preauth_register_iq_is_handed_out_when_allowed() -> None:
     seen: list[C2SStream] = []
 
-    def allowed(stream: C2SStream) -> bool:
+    def allowed(stream: C2SStream, tag: str) -> bool:
         seen.append(stream)
-        return True
+        return tag == "{jabber:iq:register}query"
 
     c = Client(settings(preauth_iq_allowed=allowed))
     c.starttls()
@@ -1025,7 +1025,8 @@ def test_preauth_register_iq_is_not_authorized_when_not_allowed() -> None:
 
 
 def test_preauth_iq_other_than_register_is_not_authorized() -> None:
-    c = Client(settings(preauth_iq_allowed=lambda s: True))
+    # Only payloads a module allows before authentication (here: XEP-0077) are handed out.
+    c = Client(settings(preauth_iq_allowed=lambda s, tag: tag == "{jabber:iq:register}query"))
     c.starttls()
     c.send("<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
     c.closed_with("not-authorized")

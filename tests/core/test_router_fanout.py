@@ -102,18 +102,19 @@ def test_fan_out_runs_user_inbound_per_recipient(make_harness: Callable[..., Har
     bob.expect_nothing()
 
 
-def test_fan_out_gives_message_out_hooks_their_own_copy(
+def test_fan_out_hands_output_filters_each_recipients_own_copy(
         make_harness: Callable[..., Harness]) -> None:
+    # Replaces the test of the removed `message_out` hook: per-recipient output handling
+    # (XEP-0198, XEP-0352) now sees each recipient's copy, its `to` spliced in.
     h = make_harness(modules={"disco": {}})
     alice, bob = h.login("alice@example.org/a"), h.login("bob@example.org/x")
+    seen: list[tuple[str, str | None]] = []
 
-    def stamp(ev: hooks.StanzaEvent) -> None:
-        etree.SubElement(ev.stanza, "{urn:test}seen", to=str(ev.to))
-    h.server.hosts["example.org"].hooks.add(hooks.message_out, stamp)
+    def watch(session: Any, data: bytes) -> bool:
+        seen.append((str(session.jid), etree.fromstring(data).get("to")))
+        return False
+    h.server.hosts["example.org"].output_filters.append((50, 0, watch))
     h.server.router.fan_out(groupchat(), [alice.jid, bob.jid])
-    alice.expect("<message from='room@chat.example.org/bob' to='alice@example.org/a' "
-                 "type='groupchat' id='m1'><body>{any}</body>"
-                 "<seen xmlns='urn:test' to='alice@example.org/a'/></message>")
-    bob.expect("<message from='room@chat.example.org/bob' to='bob@example.org/x' "
-               "type='groupchat' id='m1'><body>{any}</body>"
-               "<seen xmlns='urn:test' to='bob@example.org/x'/></message>")
+    assert seen == [("alice@example.org/a", "alice@example.org/a"),
+                    ("bob@example.org/x", "bob@example.org/x")]
+    assert len(alice.received()) == 1 and len(bob.received()) == 1

@@ -1,34 +1,51 @@
 # tests: xmppd/listeners/session.py, modules/stream_mgmt.py, modules/csi.py
-"""A client on a real `ClientSession` (xmppd/listeners/session.py) over a fake transport, in the
-in-memory harness: for what happens per connection — nonzas (XEP-0198, XEP-0352), a dropped
-socket, resumption on a new connection. Sends bytes as a client would, reads the output units
-back as elements, and compares them like `FakeSession.expect` ({any} wildcards).
+"""A client on a real `ClientSession` (xmppd/listeners/session.py) over a memory transport, in
+the in-memory harness: the same session code a TCP, WebSocket or BOSH connection runs. It logs
+in as a client would (stream header, SASL PLAIN, restart, bind, initial presence), sends bytes,
+and reads the output units back as elements, compared semantically ({any} wildcards).
 
-    c = StreamClient(h, "alice@example.org/phone")          # logged in, bound, available
-    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    c.expect("<enabled xmlns='urn:xmpp:sm:3' id='{any}' resume='true' max='300'/>")
-    c.drop()                                                 # the socket is gone
+    alice = h.login("alice@example.org/phone")             # logged in, bound, available
+    alice.send("<message to='bob@example.org'><body>hi</body></message>")
+    bob.expect("<message from='alice@example.org/phone' to='bob@example.org'>...</message>")
+
+    c = StreamClient(h, "alice@example.org/phone")          # for per-connection tests:
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")  # nonzas (XEP-0198, XEP-0352),
+    c.drop()                                                 # a dropped socket, resumption
+
+`h.login` clients behave like a connection whose socket closes when the server closes the
+stream (`closed`, `closed_with`); `StreamClient`s keep the socket until `drop()`.
 """
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from tests.harness.server import Harness, matches, parse
+from tests.harness.match import matches, parse
 from xmppd.listeners.c2s import c2s_settings
 from xmppd.listeners.session import ClientSession
+from xmppd.module import iq_error_from_reply
+
+if TYPE_CHECKING:
+    from tests.harness.server import Harness
 
 HEADER = ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
           " to='{host}' version='1.0'>")
-_WRAP = (b"<w xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>%s</w>")
+_WRAP = b"<w xmlns='jabber:client'>%s</w>"
+_WRAP_STREAM = (b"<w xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+                b"%s</w>")
+_STREAM_ERROR = "{http://etherx.jabber.org/streams}error"
 
 
-class FakeTransport:
+class MemoryTransport:
+    """What the session writes, kept as units; `close` may end the connection at once."""
+
     def __init__(self) -> None:
         self.units: list[bytes] = []
         self.closed = False
+        self.session: ClientSession | None = None
+        self.lose_on_close = False
 
     def send(self, units: list[bytes]) -> None:
         self.units.extend(units)
@@ -38,47 +55,67 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed = True
+        if self.lose_on_close and self.session is not None:
+            session, self.session = self.session, None
+            session.connection_lost()
 
 
-class StreamClient:
-    """One connection. `bind=False` stops after authentication (to send <resume/>)."""
+class StreamClient(ClientSession):
+    """One connection: a real `ClientSession` with the client's side added (it adds methods
+    only: the session logic is the server's). `bind=False` stops after authentication (to
+    send <resume/>)."""
 
     def __init__(self, h: Harness, jid: str, *, bind: bool = True, available: bool = True,
-                 password: str = "pw") -> None:
+                 password: str = "pw", lose_on_close: bool = False) -> None:
         self.h = h
         local, rest = jid.split("@", 1)
         host, _, resource = rest.partition("/")
-        self.jid = jid
+        self.label = jid
         h.user(f"{local}@{host}", password=password)
-        self.transport = FakeTransport()
-        self.session = ClientSession(h.server, c2s_settings(h.server, tls="required",
-                                                            tls_available=True),
-                                     self.transport, peer_ip="127.0.0.1", secure=True)
-        self.outbox: list[etree._Element] = []
+        self.wire = MemoryTransport()
+        super().__init__(h.server, c2s_settings(h.server, tls="required", tls_available=True),
+                         self.wire, peer_ip="127.0.0.1", secure=True)
+        self.wire.session = self
+        self._outbox: list[etree._Element] = []
         self.gone = False
+        self._closed_with: str | None = None
         h.streams.append(self)
         header = HEADER.format(host=host).encode()
-        self.session.data_received(header)
+        self.data_received(header)
         token = base64.b64encode(f"\0{local}\0{password}".encode()).decode()
-        self.session.data_received(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
-                                   f"mechanism='PLAIN'>{token}</auth>".encode())
-        self.session.data_received(header)
+        self.data_received(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                           f"mechanism='PLAIN'>{token}</auth>".encode())
+        self.data_received(header)
         # headers, <success/> and the features after authentication
         self.features = [e for e in self.received() if e.tag.endswith("}features")][-1]
         if bind:
-            self.session.data_received(
+            self.data_received(
                 f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
                 f"<resource>{resource}</resource></bind></iq>".encode())
-            self.expect("<iq type='result' id='bind'><bind xmlns="
-                        "'urn:ietf:params:xml:ns:xmpp-bind'><jid>{any}</jid></bind></iq>")
+            [answer] = self.received()
+            if answer.get("type") == "error":       # the bind was refused (RFC 6120 §7.6.2)
+                raise iq_error_from_reply(answer)
+            assert matches(parse("<iq type='result' id='bind'><bind xmlns="
+                                 "'urn:ietf:params:xml:ns:xmpp-bind'><jid>{any}</jid></bind>"
+                                 "</iq>"), answer) is None
             if available:
                 self.send("<presence/>")
                 self.received()
+        self.wire.lose_on_close = lose_on_close
+
+    @property
+    def session(self) -> StreamClient:
+        """The server side of this connection (the same object)."""
+        return self
 
     # -- client side -----------------------------------------------------------------------
     def send(self, xml: str) -> None:
         """Raw stream input (stanzas without xmlns are jabber:client, as on a real stream)."""
-        self.session.data_received(xml.encode())
+        self.data_received(xml.encode())
+
+    def whitespace(self) -> None:
+        """A whitespace keepalive (RFC 6120 §4.6.1): traffic, but no stanza."""
+        self.data_received(b" ")
 
     def drop(self) -> None:
         """The connection is lost without a goodbye (no </stream:stream>)."""
@@ -87,42 +124,62 @@ class StreamClient:
     def lost(self) -> None:
         if not self.gone:
             self.gone = True
-            self.session.connection_lost()
+            if self.wire.session is not None:
+                self.wire.session = None
+                self.connection_lost()
 
     @property
     def closed(self) -> bool:
-        return self.transport.closed
+        return self.wire.closed
 
     # -- what the server wrote ---------------------------------------------------------------
+    @property
+    def outbox(self) -> list[etree._Element]:
+        """What the client received and the test has not taken yet (a live list)."""
+        self._read()
+        return self._outbox
+
+    @property
+    def closed_with(self) -> str | None:
+        """The condition of the stream error the server closed the stream with, if any."""
+        self._read()
+        return self._closed_with
+
     def received(self) -> list[etree._Element]:
-        for unit in self.transport.units:
+        self._read()
+        out, self._outbox = self._outbox, []
+        return out
+
+    def _read(self) -> None:
+        for unit in self.wire.units:
             if unit.startswith(b"<?xml") or unit.startswith(b"<stream:stream") \
                     or unit == b"</stream:stream>":
                 continue
-            self.outbox.extend(etree.fromstring(_WRAP % unit))
-        self.transport.units.clear()
-        out, self.outbox = self.outbox, []
-        return out
+            wrap = _WRAP_STREAM if unit.startswith(b"<stream:") else _WRAP
+            for el in etree.fromstring(wrap % unit):
+                if el.tag == _STREAM_ERROR:
+                    cond = next((etree.QName(c).localname for c in el
+                                 if etree.QName(c).localname != "text"), None)
+                    self._closed_with = cond
+                    if self.wire.lose_on_close:
+                        continue    # h.login clients: the error is `closed_with`, not a stanza
+                self._outbox.append(el)
+        self.wire.units.clear()
 
     def expect(self, xml: str) -> etree._Element:
-        if not self.outbox:
-            self.outbox = self.received()
-        assert self.outbox, f"{self.jid} received nothing; expected {xml}"
-        got = self.outbox.pop(0)
+        self._read()
+        assert self._outbox, f"{self.label} received nothing; expected {xml}"
+        got = self._outbox.pop(0)
         why = matches(parse(xml), got)
-        assert why is None, f"{self.jid}: {why}\n  got: {etree.tostring(got).decode()}"
+        assert why is None, f"{self.label}: {why}\n  got: {etree.tostring(got).decode()}"
         return got
 
     def expect_nothing(self) -> None:
-        got = self.outbox + self.received()
-        self.outbox = []
-        assert not got, f"{self.jid} got {[etree.tostring(e) for e in got]}"
+        got = self.received()
+        assert not got, f"{self.label} got {[etree.tostring(e) for e in got]}"
 
     def stanzas(self) -> list[etree._Element]:
         """Everything received so far that is a stanza (not an SM or stream element)."""
         return [e for e in self.received()
                 if e.tag in ("{jabber:client}message", "{jabber:client}presence",
                              "{jabber:client}iq")]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.session, name)

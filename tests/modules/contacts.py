@@ -8,7 +8,7 @@ from lxml import etree
 
 from modules.roster import RosterService
 from storage.roster import RosterItem, Subscription
-from tests.harness.server import FakeSession, Harness, resolve
+from tests.harness.server import HarnessClient, Harness, resolve
 from stanzas.jid import JID
 
 MODULES: dict[str, dict[str, Any]] = {"disco": {}, "roster": {}, "presence": {}, "last": {}}
@@ -41,7 +41,7 @@ def make_contacts(h: Harness, a: str, b: str) -> None:
     put(h, b, a, "both")
 
 
-def interested(session: FakeSession) -> etree._Element:
+def interested(session: HarnessClient) -> etree._Element:
     """Request the roster (making the session interested); returns the result. Drains the
     session's inbox first."""
     session.received()
@@ -51,7 +51,7 @@ def interested(session: FakeSession) -> etree._Element:
     return got[0]
 
 
-def kinds(session: FakeSession) -> list[tuple[str, str | None, str | None, str | None]]:
+def kinds(session: HarnessClient) -> list[tuple[str, str | None, str | None, str | None]]:
     """What a session received, as (element, type, from, to) tuples; drains it."""
     return [(etree.QName(e).localname, e.get("type"), e.get("from"), e.get("to"))
             for e in session.received()]

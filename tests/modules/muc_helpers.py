@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 
 SERVICE = "conference.example.org"
 ROOM = f"room@{SERVICE}"
@@ -37,7 +37,7 @@ def join_xml(nick: str, room: str = ROOM, extra: str = "", id: str | None = None
     return f"<presence to='{room}/{nick}'{ident}><x xmlns='{MUC}'>{extra}</x></presence>"
 
 
-def join(s: FakeSession, nick: str, room: str = ROOM, extra: str = "") -> list[etree._Element]:
+def join(s: HarnessClient, nick: str, room: str = ROOM, extra: str = "") -> list[etree._Element]:
     """Join and return everything the joiner got (presence, history, subject)."""
     s.send(join_xml(nick, room, extra))
     return s.received()
@@ -48,7 +48,7 @@ def field(var: str, *values: str) -> str:
     return f"<field var='{var}'>{vals}</field>"
 
 
-def configure(owner: FakeSession, room: str = ROOM, **fields: str | bool | int | list[str]
+def configure(owner: HarnessClient, room: str = ROOM, **fields: str | bool | int | list[str]
               ) -> etree._Element:
     """Submit muc#roomconfig fields (muc#roomconfig_<name> unless the name has a '#')."""
     body = field("FORM_TYPE", "http://jabber.org/protocol/muc#roomconfig")
@@ -69,7 +69,7 @@ def configure(owner: FakeSession, room: str = ROOM, **fields: str | bool | int |
     return replies[-1]
 
 
-def create(owner: FakeSession, nick: str = "owner", room: str = ROOM,
+def create(owner: HarnessClient, nick: str = "owner", room: str = ROOM,
            **fields: str | bool | int | list[str]) -> None:
     """Create and configure a room (an instant room when no fields are given)."""
     got = join(owner, nick, room)
@@ -78,7 +78,7 @@ def create(owner: FakeSession, nick: str = "owner", room: str = ROOM,
     configure(owner, room, **fields)
 
 
-def admin_set(s: FakeSession, items: str, room: str = ROOM, id: str = "a1") -> etree._Element:
+def admin_set(s: HarnessClient, items: str, room: str = ROOM, id: str = "a1") -> etree._Element:
     """Send a muc#admin set; returns the answer, leaving whatever else came in the outbox."""
     s.send(f"<iq type='set' id='{id}' to='{room}'><query xmlns='{ADMIN}'>{items}</query></iq>")
     got = s.received()

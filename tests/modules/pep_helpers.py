@@ -10,7 +10,7 @@ from typing import Any
 
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 
 MODULES: dict[str, dict[str, Any]] = {"disco": {}, "roster": {}, "presence": {}, "caps": {},
                                       "pep": {}}
@@ -41,7 +41,7 @@ def caps_presence(ver: str, extra: str = "", hash: str = "sha-1") -> str:
             f"ver='{ver}'/></presence>")
 
 
-def disco_query(session: FakeSession) -> etree._Element | None:
+def disco_query(session: HarnessClient) -> etree._Element | None:
     """Take the server's disco#info question to `session` out of its inbox, if any."""
     for el in list(session.outbox):
         if el.tag == "{jabber:client}iq" and el.get("type") == "get" \
@@ -51,13 +51,13 @@ def disco_query(session: FakeSession) -> etree._Element | None:
     return None
 
 
-def answer(session: FakeSession, question: etree._Element, body: str) -> None:
+def answer(session: HarnessClient, question: etree._Element, body: str) -> None:
     node = question.find(f"{{{INFO}}}query").get("node")  # type: ignore[union-attr]
     session.send(f"<iq type='result' id='{question.get('id')}' to='{question.get('from')}'>"
                  f"<query xmlns='{INFO}' node='{node}'>{body}</query></iq>")
 
 
-def advertise(session: FakeSession, features: list[str], status: str = "") -> None:
+def advertise(session: HarnessClient, features: list[str], status: str = "") -> None:
     """Send available presence with caps for `features`; answer the server's question."""
     ver, body = caps(features)
     session.send(caps_presence(ver, f"<status>{status}</status>" if status else ""))
@@ -66,7 +66,7 @@ def advertise(session: FakeSession, features: list[str], status: str = "") -> No
         answer(session, question, body)
 
 
-def online(h: Harness, jid: str, features: list[str] | None = None) -> FakeSession:
+def online(h: Harness, jid: str, features: list[str] | None = None) -> HarnessClient:
     """Log in and send initial presence with caps for `features` (none: no caps at all)."""
     s = h.login(jid, available=False)
     if features is None:
@@ -129,13 +129,13 @@ def ok(reply: etree._Element) -> etree._Element:
     return reply
 
 
-def events(session: FakeSession) -> list[etree._Element]:
+def events(session: HarnessClient) -> list[etree._Element]:
     """The pubsub#event notifications in a session's inbox (drained), other stanzas dropped."""
     return [e.find(f"{{{EVENT}}}event") for e in session.received()  # type: ignore[misc]
             if e.find(f"{{{EVENT}}}event") is not None]
 
 
-def event_items(session: FakeSession) -> list[tuple[str, str, str]]:
+def event_items(session: HarnessClient) -> list[tuple[str, str, str]]:
     """(from, node, item id or 'retract:<id>') of each notification received (drained)."""
     out = []
     for msg in session.received():
@@ -153,7 +153,7 @@ def event_items(session: FakeSession) -> list[tuple[str, str, str]]:
     return out
 
 
-def result_of(session: FakeSession, xml: str) -> etree._Element:
+def result_of(session: HarnessClient, xml: str) -> etree._Element:
     """Send an IQ and return its answer (other stanzas stay in the inbox)."""
     session.send(xml)
     for el in list(session.outbox):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.contacts import make_contacts
 from tests.modules.pep_helpers import (
     MODULES, event_items, field, items, notify, ok, online, publish, result_of)
@@ -26,7 +26,7 @@ def h(make_harness: Callable[..., Harness]) -> Harness:
     return make_harness(modules={**MODULES, "vcard": {}})
 
 
-def publish_avatar(s: FakeSession, image: bytes = IMAGE, item_id: str | None = None,
+def publish_avatar(s: HarnessClient, image: bytes = IMAGE, item_id: str | None = None,
                    options: str = OPEN, mime: str = "image/png") -> None:
     digest = item_id or hashlib.sha1(image).hexdigest()
     data = f"<data xmlns='{DATA}'>{base64.b64encode(image).decode()}</data>"
@@ -36,7 +36,7 @@ def publish_avatar(s: FakeSession, image: bytes = IMAGE, item_id: str | None = N
     ok(result_of(s, publish(METADATA, meta, digest, options)))
 
 
-def vcard_photo(s: FakeSession, of: str = A) -> tuple[str, bytes] | None:
+def vcard_photo(s: HarnessClient, of: str = A) -> tuple[str, bytes] | None:
     reply = result_of(s, f"<iq type='get' id='v' to='{of}'><vCard xmlns='{VCARD}'/></iq>")
     if reply.get("type") == "error":
         return None
@@ -47,7 +47,7 @@ def vcard_photo(s: FakeSession, of: str = A) -> tuple[str, bytes] | None:
             base64.b64decode(photo.findtext(f"{{{VCARD}}}BINVAL") or ""))
 
 
-def photo_in_presence(s: FakeSession) -> str:
+def photo_in_presence(s: HarnessClient) -> str:
     s.received()
     s.send("<presence><status>again</status></presence>")
     for p in s.received():

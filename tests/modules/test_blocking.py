@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.server import FakeSession, Harness, resolve
+from tests.harness.server import HarnessClient, Harness, resolve
 from xmppd import hooks
 from xmppd.hooks import PresenceQuery
 from stanzas.jid import JID
@@ -29,28 +29,28 @@ def everyone_may_see_presence(h: Harness) -> None:
     h.server.hosts["example.org"].hooks.add(hooks.may_see_presence, lambda q, acc: True)
 
 
-def block(s: FakeSession, *jids: str, id: str = "b1") -> None:
+def block(s: HarnessClient, *jids: str, id: str = "b1") -> None:
     items = "".join(f"<item jid='{j}'/>" for j in jids)
     s.send(f"<iq type='set' id='{id}'><block xmlns='urn:xmpp:blocking'>{items}</block></iq>")
 
 
-def unblock(s: FakeSession, *jids: str, id: str = "u1") -> None:
+def unblock(s: HarnessClient, *jids: str, id: str = "u1") -> None:
     items = "".join(f"<item jid='{j}'/>" for j in jids)
     s.send(f"<iq type='set' id='{id}'><unblock xmlns='urn:xmpp:blocking'>{items}</unblock></iq>")
 
 
-def result(s: FakeSession, id: str) -> None:
+def result(s: HarnessClient, id: str) -> None:
     s.expect(f"<iq type='result' id='{id}' from='{s.jid.bare}' to='{s.jid}'/>")
 
 
-def get_blocklist(s: FakeSession, id: str = "g1") -> list[str]:
+def get_blocklist(s: HarnessClient, id: str = "g1") -> list[str]:
     s.send(f"<iq type='get' id='{id}'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
     (got,) = s.received()
     assert got.get("type") == "result" and got.get("id") == id, got
     return [i.get("jid") for i in got.iter("{urn:xmpp:blocking}item")]
 
 
-def message(s: FakeSession, to: str, body: str = "hi", id: str = "m1", kind: str = "chat") -> None:
+def message(s: HarnessClient, to: str, body: str = "hi", id: str = "m1", kind: str = "chat") -> None:
     s.send(f"<message type='{kind}' id='{id}' to='{to}'><body>{body}</body></message>")
 
 
@@ -332,7 +332,7 @@ def test_deleting_the_account_deletes_its_blocklist(h: Harness) -> None:
     alice = h.login("alice@example.org/phone")
     block(alice, "bob@example.org")
     result(alice, "b1")
-    assert resolve(h.server.delete_user("alice", "example.org")) is True
+    assert resolve(h.server.accounts.delete("alice", "example.org")) is True
     alice = h.login("alice@example.org/phone")          # the name, registered anew
     assert get_blocklist(alice) == []
 
@@ -464,7 +464,7 @@ def friends(make_harness: MakeHarness) -> Harness:
     return hh
 
 
-def presences(s: FakeSession) -> list[tuple[str | None, str | None]]:
+def presences(s: HarnessClient) -> list[tuple[str | None, str | None]]:
     return [(p.get("type"), p.get("from")) for p in s.received()
             if p.tag == "{jabber:client}presence"]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.pep_helpers import (
     MODULES, OWNER, PUBSUB, event_items, field, items, notify, ok, online, publish, result_of)
 
@@ -32,12 +32,12 @@ def conference(name: str, nick: str = "", autojoin: str = "true", ext: str = "")
     return f"<conference xmlns='{NS}' name='{name}' autojoin='{autojoin}'>{inner}</conference>"
 
 
-def private_set(s: FakeSession, body: str) -> None:
+def private_set(s: HarnessClient, body: str) -> None:
     ok(result_of(s, f"<iq type='set' id='ps'><query xmlns='{PRIVATE}'>"
                     f"<storage xmlns='{LEGACY}'>{body}</storage></query></iq>"))
 
 
-def private_get(s: FakeSession) -> etree._Element:
+def private_get(s: HarnessClient) -> etree._Element:
     reply = ok(result_of(s, f"<iq type='get' id='pg'><query xmlns='{PRIVATE}'>"
                             f"<storage xmlns='{LEGACY}'/></query></iq>"))
     storage = reply.find(f"{{{PRIVATE}}}query/{{{LEGACY}}}storage")
@@ -51,7 +51,7 @@ def rooms(storage: etree._Element) -> dict[str, tuple[str, str, str]]:
             for c in storage.findall(f"{{{LEGACY}}}conference")}
 
 
-def native(s: FakeSession) -> dict[str, etree._Element]:
+def native(s: HarnessClient) -> dict[str, etree._Element]:
     reply = ok(result_of(s, items(NS, A)))
     return {i.get("id") or "": i[0] for i in reply.iter(f"{{{PUBSUB}}}item")}
 

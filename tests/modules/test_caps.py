@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from modules.caps import CapsService, verification_string, verified
-from tests.harness.server import FakeSession, Harness, resolve
+from tests.harness.server import HarnessClient, Harness, resolve
 from tests.modules.contacts import make_contacts
 from tests.modules.pep_helpers import (
     INFO, MODULES, TUNE, answer, caps, caps_presence, disco_query, event_items, notify, ok,
@@ -28,7 +28,7 @@ def info(body: str) -> etree._Element:
     return etree.fromstring(f"<query xmlns='{INFO}'>{body}</query>")
 
 
-def features(h: Harness, session: FakeSession) -> frozenset[str]:
+def features(h: Harness, session: HarnessClient) -> frozenset[str]:
     service = h.server.hosts["example.org"].services[CapsService]
     assert isinstance(service, CapsService)
     return service.features(session.jid)

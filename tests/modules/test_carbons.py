@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.messaging import messaging
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -21,7 +21,7 @@ def h(make_harness: Callable[..., Harness]) -> Harness:
     return messaging(make_harness, without=("mam",))
 
 
-def carbons_on(s: FakeSession) -> None:
+def carbons_on(s: HarnessClient) -> None:
     s.received()
     s.send(f"<iq type='set' id='c'><enable xmlns='{NS}'/></iq>")
     s.expect(f"<iq type='result' id='c' to='{s.jid}' from='{s.jid.bare}'/>")

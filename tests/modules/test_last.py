@@ -148,7 +148,7 @@ def test_deleted_user_record_is_gone(harness: Harness) -> None:
     last = harness.server.hosts["example.org"].modules["last"]
     user = JID.parse("juliet@example.org")
     assert resolve(last.store.get(user)) is not None  # type: ignore[attr-defined]
-    resolve(harness.server.delete_user("juliet", "example.org"))
+    resolve(harness.server.accounts.delete("juliet", "example.org"))
     assert resolve(last.store.get(user)) is None  # type: ignore[attr-defined]
 
 

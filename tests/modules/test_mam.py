@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from modules.receipts import stamp_us
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.contacts import make_contacts
 from tests.modules.messaging import messaging, module
 
@@ -40,7 +40,7 @@ def rsm(**items: Any) -> str:
         f"<{k}/>" if v == "" else f"<{k}>{v}</{k}>" for k, v in items.items()) + "</set>"
 
 
-def query(s: FakeSession, inner: str = "", qid: str = "q1",
+def query(s: HarnessClient, inner: str = "", qid: str = "q1",
           extra: str = "") -> tuple[list[etree._Element], etree._Element]:
     """Run a query; (the forwarded messages, the IQ answer)."""
     s.received()
@@ -78,7 +78,7 @@ def error(answer: etree._Element) -> str:
             if etree.QName(c).namespace == ERR and etree.QName(c).localname != "text"][0]
 
 
-def chat(h: Harness, n: int, start: int = 0) -> tuple[FakeSession, FakeSession]:
+def chat(h: Harness, n: int, start: int = 0) -> tuple[HarnessClient, HarnessClient]:
     """Alice and bob online; alice sends n messages, bob answers every third."""
     a, b = h.login(f"{ALICE}/a"), h.login(f"{BOB}/b")
     for i in range(start, start + n):
@@ -262,7 +262,7 @@ def test_form_and_metadata(h: Harness) -> None:
     assert [e.get("id") for e in md] == [uid(everything[0]), uid(everything[-1])]
 
 
-def set_prefs(s: FakeSession, default: str, always: tuple[str, ...] = (),
+def set_prefs(s: HarnessClient, default: str, always: tuple[str, ...] = (),
               never: tuple[str, ...] = ()) -> etree._Element:
     lists = "".join(f"<{n}>" + "".join(f"<jid>{j}</jid>" for j in js) + f"</{n}>"
                     for n, js in (("always", always), ("never", never)))

@@ -8,7 +8,7 @@ import pytest
 
 from modules.muc.affiliations import (AFFILIATIONS, ROLES, check_affiliation_change,
                                       check_role_change, default_role)
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.muc_helpers import (ADMIN, ROOM, admin_set, codes, configure, create,
                                        error_of, h, item, join, muc)
 
@@ -104,7 +104,7 @@ def test_self_ban_and_last_owner_are_conflicts() -> None:                       
 
 
 # -- the IQs ---------------------------------------------------------------------------------
-def room(h: Harness, *users: str, **config: object) -> dict[str, FakeSession]:
+def room(h: Harness, *users: str, **config: object) -> dict[str, HarnessClient]:
     s = {"alice": h.login("alice@example.org/r")}
     create(s["alice"], "alice", **config)  # type: ignore[arg-type]
     for u in users:
@@ -246,7 +246,7 @@ def test_last_owner_cannot_leave_ownership(h: Harness) -> None:                 
                      ).get("type") == "result"
 
 
-def lists(s: FakeSession, what: str) -> list[tuple[str | None, str | None]] | str | None:
+def lists(s: HarnessClient, what: str) -> list[tuple[str | None, str | None]] | str | None:
     s.send(f"<iq type='get' id='l' to='{ROOM}'><query xmlns='{ADMIN}'><item {what}/></query>"
            "</iq>")
     got = [e for e in s.received() if e.get("id") == "l"][0]

@@ -9,7 +9,7 @@ import pytest
 from modules.muc.config import Limits, RoomConfig
 from modules.muc.forms import Submitted
 from stanzas.errors import StanzaError
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.muc_helpers import (OWNER, ROOM, USER, admin_set, codes, configure, create,
                                        error_of, h, item, join, join_xml, kinds, muc)
 from xmppd.config import ConfigError
@@ -20,7 +20,7 @@ LIMITS = Limits(max_users=200, max_users_limit=1000, history=20, history_limit=1
 X = "{jabber:x:data}"
 
 
-def form_of(s: FakeSession) -> dict[str, list[str]]:
+def form_of(s: HarnessClient) -> dict[str, list[str]]:
     s.send(f"<iq type='get' id='f' to='{ROOM}'><query xmlns='{OWNER}'/></iq>")
     got = s.received()[0]
     assert got.get("type") == "result", got

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.muc_helpers import (ROOM, admin_set, configure, create, error_of, h, join,
                                        muc)
 
@@ -12,7 +12,7 @@ __all__ = ["h", "muc"]
 MAM, RSM = "urn:xmpp:mam:2", "http://jabber.org/protocol/rsm"
 
 
-def query(s: FakeSession, form: str = "", rsm: str = "", extra: str = "", qid: str = "q1"
+def query(s: HarnessClient, form: str = "", rsm: str = "", extra: str = "", qid: str = "q1"
           ) -> tuple[list[etree._Element], etree._Element]:
     x = ""
     if form:
@@ -30,7 +30,7 @@ def bodies(results: list[etree._Element]) -> list[str]:
                        "{jabber:client}message/{jabber:client}body") or "" for m in results]
 
 
-def archived_room(h: Harness, n: int = 5, **config: object) -> tuple[FakeSession, FakeSession]:
+def archived_room(h: Harness, n: int = 5, **config: object) -> tuple[HarnessClient, HarnessClient]:
     alice, bob = h.login("alice@example.org/r"), h.login("bob@example.org/r")
     create(alice, "alice", persistentroom=True, **config)  # type: ignore[arg-type]
     if config.get("membersonly"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 from tests.modules.muc_helpers import (ROOM, SERVICE, USER, admin_set, codes, configure, create,
                                        error_of, h, item, join, kinds, muc)
 
@@ -14,7 +14,7 @@ SID = "{urn:xmpp:sid:0}stanza-id"
 OID = "{urn:xmpp:occupant-id:0}occupant-id"
 
 
-def room_of(h: Harness, *users: str, **config: Any) -> list[FakeSession]:
+def room_of(h: Harness, *users: str, **config: Any) -> list[HarnessClient]:
     """Owner alice plus the given users, all joined under their names."""
     sessions = [h.login("alice@example.org/r")]
     create(sessions[0], "alice", **config)

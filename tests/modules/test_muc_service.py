@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness, resolve
+from tests.harness.server import HarnessClient, Harness, resolve
 from tests.modules.muc_helpers import (ROOM, SERVICE, admin_set, codes, configure, create,
                                        error_of, h, join, muc)
 
@@ -14,7 +14,7 @@ __all__ = ["h", "muc"]
 INFO, ITEMS = "http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/disco#items"
 
 
-def ask(s: FakeSession, to: str, ns: str, extra: str = "", node: str = "") -> etree._Element:
+def ask(s: HarnessClient, to: str, ns: str, extra: str = "", node: str = "") -> etree._Element:
     n = f" node='{node}'" if node else ""
     s.send(f"<iq type='get' id='q' to='{to}'><query xmlns='{ns}'{n}>{extra}</query></iq>")
     return [e for e in s.received() if e.get("id") == "q"][0]

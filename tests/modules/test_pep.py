@@ -727,7 +727,7 @@ def test_deleting_an_account_deletes_its_nodes_and_subscriptions(h: Harness) -> 
     ok(result_of(carol, publish("c", tune("x"), "1", field("pubsub#access_model", "open"))))
     ok(result_of(carol, sub("subscribe", "n", C)))
     ok(result_of(alice, sub("subscribe", "c", A, to=C)))
-    resolve(h.server.delete_user("alice", "example.org"))
+    resolve(h.server.accounts.delete("alice", "example.org"))
     store = h.server.stores.pubsub
     assert resolve(store.nodes(JID.parse(A))) == []
     assert resolve(store.subscriptions_of(JID.parse(A))) == []

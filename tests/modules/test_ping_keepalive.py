@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from xmppd.config import ConfigError
-from tests.harness.server import FakeSession, Harness
+from tests.harness.server import HarnessClient, Harness
 
 PING = ("<iq type='get' id='{any}' from='example.org' to='alice@example.org/phone'>"
         "<ping xmlns='urn:xmpp:ping'/></iq>")
@@ -21,7 +21,7 @@ def keepalive(make_harness: MakeHarness, interval: str = "60 s",
                                           "keepalive_timeout": timeout}})
 
 
-def answer(session: FakeSession, ping: Any, kind: str = "result") -> None:
+def answer(session: HarnessClient, ping: Any, kind: str = "result") -> None:
     body = "" if kind == "result" else (
         "<error type='cancel'><service-unavailable "
         "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness, resolve
+from tests.harness.server import HarnessClient, Harness, resolve
 from tests.modules.pep_helpers import check_error, ok, result_of
 from stanzas.jid import JID
 
@@ -24,7 +24,7 @@ def iq(kind: str, body: str, to: str = "") -> str:
     return f"<iq type='{kind}' id='p'{target}><query xmlns='{NS}'>{body}</query></iq>"
 
 
-def stored(s: FakeSession, body: str) -> list[bytes]:
+def stored(s: HarnessClient, body: str) -> list[bytes]:
     reply = ok(result_of(s, iq("get", body)))
     q = reply.find(f"{{{NS}}}query")
     assert q is not None
@@ -99,7 +99,7 @@ def test_size_and_namespace_limits(make_harness: Callable[..., Harness]) -> None
 def test_account_deletion_forgets_it(h: Harness) -> None:
     alice = h.login(A + "/phone")
     ok(result_of(alice, iq("set", "<a xmlns='urn:one'>secret</a>")))
-    resolve(h.server.delete_user("alice", "example.org"))
+    resolve(h.server.accounts.delete("alice", "example.org"))
     assert resolve(h.server.stores.kv.get(JID.parse(A), "private:urn:one")) is None
     h.user(A)
     again = h.login(A + "/new")

@@ -41,18 +41,21 @@ def condition(el: etree._Element) -> str | None:
     return etree.QName(err[0]).localname
 
 
+REGISTER_QUERY = "{jabber:iq:register}query"
+
+
 def test_policy_and_feature_follow_allow_from(make_harness: Any) -> None:
     h = loopback(make_harness)
     host = h.server.hosts["example.org"]
-    assert host.preauth_allowed("127.0.0.1")
-    assert not host.preauth_allowed("192.0.2.7")
-    assert not host.preauth_allowed(None)
+    assert host.preauth_allowed("127.0.0.1", REGISTER_QUERY)
+    assert not host.preauth_allowed("192.0.2.7", REGISTER_QUERY)
+    assert not host.preauth_allowed(None, REGISTER_QUERY)
     assert host.stream_features_for("preauth", FakeStream("127.0.0.1"))
     assert host.stream_features_for("preauth", FakeStream("192.0.2.7")) == []
 
 
 def test_registration_is_off_by_default(harness: Harness) -> None:
-    assert not harness.server.hosts["example.org"].preauth_allowed("127.0.0.1")
+    assert not harness.server.hosts["example.org"].preauth_allowed("127.0.0.1", REGISTER_QUERY)
 
 
 def test_fields_then_sign_up_then_conflict(make_harness: Any) -> None:

@@ -337,7 +337,7 @@ def test_storage_failure_on_set_is_internal_server_error_wait(h: Harness) -> Non
 def test_deleting_an_account_ends_its_contacts_subscriptions(h: Harness) -> None:
     make_contacts(h, "alice@example.org", "bob@example.org")
     put(h, "carol@example.org", "bob@example.org", "none", ask=True)
-    resolve(h.server.delete_user("bob", "example.org"))
+    resolve(h.server.accounts.delete("bob", "example.org"))
     assert item(h, "alice@example.org", "bob@example.org") == RosterItem(
         JID.parse("bob@example.org"), subscription="none")
     assert item(h, "carol@example.org", "bob@example.org") == RosterItem(

@@ -7,6 +7,7 @@ from typing import Callable
 
 import pytest
 
+from modules.stream_mgmt import STATE as SM_STATE
 from tests.harness.server import Harness
 from tests.harness.stream import StreamClient
 from tests.modules.contacts import make_contacts
@@ -76,7 +77,7 @@ def test_h_counts_stanzas_only(h: Harness) -> None:
 def test_h_wraps_around_at_2_to_the_32(h: Harness) -> None:
     c = StreamClient(h, f"{ALICE}/a")
     enable(c)
-    c.session.sm.received = c.session.sm.handled = 2 ** 32 - 1
+    c.session.get(SM_STATE).received = c.session.get(SM_STATE).handled = 2 ** 32 - 1
     c.send(f"<presence/><r xmlns='{SM}'/>")
     assert c.received()[-1].get("h") == "0"
 
@@ -90,7 +91,7 @@ def test_the_server_asks_for_acks_and_the_client_frees_what_it_acknowledged(h: H
     got = bob.received()
     tags = [e.tag.split("}")[1] for e in got]
     assert tags == ["message", "r", "message", "message"]   # one request outstanding
-    state = bob.session.sm
+    state = bob.session.get(SM_STATE)
     assert len(state.queue) == 3
     bob.send(f"<a xmlns='{SM}' h='1'/>")
     assert len(state.queue) == 2
@@ -160,7 +161,7 @@ def test_resumption_resends_exactly_what_was_not_acknowledged(h: Harness) -> Non
     for i in range(3):
         alice.send(f"<message to='{BOB}' type='chat'><body>{i}</body></message>")
     assert messages(bob) == ["0", "1", "2"]
-    bob.send(f"<a xmlns='{SM}' h='{len(bob.session.sm.queue) - 2}'/>")  # all but "1", "2"
+    bob.send(f"<a xmlns='{SM}' h='{len(bob.session.get(SM_STATE).queue) - 2}'/>")  # all but "1", "2"
     bob.send(f"<message to='{ALICE}'><body>before</body></message>")
     bob.drop()
     alice.send(f"<message to='{BOB}' type='chat'><body>3</body></message>")
@@ -168,7 +169,7 @@ def test_resumption_resends_exactly_what_was_not_acknowledged(h: Harness) -> Non
                  "<body>before</body></message>")
     carol.received()
     new = StreamClient(h, f"{BOB}/phone", bind=False)
-    new.send(f"<resume xmlns='{SM}' previd='{smid}' h='{bob.session.sm.acked + 1}'/>")
+    new.send(f"<resume xmlns='{SM}' previd='{smid}' h='{bob.session.get(SM_STATE).acked + 1}'/>")
     new.expect(f"<resumed xmlns='{SM}' previd='{smid}' h='1'/>")   # "before" was handled
     assert messages(new) == ["2", "3"]                      # "1" was acked by <resume h/>
     assert h.server.sessions.get(new.session.jid) is new.session
@@ -326,7 +327,7 @@ def test_an_h_behind_an_earlier_ack_acknowledges_nothing_new(h: Harness) -> None
         alice.send(f"<message to='{BOB}/b'><body>{i}</body></message>")
     bob.received()
     bob.send(f"<a xmlns='{SM}' h='2'/><a xmlns='{SM}' h='1'/>")
-    assert not bob.closed and len(bob.session.sm.queue) == 0
+    assert not bob.closed and len(bob.session.get(SM_STATE).queue) == 0
 
 
 def test_a_late_connection_timeout_does_not_end_a_held_session(h: Harness) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from lxml import etree
 
-from tests.harness.server import FakeSession, Harness, parse, resolve
+from tests.harness.server import HarnessClient, Harness, parse, resolve
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent
 
@@ -28,14 +28,14 @@ def h(make_harness: MakeHarness) -> Harness:
     return make_harness(modules={"disco": {}, "vcard": {}})
 
 
-def publish(s: FakeSession, card: str = CARD, id: str = "v1", to: str = "") -> etree._Element:
+def publish(s: HarnessClient, card: str = CARD, id: str = "v1", to: str = "") -> etree._Element:
     target = f" to='{to}'" if to else ""
     s.send(f"<iq type='set' id='{id}'{target}>{card}</iq>")
     (reply,) = s.received()
     return reply
 
 
-def broadcast(h: Harness, s: FakeSession, xml: str = "<presence/>") -> etree._Element:
+def broadcast(h: Harness, s: HarnessClient, xml: str = "<presence/>") -> etree._Element:
     """Run presence_broadcast as the presence module does; returns the (stamped) presence."""
     el = parse(xml)
     el.set("from", str(s.jid))
@@ -161,7 +161,7 @@ def test_vcard_survives_the_session_and_goes_with_the_account(h: Harness) -> Non
     alice.send("<iq type='get' id='v2'><vCard xmlns='vcard-temp'/></iq>")
     alice.expect("<iq type='result' id='v2' from='alice@example.org' "
                  f"to='alice@example.org/laptop'>{CARD}</iq>")
-    assert resolve(h.server.delete_user("alice", "example.org")) is True
+    assert resolve(h.server.accounts.delete("alice", "example.org")) is True
     alice = h.login("alice@example.org/phone")
     alice.send("<iq type='get' id='v3'><vCard xmlns='vcard-temp'/></iq>")
     alice.expect("<iq type='result' id='v3' from='alice@example.org' "

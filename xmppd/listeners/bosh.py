@@ -1,4 +1,4 @@
-# tests: tests/core/test_bosh.py, tests/integration/test_web_clients.py
+# tests: tests/core/test_web_framing.py, tests/core/test_web_shells.py, tests/integration/test_web_clients.py
 """XMPP over BOSH (XEP-0124, XEP-0206) at the HTTP listener's `bosh_path`.
 
 Every POSTed `<body/>` goes through the restricted parser (`parse_document`, the same scan and

@@ -149,7 +149,7 @@ def c2s_settings(server: Server, *, tls: str, tls_available: bool,
             "preauth", stream),
         session_features=lambda stream: hosts[stream.host or ""].stream_features_for(
             "session", stream),
-        preauth_iq_allowed=lambda stream: hosts[stream.host or ""].preauth_allowed(
-            stream.peer_ip),
+        preauth_iq_allowed=lambda stream, tag: hosts[stream.host or ""].preauth_allowed(
+            stream.peer_ip, tag),
         framing=framing,  # type: ignore[arg-type]
     )

@@ -1,4 +1,4 @@
-# tests: tests/core/test_http_listener.py, tests/integration/test_web_clients.py
+# tests: tests/core/test_web_shells.py, tests/core/test_http_config.py, tests/integration/test_web_clients.py
 """The HTTP listener (`type = "http"`): one resource tree on a plain port (5280) or with TLS
 (5443), for browser and mobile clients.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import weakref
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from twisted.web import http, resource, server
@@ -43,7 +42,6 @@ log = logging.getLogger(__name__)
 HttpRequest = Any      # twisted.web.server.Request (untyped)
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _SMALL_BODY = 64 * 1024
-_listeners: weakref.WeakKeyDictionary[Any, list[HttpListener]] = weakref.WeakKeyDictionary()
 
 
 @runtime_checkable
@@ -61,11 +59,6 @@ class HttpFiles(Protocol):
         ...
 
 
-def listeners_of(server: Server) -> list[HttpListener]:
-    """The HTTP listeners started for `server`, in config order."""
-    return _listeners.get(server, [])
-
-
 class HttpListener:
     """What one `type = "http"` listener serves; `site` goes to listenTCP/listenSSL."""
 
@@ -81,7 +74,7 @@ class HttpListener:
         self.bosh = bosh_mod.BoshManager(server, bosh_settings, bosh_mod.BoshSettings())
         self.bosh_body_limit = 4 * limits.max_stanza_size
         self.site = _Site(_Root(self), self)
-        _listeners.setdefault(server, []).append(self)
+        server.http_listeners.append(self)
 
     # -- URLs ------------------------------------------------------------------------------
     def base_url(self, request: HttpRequest | None = None, *, host: str | None = None) -> str:

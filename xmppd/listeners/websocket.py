@@ -1,4 +1,4 @@
-# tests: tests/core/test_websocket.py, tests/integration/test_web_clients.py
+# tests: tests/core/test_web_framing.py, tests/core/test_web_shells.py, tests/integration/test_web_clients.py
 """XMPP over WebSocket (RFC 7395) at the HTTP listener's `websocket_path`.
 
 - The handshake must offer the `xmpp` subprotocol and is answered with it (§3.1; browsers drop a
