@@ -18,6 +18,8 @@ XMPPD_MODULES = """
 [modules.presence]
 [modules.last]
 [modules.vcard]
+[modules.version]
+[modules.blocking]
 [modules.offline]
 [modules.receipts]
 [modules.carbons]

@@ -130,6 +130,28 @@ async def presence_subscription(ours: Side, theirs: Side) -> None:
         await b.stop()
 
 
+async def subscription_states(ours: Side, theirs: Side) -> None:
+    """After a mutual subscription both rosters say 'both' (RFC 6121 §3.1, Appendix A): the
+    user's server tracks outbound subscription requests to remote contacts too."""
+    a, b = await ours.client(ours.online, "roster").login(), \
+        await theirs.client(theirs.online, "roster").login()
+    try:
+        a.send_presence_subscription(pto=b.boundjid.bare)
+        await _presence_from(a, b.boundjid.bare)
+        await _presence_from(b, a.boundjid.bare)
+        # pings over the same streams: what was sent before them has been processed
+        await a.plugin["xep_0199"].ping(theirs.server.domain, timeout=10)
+        await b.plugin["xep_0199"].ping(ours.server.domain, timeout=10)
+        await a.get_roster()
+        await b.get_roster()
+        states = (a.client_roster[b.boundjid.bare]["subscription"],
+                  b.client_roster[a.boundjid.bare]["subscription"])
+        assert states == ("both", "both"), states
+    finally:
+        await a.stop()
+        await b.stop()
+
+
 async def _presence_from(client: Client, bare: str, timeout: float = 20.0) -> Any:
     async def find() -> Any:
         while True:
