@@ -29,6 +29,9 @@ def start(server: Server, reactor: Any, cert: Path, key: Path) -> S2SService | N
     """Build the service if the config asks for federation or components (see above)."""
     types = {lst.type for lst in server.config.listeners}
     federation = bool(types & {"s2s", "s2s_tls"})
+    if server.config.components and "component" not in types:
+        log.warning("[[components]] are configured but there is no \"component\" listener: "
+                    "they cannot connect")
     if not federation and "component" not in types:
         return None
     tls = PeerTlsContext(cert, key, ca_file=server.config.s2s.ca_file) if federation else None
