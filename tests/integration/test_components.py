@@ -78,9 +78,11 @@ def test_handshake_then_messages_both_ways(server: RunningServer) -> None:
         comp = Component()
         comp.connect("127.0.0.1", component_port(server))
         await asyncio.wait_for(comp.started.wait(), 15)
-        alice = XmppClient("alice@localhost/phone", "alice-pw")
+        alice = XmppClient("alice@localhost/phone", "alice-pw", plugins=("xep_0030",))
         assert await alice.start(server.port)
         try:
+            items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=10)
+            assert COMPONENT in [i[0] for i in items["disco_items"]["items"]]   # XEP-0114
             alice.send_message(mto=f"echo@{COMPONENT}", mbody="ping?", mtype="chat")
             got = await asyncio.wait_for(comp.inbox.get(), 10)
             assert (str(got["from"]), got["body"]) == ("alice@localhost/phone", "ping?")
@@ -89,6 +91,8 @@ def test_handshake_then_messages_both_ways(server: RunningServer) -> None:
             back = await alice.next_message()
             assert (str(back["from"]), back["body"]) == (f"echo@{COMPONENT}/bot", "pong!")
             await comp.stop()
+            items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=10)
+            assert COMPONENT not in [i[0] for i in items["disco_items"]["items"]]
             # gone: its domain answers <service-unavailable/> (XEP-0114 has no offline store)
             alice.send_message(mto=f"echo@{COMPONENT}", mbody="still there?", mtype="chat")
             err = await alice.next_message()

@@ -84,10 +84,6 @@ def test_presence_subscription_across(fed: tuple[Side, Side, str]) -> None:
     checks.run(checks.presence_subscription(fed[0], fed[1]))
 
 
-@pytest.mark.xfail(strict=True, reason="outbound subscription requests to remote contacts skip "
-                   "the roster module: the router runs the sender host's presence_in only for "
-                   "service domains, and modules/roster routes subscription stanzas to local "
-                   "hosts only (the fix is in the issue 15 report)")
 def test_mutual_subscription_reaches_both(fed: tuple[Side, Side, str]) -> None:
     checks.run(checks.subscription_states(fed[0], fed[1]))
 

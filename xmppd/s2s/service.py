@@ -202,6 +202,8 @@ class S2SService:
                 conn.stream.send_stanza(el, self.now())
                 conn.flush()
             self.server.router.services[ev.domain] = deliver
+            for host in self.server.hosts.values():     # XEP-0114: hosts list components
+                host.items.append((ev.domain, ""))
             log.info("component %s connected", ev.domain)
         elif isinstance(ev, Stanza):
             self.inbound(ev.stanza)
@@ -212,6 +214,9 @@ class S2SService:
             if c is conn:
                 del self.components[domain]
                 self.server.router.services.pop(domain, None)
+                for host in self.server.hosts.values():
+                    if (domain, "") in host.items:
+                        host.items.remove((domain, ""))
                 log.info("component %s disconnected", domain)
 
     def component_domains(self) -> list[str]:
