@@ -46,9 +46,10 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from modules.receipts import Content, classify, parse_stamp_us, stamp_us
 from modules.roster import RosterService
-from stanzas import iq, ns
+from stanzas import iq, ns, rsm
+from stanzas.content import Content, classify
+from stanzas.delay import forwarded, parse_stamp_us, stamp_us
 from stanzas.errors import StanzaError
 from storage.archive import ArchiveEntry, ArchiveSettings, ItemNotFound, Prefs, Query
 from storage.batch import GroupCommit
@@ -60,8 +61,6 @@ from xmppd.xmlstream import serialize
 
 NS = ns.MAM
 NS_EXTENDED = ns.MAM_EXTENDED
-NS_RSM = ns.RSM
-NS_FORWARD = ns.FORWARD
 _M = "{%s}" % NS
 _SID = "{%s}stanza-id" % ns.STANZA_ID
 _MESSAGE = "{%s}message" % ns.CLIENT
@@ -293,12 +292,12 @@ class Mam(Module[MamOptions]):
 
     async def query(self, req: IqRequest) -> iq.Reply:
         user = req.to.bare
-        flt, rsm, flip = _parse_query(req.payload)
-        max_items = min(self.max_page, rsm.get("max", self.max_page))
+        flt, paging, flip = _parse_query(req.payload)
         await self.writes.flushed()         # what the user was just sent is there
         try:
-            page = await self.store.query(user, flt, max=max_items, after=rsm.get("after"),
-                                          before=rsm.get("before"), index=rsm.get("index"))
+            page = await self.store.query(user, flt, max=paging.limit(self.max_page, self.max_page),
+                                          after=paging.after, before=paging.before,
+                                          index=paging.index)
         except ItemNotFound:
             raise StanzaError.item_not_found("no such message in the archive") from None
         queryid = req.payload.get("queryid")
@@ -309,13 +308,10 @@ class Mam(Module[MamOptions]):
         fin = etree.Element(_M + "fin", nsmap={None: NS})  # type: ignore[dict-item]
         if page.complete:
             fin.set("complete", "true")
-        s = etree.SubElement(fin, "{%s}set" % NS_RSM, nsmap={None: NS_RSM})  # type: ignore[dict-item]
-        if page.items:
-            # No 'index' (XEP-0059 §2: optional): slixmpp's backward RSM iterator stops after
-            # the first page when it sees one.
-            etree.SubElement(s, "{%s}first" % NS_RSM).text = page.items[0].id
-            etree.SubElement(s, "{%s}last" % NS_RSM).text = page.items[-1].id
-        etree.SubElement(s, "{%s}count" % NS_RSM).text = str(page.count)
+        # No 'index' (XEP-0059 §2: optional): slixmpp's backward RSM iterator stops after the
+        # first page when it sees one.
+        rsm.answer(fin, first=page.items[0].id if page.items else None,
+                   last=page.items[-1].id if page.items else None, count=page.count)
         return iq.result(req.stanza, fin)
 
     def _result(self, user: JID, to: JID, queryid: str | None, uid: str, seq: int,
@@ -328,11 +324,7 @@ class Mam(Module[MamOptions]):
         if queryid is not None:
             result.set("queryid", queryid)
         result.set("id", uid)
-        fwd = etree.SubElement(result, "{%s}forwarded" % NS_FORWARD,
-                               nsmap={None: NS_FORWARD})  # type: ignore[dict-item]
-        etree.SubElement(fwd, "{%s}delay" % ns.DELAY, nsmap={None: ns.DELAY},  # type: ignore[dict-item]
-                         stamp=stamp_us(seq))
-        fwd.append(etree.fromstring(stanza))
+        forwarded(etree.fromstring(stanza), when=stamp_us(seq), parent=result)
         return msg
 
     async def metadata(self, req: IqRequest) -> iq.Reply:
@@ -404,7 +396,7 @@ def _one(field: etree._Element, var: str) -> str:
     return values[0]
 
 
-def _parse_query(q: etree._Element) -> tuple[Query, dict[str, Any], bool]:
+def _parse_query(q: etree._Element) -> tuple[Query, rsm.Request, bool]:
     """The filters, RSM parameters and flip-page of a <query/>; raises StanzaError."""
     args: dict[str, Any] = {}
     x = q.find(_X)
@@ -435,24 +427,7 @@ def _parse_query(q: etree._Element) -> tuple[Query, dict[str, Any], bool]:
                 args["ids"] = ids
             else:                   # §4.1.5: a field the server does not know
                 raise StanzaError.feature_not_implemented(f"unknown field {var!r}")
-    rsm: dict[str, Any] = {}
-    s = q.find("{%s}set" % NS_RSM)
-    if s is not None:
-        for name in ("max", "index"):
-            text = s.findtext("{%s}%s" % (NS_RSM, name))
-            if text is not None:
-                if not text.strip().isdigit():
-                    raise StanzaError.bad_request(f"RSM <{name}/> must be a number")
-                rsm[name] = int(text)
-        after = s.find("{%s}after" % NS_RSM)
-        if after is not None:
-            if not (after.text or "").strip():
-                raise StanzaError.bad_request("RSM <after/> needs an id")
-            rsm["after"] = after.text.strip()       # type: ignore[union-attr]
-        before = s.find("{%s}before" % NS_RSM)
-        if before is not None:
-            rsm["before"] = (before.text or "").strip()
-    return Query(**args), rsm, q.find(_M + "flip-page") is not None
+    return Query(**args), rsm.parse(q) or rsm.Request(), q.find(_M + "flip-page") is not None
 
 
 async def _settle(value: Any) -> Any:

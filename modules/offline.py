@@ -33,9 +33,9 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from modules.receipts import classify, delay
 from modules.stream_mgmt import StreamManagementService
-from stanzas import ns
+from stanzas.content import classify
+from stanzas.delay import delay, delayed_by, stamp
 from storage.batch import GroupCommit
 from storage.offline import NewOffline
 from xmppd import hooks
@@ -45,7 +45,6 @@ from xmppd.module import Module, ModuleContext, number
 from xmppd.xmlstream import serialize
 
 FEATURE = "msgoffline"
-_DELAY = "{%s}delay" % ns.DELAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +115,8 @@ class Offline(Module[OfflineOptions]):
                 if msg.seq in busy:
                     continue
                 el = etree.fromstring(msg.stanza)
-                if not any(d.get("from") == self.ctx.host for d in el.iter(_DELAY)):
-                    el.append(delay(self.ctx.host, msg.stored_at))
+                if not delayed_by(el, self.ctx.host):
+                    delay(stamp(msg.stored_at, micro=True), self.ctx.host, el)
                 busy.add(msg.seq)
                 done = functools.partial(self._done, user, msg.seq)
                 if tracker is not None:

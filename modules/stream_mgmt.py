@@ -49,8 +49,9 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 
-from modules.receipts import classify, delay
 from stanzas import ns
+from stanzas.content import classify
+from stanzas.delay import delay, delayed_by, stamp
 from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from xmppd import hooks
 from xmppd.hooks import LAST, STOP, ConnectionLost, SessionEvent, StanzaEvent
@@ -426,8 +427,8 @@ class StreamManagement(Module[SmOptions]):
             return
         if kind not in ("chat", "normal") or classify(el).copy:
             return                  # headline, groupchat, errors; carbons and MAM results
-        if not any(d.get("from") == self.ctx.host for d in el.iter("{%s}delay" % ns.DELAY)):
-            el.append(delay(self.ctx.host, out.at))                     # XEP-0198 §4 note
+        if not delayed_by(el, self.ctx.host):
+            delay(stamp(out.at, micro=True), self.ctx.host, el)         # XEP-0198 §4 note
         stored = self.ctx.run(hooks.message_offline,
                                 StanzaEvent(el, sender, session.jid.bare))
         if isinstance(stored, defer.Deferred):

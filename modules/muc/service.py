@@ -31,10 +31,10 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from modules.muc import admin, codec, mam
-from modules.muc.codec import NS_ADMIN, NS_MAM, NS_MUC, NS_OWNER, NS_RSM
+from modules.muc.codec import NS_ADMIN, NS_MUC, NS_OWNER
 from modules.muc.config import Limits, RoomConfig
 from modules.muc.room import HistoryEntry, Occupant, Room
-from stanzas import iq, ns
+from stanzas import iq, ns, rsm
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
@@ -280,32 +280,17 @@ class MucService:
                 listed[room.jid] = room.config.name
         jids = sorted(listed, key=str)
         q = iq.empty(ns.DISCO_ITEMS, "query")
-        rsm = req.payload.find("{%s}set" % NS_RSM)
-        start, limit = 0, len(jids)
-        if rsm is not None:
-            after = rsm.findtext("{%s}after" % NS_RSM)
-            if after:
-                names = [str(j) for j in jids]
-                if after not in names:
-                    raise StanzaError.item_not_found("no such room to page after")
-                start = names.index(after) + 1
-            text = rsm.findtext("{%s}max" % NS_RSM)
-            if text is not None:
-                try:
-                    limit = max(0, int(text))
-                except ValueError:
-                    raise StanzaError.bad_request("<max/> must be a number") from None
-        page = jids[start:start + limit]
+        paging = rsm.parse(req.payload)
+        start, end = rsm.window([str(j) for j in jids], paging)
+        page = jids[start:end]
         for jid in page:
             item = codec.el("item", ns.DISCO_ITEMS, q, jid=str(jid))
             if listed[jid]:
                 item.set("name", listed[jid])
-        if rsm is not None:
-            s = codec.el("set", NS_RSM, q)
-            if page:
-                codec.el("first", NS_RSM, s, index=str(start)).text = str(page[0])
-                codec.el("last", NS_RSM, s).text = str(page[-1])
-            codec.el("count", NS_RSM, s).text = str(len(jids))
+        if paging is not None:
+            rsm.answer(q, first=str(page[0]) if page else None,
+                       last=str(page[-1]) if page else None, first_index=start,
+                       count=len(jids))
         return iq.result(req.stanza, q)
 
     # -- room JIDs -------------------------------------------------------------------------
@@ -362,7 +347,7 @@ class MucService:
                     codec.NS_SELF_PING, codec.NS_OCCUPANT_ID, ns.STANZA_ID, ns.PING,
                     *room.config.features()}
         if room.config.archived:
-            features.add(NS_MAM)
+            features.add(ns.MAM)
         for feature in sorted(features):
             codec.el("feature", ns.DISCO_INFO, q, var=feature)
         q.append(room.config.roominfo(len(room.occupants), room.subject, room.owners()))
@@ -462,7 +447,7 @@ ROOM_IQS: dict[tuple[str, str], Callable[[MucService, Room, IqRequest], Any]] = 
     ("set", "{%s}query" % NS_ADMIN): admin.admin_set,
     ("get", "{%s}query" % NS_OWNER): admin.owner_get,
     ("set", "{%s}query" % NS_OWNER): admin.owner_set,
-    ("get", "{%s}query" % NS_MAM): lambda s, r, q: mam.fields(r, q),
-    ("set", "{%s}query" % NS_MAM): mam.query,
+    ("get", "{%s}query" % ns.MAM): lambda s, r, q: mam.fields(r, q),
+    ("set", "{%s}query" % ns.MAM): mam.query,
     ("get", "{%s}ping" % ns.PING): lambda s, r, q: iq.result(q.stanza),
 }

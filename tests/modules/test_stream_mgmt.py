@@ -266,7 +266,7 @@ def test_expiry_sends_unacknowledged_messages_offline_with_their_first_time(
     assert h.server.sessions.get(bob.session.jid) is None
     later = StreamClient(h, f"{BOB}/laptop")
     del later
-    from modules.receipts import stamp
+    from stanzas.delay import stamp
     assert stamp(sent_at, micro=True).encode() in kept[0].stanza
 
 
