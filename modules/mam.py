@@ -47,7 +47,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from modules.roster import RosterService
-from stanzas import iq, ns, rsm
+from stanzas import forms, iq, ns, rsm
 from stanzas.content import Content, classify
 from stanzas.delay import forwarded, parse_stamp_us, stamp_us
 from stanzas.errors import StanzaError
@@ -64,7 +64,6 @@ NS_EXTENDED = ns.MAM_EXTENDED
 _M = "{%s}" % NS
 _SID = "{%s}stanza-id" % ns.STANZA_ID
 _MESSAGE = "{%s}message" % ns.CLIENT
-_X = "{%s}x" % ns.DATA_FORMS
 _FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
 
 
@@ -276,18 +275,12 @@ class Mam(Module[MamOptions]):
         raise StanzaError.forbidden("only the owner may use an archive")
 
     def form(self, req: IqRequest) -> iq.Reply:
-        q = etree.Element(_M + "query", nsmap={None: NS})  # type: ignore[dict-item]
-        x = etree.SubElement(q, _X, nsmap={None: ns.DATA_FORMS}, type="form")  # type: ignore[dict-item]
-        _field(x, "FORM_TYPE", "hidden", NS)
-        for var, kind in (("with", "jid-single"), ("start", "text-single"),
-                          ("end", "text-single"), ("before-id", "text-single"),
-                          ("after-id", "text-single"), ("ids", "list-multi")):
-            f = _field(x, var, kind)
-            if var == "ids":        # §4.1.5: open list (XEP-0122)
-                v = etree.SubElement(f, "{%s}validate" % ns.XDATA_VALIDATE,
-                                     nsmap={None: ns.XDATA_VALIDATE},  # type: ignore[dict-item]
-                                     datatype="xs:string")
-                etree.SubElement(v, "{%s}open" % ns.XDATA_VALIDATE)
+        q = iq.empty(NS, "query")
+        q.append(forms.build("form", [
+            forms.Field("with", "jid-single"), forms.Field("start"), forms.Field("end"),
+            forms.Field("before-id"), forms.Field("after-id"),
+            forms.Field("ids", "list-multi", validate=forms.Validate(method="open"))],  # §4.1.5
+            form_type=NS))
         return iq.result(req.stanza, q)
 
     async def query(self, req: IqRequest) -> iq.Reply:
@@ -369,13 +362,6 @@ def _archivable(el: etree._Element, content: Content) -> bool:
     return content.meaningful or content.store
 
 
-def _field(x: etree._Element, var: str, kind: str, value: str | None = None) -> etree._Element:
-    f = etree.SubElement(x, "{%s}field" % ns.DATA_FORMS, var=var, type=kind)
-    if value is not None:
-        etree.SubElement(f, "{%s}value" % ns.DATA_FORMS).text = value
-    return f
-
-
 def _prefs_element(prefs: Prefs) -> etree._Element:
     el = etree.Element(_M + "prefs", nsmap={None: NS}, default=prefs.default)  # type: ignore[dict-item]
     for name, jids in (("always", prefs.always), ("never", prefs.never)):
@@ -385,48 +371,30 @@ def _prefs_element(prefs: Prefs) -> etree._Element:
     return el
 
 
-def _values(field: etree._Element) -> list[str]:
-    return [(v.text or "").strip() for v in field.findall("{%s}value" % ns.DATA_FORMS)]
-
-
-def _one(field: etree._Element, var: str) -> str:
-    values = _values(field)
-    if len(values) != 1 or not values[0]:
-        raise StanzaError.bad_request(f"field {var!r} takes one value")
-    return values[0]
-
-
 def _parse_query(q: etree._Element) -> tuple[Query, rsm.Request, bool]:
     """The filters, RSM parameters and flip-page of a <query/>; raises StanzaError."""
     args: dict[str, Any] = {}
-    x = q.find(_X)
-    if x is not None:
-        if x.get("type", "submit") != "submit":
-            raise StanzaError.bad_request("the form must be of type 'submit'")
-        for f in x.findall("{%s}field" % ns.DATA_FORMS):
-            var = f.get("var")
-            if var == "FORM_TYPE":
-                if _values(f) != [NS]:
-                    raise StanzaError.bad_request(f"FORM_TYPE must be {NS}")
-            elif var == "with":
-                try:
-                    args["with_jid"] = JID.parse(_one(f, var))
-                except JIDError as e:
-                    raise StanzaError.jid_malformed(str(e)) from None
-            elif var in ("start", "end"):
-                try:
-                    args[var] = parse_stamp_us(_one(f, var))
-                except ValueError as e:
-                    raise StanzaError.bad_request(f"{var}: {e}") from None
-            elif var in ("before-id", "after-id"):
-                args[var.replace("-", "_")] = _one(f, var)
-            elif var == "ids":
-                ids = tuple(v for v in _values(f) if v)
-                if not ids:
-                    raise StanzaError.bad_request("'ids' needs at least one value")
-                args["ids"] = ids
-            else:                   # §4.1.5: a field the server does not know
-                raise StanzaError.feature_not_implemented(f"unknown field {var!r}")
+    x = forms.find(q)
+    form = forms.parse_submit(x, form_type=NS) if x is not None else forms.Submitted(None)
+    for var in form.values:
+        if var == "with":
+            try:
+                args["with_jid"] = JID.parse(form.one(var))
+            except JIDError as e:
+                raise StanzaError.jid_malformed(str(e)) from None
+        elif var in ("start", "end"):
+            try:
+                args[var] = parse_stamp_us(form.one(var))
+            except ValueError as e:
+                raise StanzaError.bad_request(f"{var}: {e}") from None
+        elif var in ("before-id", "after-id"):
+            args[var.replace("-", "_")] = form.one(var)
+        elif var == "ids":
+            args["ids"] = form.strings(var)
+            if not args["ids"]:
+                raise StanzaError.bad_request("'ids' needs at least one value")
+        else:                       # §4.1.5: a field the server does not know
+            raise StanzaError.feature_not_implemented(f"unknown field {var!r}")
     return Query(**args), rsm.parse(q) or rsm.Request(), q.find(_M + "flip-page") is not None
 
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from modules.muc import codec, forms
+from modules.muc import codec
 from modules.muc.affiliations import AFF_RANK, MEMBER
 from modules.muc.room import Room
-from stanzas import delay, iq, ns, rsm
+from stanzas import delay, forms, iq, ns, rsm
 from stanzas.errors import StanzaError
 from storage.muc import ArchiveQuery
 from stanzas.jid import JID, JIDError
