@@ -56,6 +56,7 @@ from storage.batch import GroupCommit
 from xmppd import hooks
 from xmppd.hooks import LAST, LATE, SessionEvent, StanzaEvent, UserEvent
 from stanzas.jid import JID, JIDError
+from xmppd.concurrency import OneLoad
 from xmppd.module import IqRequest, Module, ModuleContext, duration, number
 from xmppd.xmlstream import serialize
 
@@ -101,7 +102,7 @@ class Mam(Module[MamOptions]):
         self.writes: GroupCommit[ArchiveEntry, bool] = GroupCommit(
             self.store.append, max_batch=ctx.options.batch_size, name="archive")
         self.prefs: dict[JID, Prefs] = {}               # users with sessions
-        self.loading: dict[JID, list[defer.Deferred[_Loaded]]] = {}
+        self.loading: OneLoad[JID, _Loaded] = OneLoad(self._unreadable)
         self._seq = 0
         for feature in (NS, NS_EXTENDED, ns.STANZA_ID):
             ctx.disco_feature(feature, to="account")
@@ -203,15 +204,7 @@ class Mam(Module[MamOptions]):
         prefs = self.prefs.get(user)
         if prefs is not None:
             return _Loaded(prefs, None)
-        d: defer.Deferred[_Loaded] = defer.Deferred()
-        waiters = self.loading.get(user)
-        if waiters is not None:
-            waiters.append(d)
-            return d
-        self.loading[user] = [d]
-        load = defer.Deferred.fromCoroutine(self._load(user))
-        load.addBoth(self._loaded, user)
-        return d
+        return self.loading(user, lambda: self._load(user))
 
     async def _load(self, user: JID) -> _Loaded:
         settings: ArchiveSettings | None = await self.store.settings(user)
@@ -227,13 +220,9 @@ class Mam(Module[MamOptions]):
             contacts = frozenset(i.contact for i in roster.items.values() if i.listed)
         return _Loaded(prefs, contacts)
 
-    def _loaded(self, result: _Loaded | Failure, user: JID) -> None:
-        waiters = self.loading.pop(user, [])
-        if isinstance(result, Failure):
-            self.ctx.log.warning("archive preferences of %s not read: %s", user, result.value)
-            result = _Loaded(None, None)        # not archived rather than stuck
-        for d in waiters:                       # in the order they asked
-            d.callback(result)
+    def _unreadable(self, user: JID, failure: Failure) -> _Loaded:
+        self.ctx.log.warning("archive preferences of %s not read: %s", user, failure.value)
+        return _Loaded(None, None)              # not archived rather than stuck
 
     @staticmethod
     def _then(value: _Loaded | defer.Deferred[_Loaded], fn: Any) -> Any:

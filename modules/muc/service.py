@@ -38,6 +38,7 @@ from stanzas import iq, ns, rsm
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
+from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest
 from xmppd.xmlstream import serialize
 
@@ -108,9 +109,9 @@ class MucService:
         self.policy = policy
         self.store: MucStore = ctx.stores.muc
         self.rooms: dict[JID, Room] = {}
-        self.loading: dict[JID, list[tuple[etree._Element, JID, JID]]] = {}
+        self.loading: OneLoad[JID, Room | None] = OneLoad()
         self.writer = ArchiveWriter(self.store, ctx)
-        self.writes: dict[JID, defer.Deferred[Any]] = {}   # per room: the last queued write
+        self.writes: KeyedLock[JID] = KeyedLock()   # one room's writes, in the order made
 
     # -- plumbing used by rooms ------------------------------------------------------------
     def now(self) -> float:
@@ -140,17 +141,15 @@ class MucService:
         if room is not None:
             self.dispatch(room, el, sender, to)
             return
-        queued = self.loading.get(to.bare)
-        if queued is not None:
-            queued.append((el, sender, to))
-            return
-        self.loading[to.bare] = [(el, sender, to)]
-        d = defer.Deferred.fromCoroutine(self._load(to.bare))
-        d.addBoth(self._loaded, to.bare)
+        # One store read per room; stanzas arriving meanwhile wait for it, in order.
+        first = to.bare not in self.loading
+        d = self.loading(to.bare, lambda: self._load(to.bare))
+        d.addCallbacks(self._loaded, self._not_loaded, callbackArgs=(el, sender, to),
+                       errbackArgs=(el, to.bare, first))
 
     async def _load(self, jid: JID) -> Room | None:
         """A stored room with its last messages as the join history (§7.2.15), which an
-        archived room keeps across restarts."""
+        archived room keeps across restarts; in memory before any waiting stanza runs."""
         stored = await self.store.load_room(jid)
         if stored is None:
             return None
@@ -160,28 +159,25 @@ class MucService:
                 el = etree.fromstring(m.payload)
                 if el.find(codec.BODY) is not None:
                     room.history.append(HistoryEntry(el, m.at, m.nick))
+        if jid not in self.rooms:
+            self.rooms[jid] = room
         return room
 
-    def _loaded(self, result: Any, jid: JID) -> None:
-        queued = self.loading.pop(jid, [])
-        if isinstance(result, Failure):
-            self.ctx.log.warning("cannot load room %s: %s", jid, result.value)
-            for el, _, _ in queued:
-                if el.get("type") not in ("error", "result"):
-                    self.send(codec.error(el, StanzaError.internal_server_error(type="wait"),
-                                          jid))
-            return
-        if result is not None and jid not in self.rooms:
-            self.rooms[jid] = result
-        for el, sender, to in queued:
-            try:
-                room = self.rooms.get(jid)
-                if room is None:
-                    self.no_room(el, sender, to)
-                else:
-                    self.dispatch(room, el, sender, to)
-            except Exception:
-                self.ctx.log.exception("MUC failed on a stanza for %s", jid)
+    def _loaded(self, _: Room | None, el: etree._Element, sender: JID, to: JID) -> None:
+        try:
+            room = self.rooms.get(to.bare)
+            if room is None:
+                self.no_room(el, sender, to)
+            else:
+                self.dispatch(room, el, sender, to)
+        except Exception:
+            self.ctx.log.exception("MUC failed on a stanza for %s", to.bare)
+
+    def _not_loaded(self, failure: Failure, el: etree._Element, jid: JID, first: bool) -> None:
+        if first:
+            self.ctx.log.warning("cannot load room %s: %s", jid, failure.value)
+        if el.get("type") not in ("error", "result"):
+            self.send(codec.error(el, StanzaError.internal_server_error(type="wait"), jid))
 
     def dispatch(self, room: Room, el: etree._Element, sender: JID, to: JID) -> None:
         if el.tag == _C + "iq" and to.resource is None:
@@ -385,20 +381,7 @@ class MucService:
 
     async def _serial(self, room: Room, write: Callable[[], Awaitable[Any]]) -> Any:
         """One room's writes reach the database in the order they were made."""
-        previous = self.writes.get(room.jid)
-        mine: defer.Deferred[Any] = defer.Deferred()
-        self.writes[room.jid] = mine
-        try:
-            if previous is not None:
-                try:
-                    await previous
-                except Exception:
-                    pass            # its caller heard about it
-            return await write()
-        finally:
-            if self.writes.get(room.jid) is mine:
-                del self.writes[room.jid]
-            mine.callback(None)
+        return await self.writes.run(room.jid, write)
 
     def archive(self, room: Room, message: etree._Element, at: float, occ: Occupant) -> None:
         if not room.config.archived or room.locked:
@@ -431,8 +414,7 @@ class MucService:
         """Archive writes are flushed."""
         self.shutting_down()
         await self.writer.settled()
-        for d in list(self.writes.values()):
-            await d
+        await self.writes.drained()
 
 
 def _admin_get(s: MucService, r: Room, q: IqRequest) -> Any:

@@ -27,8 +27,8 @@ import copy
 import datetime
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from lxml import etree
 from twisted.internet import defer
@@ -44,9 +44,9 @@ from storage.roster import RosterItem
 from xmppd import hooks
 from xmppd.hooks import PepEvent, PresenceQuery
 from stanzas.jid import JID
+from xmppd.concurrency import KeyedLock
 from xmppd.module import ModuleContext, SessionKey
 
-T = TypeVar("T")
 _C = "{%s}" % ns.CLIENT
 _EV = "{%s}" % NS_EVENT
 NS_ADDRESS = ns.ADDRESS
@@ -89,7 +89,7 @@ class PepService:
         self.roster = ctx.service(RosterService)
         self.caps = ctx.service(CapsService)
         self.defaults = NodeConfig()
-        self._locks: dict[JID, defer.DeferredLock] = {}
+        self.locks: KeyedLock[JID] = KeyedLock()     # writes to one owner's nodes
 
     # -- nodes and access ------------------------------------------------------------------
     async def node(self, owner: JID, name: str) -> tuple[Node, NodeConfig]:
@@ -163,7 +163,7 @@ class PepService:
                 dropped = await self.store.publish(owner, name, stored,
                                                    max_items=config.limit(server_max)) or []
             return config, stored, dropped
-        config, stored, _ = await self._locked(owner, run)
+        config, stored, _ = await self.locks.run(owner, run)
         if config.deliver_notifications:
             items = etree.Element(_EV + "items", node=name)
             items.append(item_element(stored, NS_EVENT, config.deliver_payloads))
@@ -207,7 +207,7 @@ class PepService:
             if not await self.store.retract(owner, name, item_id):
                 raise StanzaError.item_not_found(f"no item {item_id}")  # §7.2.3.2
             return config
-        config = await self._locked(owner, run)
+        config = await self.locks.run(owner, run)
         if config.deliver_notifications and (config.notify_retract if notify is None else notify):
             items = etree.Element(_EV + "items", node=name)
             etree.SubElement(items, _EV + "retract", id=item_id)
@@ -234,7 +234,7 @@ class PepService:
             if not await self.store.create(owner, check_node(name), config.to_json(),
                                            self.ctx.clock.now()):
                 raise StanzaError.conflict(f"node {name} exists")
-        await self._locked(owner, run)
+        await self.locks.run(owner, run)
 
     async def configure(self, owner: JID, name: str, values: dict[str, list[str]]) -> None:
         """§8.2.5: apply a submitted form; invalid values leave the node unchanged."""
@@ -242,7 +242,7 @@ class PepService:
             _, config = await self.node(owner, name)
             new = apply(config, values, self.options.max_items_per_node)
             await self.store.configure(owner, name, new.to_json())
-        await self._locked(owner, run)
+        await self.locks.run(owner, run)
 
     async def delete(self, owner: JID, name: str, redirect: str | None = None) -> None:
         """§8.4: delete the node; its subscribers are told (with the redirect URI, if any)."""
@@ -251,7 +251,7 @@ class PepService:
             targets = await self.recipients(owner, name, config) if config.notify_delete else []
             await self.store.delete(owner, name)
             return config, targets
-        config, targets = await self._locked(owner, run)
+        config, targets = await self.locks.run(owner, run)
         event = etree.Element(_EV + "delete", node=name)
         if redirect:
             etree.SubElement(event, _EV + "redirect", uri=redirect)
@@ -266,7 +266,7 @@ class PepService:
                 raise unsupported("persistent-items")                # §8.5.3.3
             await self.store.purge(owner, name)
             return config
-        config = await self._locked(owner, run)
+        config = await self.locks.run(owner, run)
         if config.deliver_notifications and config.notify_retract:
             await self.notify(owner, name, config, etree.Element(_EV + "purge", node=name))
         await self._changed(PepEvent(owner, name, "purge", None, None, "client"))
@@ -453,18 +453,6 @@ class PepService:
         result = self.ctx.run(hooks.pep_changed, ev)
         if isinstance(result, defer.Deferred):
             await result
-
-    async def _locked(self, owner: JID, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        lock = self._locks.get(owner)
-        if lock is None:
-            lock = self._locks[owner] = defer.DeferredLock()
-        await lock.acquire()
-        try:
-            return await fn()
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(owner, None)
 
 
 def message(owner: JID, to: JID, event_child: etree._Element, *, replyto: JID | None = None,
