@@ -36,6 +36,7 @@ from modules.muc.config import Limits, RoomConfig
 from modules.muc.room import HistoryEntry, Occupant, Room
 from stanzas import iq, ns, rsm
 from stanzas.errors import StanzaError
+from storage.batch import GroupCommit
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
 from xmppd.concurrency import KeyedLock, OneLoad
@@ -57,48 +58,6 @@ class Policy:
     name: str
 
 
-class ArchiveWriter:
-    """Group commit: messages queue while a write is in flight and go in the next one."""
-
-    def __init__(self, store: MucStore, ctx: ModuleContext[Any]) -> None:
-        self.store = store
-        self.ctx = ctx
-        self.pending: list[ArchivedMessage] = []
-        self.busy = False
-        self.waiters: list[defer.Deferred[None]] = []
-
-    def add(self, message: ArchivedMessage) -> None:
-        self.pending.append(message)
-        if not self.busy:
-            self._write()
-
-    def _write(self) -> None:
-        batch, self.pending = self.pending, []
-        self.busy = True
-        d = defer.Deferred.fromCoroutine(self.store.archive(batch))
-        d.addBoth(self._written, len(batch))
-
-    def _written(self, result: Any, size: int) -> None:
-        if isinstance(result, Failure):
-            self.ctx.log.warning("room archive write of %d messages failed: %s", size,
-                                 result.value)
-        self.busy = False
-        if self.pending:
-            self._write()
-            return
-        waiters, self.waiters = self.waiters, []
-        for w in waiters:
-            w.callback(None)
-
-    def settled(self) -> defer.Deferred[None]:
-        """Fires once everything queued so far is written (or failed)."""
-        if not self.busy and not self.pending:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self.waiters.append(d)
-        return d
-
-
 class MucService:
     def __init__(self, ctx: ModuleContext[Any], domain: str, limits: Limits,
                  policy: Policy) -> None:
@@ -110,7 +69,9 @@ class MucService:
         self.store: MucStore = ctx.stores.muc
         self.rooms: dict[JID, Room] = {}
         self.loading: OneLoad[JID, Room | None] = OneLoad()
-        self.writer = ArchiveWriter(self.store, ctx)
+        self.archive_writes: GroupCommit[ArchivedMessage, None] = GroupCommit(
+            self._write_archive, name="room archive")
+        self._due: list[defer.Deferred[None]] | None = None    # archive writes of a stanza
         self.writes: KeyedLock[JID] = KeyedLock()   # one room's writes, in the order made
 
     # -- plumbing used by rooms ------------------------------------------------------------
@@ -132,20 +93,22 @@ class MucService:
         self.ctx.log.error("MUC %s failed: %s", what, f.getTraceback())
 
     # -- routing ---------------------------------------------------------------------------
-    def receive(self, el: etree._Element, sender: JID, to: JID) -> None:
-        """The router's handler for everything addressed to the service domain."""
+    def receive(self, el: etree._Element, sender: JID, to: JID) -> defer.Deferred[None] | None:
+        """The router's handler for everything addressed to the service domain. None once
+        `el` is handled, else a Deferred that fires when it is: after the room was read from
+        the store and the archive write `el` caused is committed (an XEP-0198 ack for a
+        groupchat message waits for it, as for a 1:1 archive write: DESIGN.md "✓ sent")."""
         if to.local is None:
             self.to_service(el, sender, to)
-            return
+            return None
         room = self.rooms.get(to.bare)
         if room is not None:
-            self.dispatch(room, el, sender, to)
-            return
+            return self._durable(lambda: self.dispatch(room, el, sender, to))
         # One store read per room; stanzas arriving meanwhile wait for it, in order.
         first = to.bare not in self.loading
         d = self.loading(to.bare, lambda: self._load(to.bare))
-        d.addCallbacks(self._loaded, self._not_loaded, callbackArgs=(el, sender, to),
-                       errbackArgs=(el, to.bare, first))
+        return d.addCallbacks(self._loaded, self._not_loaded, callbackArgs=(el, sender, to),
+                              errbackArgs=(el, to.bare, first))
 
     async def _load(self, jid: JID) -> Room | None:
         """A stored room with its last messages as the join history (§7.2.15), which an
@@ -163,15 +126,29 @@ class MucService:
             self.rooms[jid] = room
         return room
 
-    def _loaded(self, _: Room | None, el: etree._Element, sender: JID, to: JID) -> None:
+    def _loaded(self, _: Room | None, el: etree._Element, sender: JID, to: JID
+                ) -> defer.Deferred[None] | None:
         try:
             room = self.rooms.get(to.bare)
             if room is None:
                 self.no_room(el, sender, to)
-            else:
-                self.dispatch(room, el, sender, to)
+                return None
+            return self._durable(lambda: self.dispatch(room, el, sender, to))
         except Exception:
             self.ctx.log.exception("MUC failed on a stanza for %s", to.bare)
+            return None
+
+    def _durable(self, handle: Callable[[], None]) -> defer.Deferred[None] | None:
+        """Run `handle()`; the archive writes it made (None if none) as one Deferred."""
+        due: list[defer.Deferred[None]] = []
+        self._due = due
+        try:
+            handle()
+        finally:
+            self._due = None
+        if not due:
+            return None
+        return defer.gatherResults(due).addCallback(lambda _: None)
 
     def _not_loaded(self, failure: Failure, el: etree._Element, jid: JID, first: bool) -> None:
         if first:
@@ -384,16 +361,27 @@ class MucService:
         return await self.writes.run(room.jid, write)
 
     def archive(self, room: Room, message: etree._Element, at: float, occ: Occupant) -> None:
+        """Queue `message` for the room archive (group commit: what arrives while a write
+        runs goes in the next transaction); the stanza being handled waits for it."""
         if not room.config.archived or room.locked:
             return
         sid = message.find(codec.STANZA_ID)
         if sid is None:
             return
-        self.writer.add(ArchivedMessage(room.jid, sid.get("id") or "", at, occ.nick,
-                                        str(occ.bare), serialize(message)))
+        written = self.archive_writes.add(ArchivedMessage(
+            room.jid, sid.get("id") or "", at, occ.nick, str(occ.bare), serialize(message)))
+        written.addErrback(lambda f: self.ctx.log.warning("not in the room archive: %s",
+                                                          f.value))
+        if self._due is not None:
+            self._due.append(written)
+
+    async def _write_archive(self, batch: list[ArchivedMessage]) -> list[None]:
+        await self.store.archive(batch)
+        return [None] * len(batch)
 
     def archive_settled(self) -> defer.Deferred[None]:
-        return self.writer.settled()
+        """Fires once every archive write queued so far is committed (or failed)."""
+        return self.archive_writes.flushed()
 
     async def destroy(self, room: Room, reason: str | None, alternate: JID | None,
                       password: str | None) -> None:
@@ -413,7 +401,7 @@ class MucService:
     async def stop(self) -> None:
         """Archive writes are flushed."""
         self.shutting_down()
-        await self.writer.settled()
+        await self.archive_writes.flushed()
         await self.writes.drained()
 
 
