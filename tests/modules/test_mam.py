@@ -1,4 +1,4 @@
-# tests: modules/mam.py
+# tests: modules/mam/
 """XEP-0313 MAM on the in-memory harness: what is archived and stamped, queries, paging, errors,
 preferences, metadata, retention."""
 from __future__ import annotations
