@@ -1,4 +1,4 @@
-# tests: modules/stream_mgmt.py, xmppd/listeners/session.py, xmppd/router.py
+# tests: modules/stream_mgmt/, xmppd/listeners/session.py, xmppd/router.py
 """XEP-0198 on real sessions in the in-memory harness: counting, acks that wait for
 durability, resumption without loss or duplicates, expiry to offline storage, errors."""
 from __future__ import annotations
