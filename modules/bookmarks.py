@@ -29,9 +29,7 @@ from dataclasses import replace
 from lxml import etree
 
 from stanzas import ns
-from modules.pep import NodeConfig, PepService
-from modules.pep.config import NS as NS_PUBSUB
-from modules.pep.service import payload_of
+from modules.pep import NodeConfig, PepService, payload_of
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import PepEvent, PrivateQuery
@@ -42,7 +40,7 @@ from xmppd.module import Module, ModuleContext, NoOptions
 NS = ns.BOOKMARKS
 LEGACY = ns.BOOKMARKS_LEGACY
 _B, _L = "{%s}" % NS, "{%s}" % LEGACY
-_ITEM = "{%s}item" % NS_PUBSUB
+_ITEM = "{%s}item" % ns.PUBSUB
 ORIGIN = "bookmarks"
 # XEP-0402 §4 (and XEP-0223 §4): the publish-options every client uses for this node.
 PRIVATE = replace(NodeConfig(), access_model="whitelist", max_items=None,
