@@ -14,9 +14,11 @@ keeps rooms and their archives in the database.
 - Rooms load lazily: a stanza for a room not in memory waits for one store read; stanzas
   arriving meanwhile queue behind it in order. An empty temporary room goes away; an empty
   persistent room leaves memory and is read again when someone comes back.
-- Archive writes are batched: what arrives while a write runs goes in the next transaction
-  (group commit), off the delivery path. MAM queries wait for writes in flight.
-Not here: occupants and messages (room.py), admin/owner IQs (admin.py), MAM (mam.py).
+- Archive writes are group-committed (storage/batch.py): what arrives while a write runs goes
+  in the next transaction, off the delivery path; `receive` tells the router when a stanza's
+  write is committed. MAM queries wait for writes in flight.
+Not here: occupants and messages (room.py, messages.py), admin/owner IQs (admin.py), MAM
+(mam.py), discovery answers (disco.py).
 """
 from __future__ import annotations
 
@@ -30,11 +32,11 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from modules.muc import admin, codec, mam
-from modules.muc.codec import NS_ADMIN, NS_MUC, NS_OWNER
+from modules.muc import admin, codec, disco, mam
+from modules.muc.codec import NS_ADMIN, NS_OWNER
 from modules.muc.config import Limits, RoomConfig
 from modules.muc.room import HistoryEntry, Occupant, Room
-from stanzas import iq, ns, rsm
+from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.batch import GroupCommit
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
@@ -218,53 +220,13 @@ class MucService:
         payload = iq.payload(el)
         handler: Callable[[IqRequest], Any] | None = None
         if payload is not None and kind == "get":
-            handler = {"{%s}query" % ns.DISCO_INFO: self.service_info,
-                       "{%s}query" % ns.DISCO_ITEMS: self.service_items,
+            handler = {"{%s}query" % ns.DISCO_INFO: lambda req: disco.service_info(self, req),
+                       "{%s}query" % ns.DISCO_ITEMS: lambda req: disco.service_items(self, req),
                        "{%s}ping" % ns.PING: lambda req: iq.result(req.stanza)}.get(payload.tag)
         if handler is None or payload is None:
             self.send(codec.error(el, StanzaError.service_unavailable(), self.jid))
             return
         self.ctx.call_iq(handler, IqRequest(el, sender, to, payload), self.send)
-
-    def service_info(self, req: IqRequest) -> iq.Reply:
-        if req.payload.get("node"):
-            raise StanzaError.item_not_found("no such node")
-        q = iq.empty(ns.DISCO_INFO, "query")
-        codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
-                 name=self.policy.name)
-        # XEP-0421 §5: occupant ids are on in every room, so the service says so too.
-        for feature in sorted({ns.DISCO_INFO, ns.DISCO_ITEMS, NS_MUC, codec.NS_STABLE_ID,
-                               codec.NS_SELF_PING, codec.NS_OCCUPANT_ID, ns.PING}):
-            codec.el("feature", ns.DISCO_INFO, q, var=feature)
-        return iq.result(req.stanza, q)
-
-    async def service_items(self, req: IqRequest) -> iq.Reply:
-        """§6.3: the public rooms (hidden and locked ones are not listed), with XEP-0059."""
-        if req.payload.get("node"):
-            raise StanzaError.item_not_found("no such node")
-        listed: dict[JID, str] = {}
-        for summary in await self.store.list_rooms(self.domain):
-            cfg = RoomConfig.from_json(summary.config)
-            if cfg.public:
-                listed[summary.room] = cfg.name
-        for room in self.rooms.values():
-            listed.pop(room.jid, None)
-            if room.config.public and not room.locked:
-                listed[room.jid] = room.config.name
-        jids = sorted(listed, key=str)
-        q = iq.empty(ns.DISCO_ITEMS, "query")
-        paging = rsm.parse(req.payload)
-        start, end = rsm.window([str(j) for j in jids], paging)
-        page = jids[start:end]
-        for jid in page:
-            item = codec.el("item", ns.DISCO_ITEMS, q, jid=str(jid))
-            if listed[jid]:
-                item.set("name", listed[jid])
-        if paging is not None:
-            rsm.answer(q, first=str(page[0]) if page else None,
-                       last=str(page[-1]) if page else None, first_index=start,
-                       count=len(jids))
-        return iq.result(req.stanza, q)
 
     # -- room JIDs -------------------------------------------------------------------------
     def room_iq(self, room: Room, el: etree._Element, sender: JID, to: JID) -> None:
@@ -300,31 +262,6 @@ class MucService:
                     self.vacated(room)
             return then()
         self.ctx.call_iq(call, IqRequest(el, sender, to, payload), self.send)
-
-    def room_info(self, room: Room, req: IqRequest) -> iq.Reply:
-        node = req.payload.get("node")
-        q = iq.empty(ns.DISCO_INFO, "query")
-        if node == "x-roomuser-item":
-            # §7.12: the user's reserved nickname, or an empty query.
-            q.set("node", node)
-            entry = room.affiliations.get(str(req.sender.bare))
-            if entry is not None and entry.nick:
-                codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
-                         name=entry.nick)
-            return iq.result(req.stanza, q)
-        if node:
-            raise StanzaError.item_not_found("no such node")
-        codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
-                 name=room.config.name or room.jid.local or "")
-        features = {ns.DISCO_INFO, ns.DISCO_ITEMS, NS_MUC, codec.NS_STABLE_ID,
-                    codec.NS_SELF_PING, codec.NS_OCCUPANT_ID, ns.STANZA_ID, ns.PING,
-                    *room.config.features()}
-        if room.config.archived:
-            features.add(ns.MAM)
-        for feature in sorted(features):
-            codec.el("feature", ns.DISCO_INFO, q, var=feature)
-        q.append(room.config.roominfo(len(room.occupants), room.subject, room.owners()))
-        return iq.result(req.stanza, q)
 
     # -- persistence -----------------------------------------------------------------------
     def stored(self, room: Room) -> bool:
@@ -410,9 +347,8 @@ def _admin_get(s: MucService, r: Room, q: IqRequest) -> Any:
 
 
 ROOM_IQS: dict[tuple[str, str], Callable[[MucService, Room, IqRequest], Any]] = {
-    ("get", "{%s}query" % ns.DISCO_INFO): lambda s, r, q: s.room_info(r, q),
-    ("get", "{%s}query" % ns.DISCO_ITEMS): lambda s, r, q: iq.result(
-        q.stanza, iq.empty(ns.DISCO_ITEMS, "query")),          # §6.5: occupants stay private
+    ("get", "{%s}query" % ns.DISCO_INFO): lambda s, r, q: disco.room_info(r, q),
+    ("get", "{%s}query" % ns.DISCO_ITEMS): lambda s, r, q: disco.room_items(r, q),
     ("get", "{%s}query" % NS_ADMIN): _admin_get,
     ("set", "{%s}query" % NS_ADMIN): admin.admin_set,
     ("get", "{%s}query" % NS_OWNER): admin.owner_get,
