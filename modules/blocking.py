@@ -24,6 +24,8 @@ Not here: privacy lists (XEP-0016); subscription state (modules/roster.py).
 Config ([modules.blocking]):
   max_items   int   default 1000   blocklist entries per user; beyond: <not-acceptable/>
 Storage: KeyValueStore, namespace "urn:xmpp:blocking" (newline-separated JIDs).
+Optional: the roster module (RosterService, looked up when needed): a blocked domain stands
+for the user's contacts there; without it nobody is subscribed, so nobody is told.
 """
 from __future__ import annotations
 
@@ -47,7 +49,6 @@ from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest, Module, ModuleContext, SessionKey, number
 
 NS = ns.BLOCKING
-NS_ERRORS = ns.BLOCKING_ERRORS
 _B = "{%s}" % NS
 # this resource asked for the blocklist: it gets pushes (XEP-0191 §3.3)
 _REQUESTED: SessionKey[bool] = SessionKey("blocking.requested")
@@ -206,7 +207,8 @@ class Blocking(Module[BlockingOptions]):
             return STOP                 # never answer errors or results (RFC 6120 §8.2.3, §8.3.1)
         # "MUST return a <not-acceptable/> error containing ... <blocked/>". Straight back to the
         # sending session: routed, it would come from the blocked JID and be dropped inbound.
-        reply = error_reply(el, StanzaError("not-acceptable", app=iq.empty(NS_ERRORS, "blocked")))
+        reply = error_reply(el, StanzaError("not-acceptable",
+                                            app=iq.empty(ns.BLOCKING_ERRORS, "blocked")))
         if ev.session is not None:
             ev.session.send_element(reply)
         return STOP
@@ -295,7 +297,7 @@ class Blocking(Module[BlockingOptions]):
 
     async def _contacts(self, user: JID) -> list[JID]:
         try:
-            roster = self.ctx.service(RosterService)
+            roster = self.ctx.service(RosterService)        # optional (module docstring)
         except LookupError:
             return []                   # no roster module: nobody is subscribed
         return list((await roster.roster(user)).items)

@@ -76,7 +76,6 @@ class UploadOptions:
 class HttpUpload(Module[UploadOptions]):
     name = "http_upload"
     xeps = (363,)
-    depends = ("disco",)
     Options = UploadOptions
 
     def __init__(self, ctx: ModuleContext[UploadOptions]) -> None:

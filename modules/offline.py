@@ -22,6 +22,8 @@
 Config ([modules.offline]):
   max_messages  int  default 1000  stored messages per user; more: <service-unavailable/>
 Storage: OfflineStore (table offline_messages), written by group commit (storage/batch.py).
+Optional: the stream_mgmt module (StreamManagementService, looked up when delivering): without
+it a message is deleted once written to the client's connection.
 """
 from __future__ import annotations
 
@@ -129,7 +131,7 @@ class Offline(Module[OfflineOptions]):
 
     def _tracker(self) -> StreamManagementService | None:
         try:
-            return self.ctx.service(StreamManagementService)
+            return self.ctx.service(StreamManagementService)    # optional (module docstring)
         except LookupError:
             return None
 

@@ -44,7 +44,6 @@ from xmppd.module import ModuleContext
 
 _C = "{%s}" % ns.CLIENT
 _EV = "{%s}" % NS_EVENT
-NS_ADDRESS = ns.ADDRESS
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           remove_comments=True, remove_pis=True)
 
@@ -350,9 +349,9 @@ def message(owner: JID, to: JID, event_child: etree._Element, *, replyto: JID | 
     event = etree.SubElement(msg, _EV + "event", nsmap={None: NS_EVENT})  # type: ignore[dict-item]
     event.append(copy.deepcopy(event_child))
     if replyto is not None:
-        addresses = etree.SubElement(msg, "{%s}addresses" % NS_ADDRESS,
-                                     nsmap={None: NS_ADDRESS})  # type: ignore[dict-item]
-        etree.SubElement(addresses, "{%s}address" % NS_ADDRESS, type="replyto",
+        addresses = etree.SubElement(msg, "{%s}addresses" % ns.ADDRESS,
+                                     nsmap={None: ns.ADDRESS})  # type: ignore[dict-item]
+        etree.SubElement(addresses, "{%s}address" % ns.ADDRESS, type="replyto",
                          jid=str(replyto))
     if stamp is not None:
         delay.delay(delay.stamp(stamp), str(owner), msg)       # XEP-0163 §4.3.2, XEP-0203
