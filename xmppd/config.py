@@ -262,6 +262,8 @@ class LimitsSection:
     preauth_elements: int = number(default=32, minimum=4)
     auth_timeout: float = duration(default="60 s", minimum=1)   # stream open to bound resource
     max_sessions_per_user: int = number(default=16, minimum=1)
+    # bytes waiting for a client that does not read; past it the link counts as dead
+    max_output_buffer: int = size(default="1 MiB", minimum=64 * 1024)
 
 
 @dataclass(frozen=True, slots=True)

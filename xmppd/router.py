@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from copy import deepcopy
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from lxml import etree
@@ -40,11 +41,10 @@ from twisted.internet import defer
 
 from stanzas import ns
 from stanzas.errors import StanzaError, error_reply, escape_attr
-from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
 from stanzas.jid import JID, JIDError
-from xmppd.module import IqRequest, iq_error_from_reply
+from xmppd.router_iq import IqRouting
 from xmppd.xmlstream import serialize
 
 if TYPE_CHECKING:
@@ -56,9 +56,12 @@ _E = etree._Element
 _C = "{%s}" % ns.CLIENT
 _MESSAGE, _PRESENCE, _IQ = _C + "message", _C + "presence", _C + "iq"
 _PRIORITY = _C + "priority"
+_DELAY = "{%s}delay" % ns.DELAY
+_COPIES = frozenset(("{%s}sent" % ns.CARBONS, "{%s}received" % ns.CARBONS,
+                     "{%s}result" % ns.MAM))
 
 
-class Router:
+class Router(IqRouting):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
@@ -226,6 +229,39 @@ class Router:
             s.send_bytes(data)
         return None
 
+    def undelivered(self, units: list[bytes], jid: JID) -> None:
+        """Units written for the client session `jid` that never reached it (its connection
+        is gone): each stanza as if the resource had gone before it arrived (RFC 6121
+        §8.5.3.2.1). Chat/normal messages go to offline storage (`message_offline`, with a
+        XEP-0203 delay of now) or bounce; IQ requests get <service-unavailable/>; presence,
+        other messages and server-made copies (carbons, archive results) are dropped."""
+        host = self.server.hosts.get(jid.domain)
+        for data in units:
+            if not data.startswith((b"<message", b"<iq")):
+                continue
+            try:
+                el = etree.fromstring(data)
+                sender = JID.parse(el.get("from") or "")
+            except (etree.XMLSyntaxError, JIDError):
+                continue
+            kind = el.get("type")
+            if el.tag == _IQ:
+                if kind in ("get", "set"):
+                    self._bounce(el, StanzaError.service_unavailable(), sender)
+                continue
+            if kind not in (None, "chat", "normal") or _server_copy(el) or host is None:
+                continue
+            if not any(d.get("from") == jid.domain for d in el.iter(_DELAY)):
+                stamp = datetime.fromtimestamp(self.server.clock.now(), timezone.utc)
+                etree.SubElement(el, _DELAY, {"from": jid.domain, "stamp": stamp.isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z")},
+                    nsmap={None: ns.DELAY})  # type: ignore[dict-item]
+            stored = host.hooks.run(hooks.message_offline, StanzaEvent(el, sender, jid.bare))
+            if isinstance(stored, defer.Deferred):
+                stored.addCallback(self._after_offline, el, sender)
+            elif not stored:
+                self._bounce(el, StanzaError.service_unavailable(), sender)
+
     def recipients(self, to: JID, kind: str) -> list[Session]:
         """The local sessions a message of type `kind` to `to` reaches now (RFC 6121 §8.5): the
         full JID's session, else for chat/normal the available resources of highest priority,
@@ -329,91 +365,6 @@ class Router:
             for s in targets:
                 s.send_bytes(data)
 
-    # -- IQs -------------------------------------------------------------------------------
-    def _iq(self, el: _E, sender: JID, to: JID, host: Host, session: Session | None) -> None:
-        kind = el.get("type")
-        if kind in ("result", "error"):
-            self._iq_response(el, to, host)
-            return
-        if kind not in ("get", "set") or not el.get("id"):
-            self._bounce(el, StanzaError.bad_request("an IQ needs an id and a type"), sender)
-            return
-        if to.resource is not None:
-            target = self.sessions.get(to)
-            if target is None:
-                self._bounce(el, StanzaError.service_unavailable(), sender)
-            else:
-                target.send_element(el)
-            return
-        payload = next((c for c in el if isinstance(c.tag, str)), None)
-        if payload is None:
-            self._bounce(el, StanzaError.bad_request("an IQ get/set has one child"), sender)
-            return
-        handler = None
-        if to.local is None:
-            handler = host.iq_handlers.get((kind, "host", payload.tag))
-        else:
-            if to.bare == sender.bare:
-                handler = host.iq_handlers.get((kind, "self", payload.tag))
-            if handler is None:
-                handler = host.iq_handlers.get((kind, "bare", payload.tag))
-        if handler is None:
-            self._bounce(el, StanzaError.service_unavailable(), sender)
-            return
-        self.call_iq_handler(handler, IqRequest(el, sender, to, payload, session), self.route)
-
-    def call_iq_handler(self, handler: Any, req: IqRequest, reply_to: Any) -> None:
-        """Run an IQ handler; route its reply (or the error it raised) with `reply_to`."""
-        try:
-            result = handler(req)
-        except Exception as e:
-            self._iq_failed(e, req, reply_to)
-            return
-        if isinstance(result, defer.Deferred) or hasattr(result, "__await__"):
-            d = result if isinstance(result, defer.Deferred) else \
-                defer.Deferred.fromCoroutine(result)
-            d.addCallbacks(lambda reply: self._iq_replied(reply, req, reply_to),
-                           lambda f: self._iq_failed(f.value, req, reply_to))
-            return
-        self._iq_replied(result, req, reply_to)
-
-    def _iq_replied(self, reply: Any, req: IqRequest, reply_to: Any) -> None:
-        if not isinstance(reply, etree._Element):
-            log.error("IQ handler returned %r for %s", reply, summary(req.stanza))
-            self._iq_failed(RuntimeError("no reply"), req, reply_to)
-            return
-        if reply.get("from") is None:
-            reply.set("from", str(req.to))
-        reply_to(reply)
-
-    def _iq_failed(self, exc: BaseException, req: IqRequest, reply_to: Any) -> None:
-        if isinstance(exc, StanzaError):
-            err = exc
-        elif isinstance(exc, StorageError):
-            err = StanzaError.internal_server_error(type="wait")
-            log.warning("storage failed for %s: %s", summary(req.stanza), exc)
-        else:
-            err = StanzaError.internal_server_error()
-            log.error("IQ handler failed on %s", summary(req.stanza),
-                      exc_info=(type(exc), exc, exc.__traceback__))
-        reply = error_reply(req.stanza, err)
-        if reply.get("from") is None:
-            reply.set("from", str(req.to))
-        reply_to(reply)
-
-    def _iq_response(self, el: _E, to: JID, host: Host) -> None:
-        if to.resource is None or to.local is None:
-            waiter = host.pending_iqs.pop((str(to), el.get("id") or ""), None)
-            if waiter is not None and not waiter.called:
-                if el.get("type") == "result":
-                    waiter.callback(el)
-                else:
-                    waiter.errback(iq_error_from_reply(el))
-            return
-        target = self.sessions.get(to)
-        if target is not None:
-            target.send_element(el)
-
     # -- errors ----------------------------------------------------------------------------
     def _bounce(self, el: _E, error: StanzaError, sender: JID) -> None:
         """Answer `el` with `error` to its sender (never an error to an error, nor to an IQ
@@ -456,6 +407,11 @@ async def _handled(done: defer.Deferred[Any] | None, held: list[defer.Deferred[A
 def _send_unless_stopped(stopped: bool, session: Session, el: _E) -> None:
     if not stopped:
         session.send_element(el)
+
+
+def _server_copy(el: _E) -> bool:
+    """A copy the server made for this client alone (XEP-0280 carbons, XEP-0313 results)."""
+    return any(isinstance(c.tag, str) and c.tag in _COPIES for c in el)
 
 
 def _priority(el: _E) -> int:

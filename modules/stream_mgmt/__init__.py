@@ -36,6 +36,8 @@ Config ([modules.stream_mgmt]):
   resume_timeout  duration  default "5 min"  how long a lost session can be resumed
   max_unacked     int       default 5000     unacknowledged stanzas per session; more closes
                                              the stream with <policy-violation/>
+  max_unacked_size size     default "8 MiB"  ... and their bytes (a client that never acks
+                                             cannot hold the server's memory)
 Storage: none (stream state lives in memory, as sessions do).
 """
 from __future__ import annotations
@@ -56,7 +58,7 @@ from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from xmppd import hooks
 from xmppd.hooks import LAST, STOP, ConnectionLost, SessionEvent, StanzaEvent
 from stanzas.jid import JID, JIDError
-from xmppd.module import Module, ModuleContext, duration, number
+from xmppd.module import Module, ModuleContext, duration, number, size
 from xmppd.xmlstream import serialize
 
 _SM = "{%s}" % NS
@@ -69,6 +71,7 @@ __all__ = ["STATE", "StreamManagement", "StreamManagementService"]
 class SmOptions:
     resume_timeout: float = duration(default="5 min", minimum=1)
     max_unacked: int = number(default=5000, minimum=10, maximum=1_000_000)
+    max_unacked_size: int = size(default="8 MiB", minimum=64 * 1024)
 
 
 class StreamManagementService:
@@ -94,6 +97,7 @@ class StreamManagement(Module[SmOptions]):
         self.ctx = ctx
         self.resume_timeout = ctx.options.resume_timeout
         self.max_unacked = ctx.options.max_unacked
+        self.max_unacked_size = ctx.options.max_unacked_size
         self.resumable: dict[str, SmState] = {}
         self.states: set[SmState] = set()
         self.expired: OrderedDict[str, tuple[JID, int]] = OrderedDict()
@@ -127,6 +131,7 @@ class StreamManagement(Module[SmOptions]):
     def session_ended(self, ev: SessionEvent) -> None:
         state = ev.session.get(STATE)
         if state is not None and state.session is ev.session:
+            ev.session.discard_output()     # in our queue too: we account for it (§4)
             state.ended()
 
     async def stop(self) -> None:

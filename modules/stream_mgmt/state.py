@@ -68,6 +68,7 @@ class SmState:
         self.sent = 0               # stanzas to the client
         self.acked = 0
         self.queue: deque[Out] = deque()
+        self.queued_bytes = 0       # of what is in `queue`
         self.requested = False      # an <r/> of ours is unanswered
         self.detached = False
         self.resuming = False
@@ -113,6 +114,7 @@ class SmState:
         self.timer = None
         self.m.forget(self)
         queue, self.queue = self.queue, deque()
+        self.queued_bytes = 0
         for out in queue:
             if out.done is not None:
                 out.done(False)
@@ -123,7 +125,8 @@ class SmState:
     def _count(self, data: bytes, done: Done | None) -> None:
         self.sent += 1
         self.queue.append(Out(data, done, self.m.ctx.clock.now()))
-        if len(self.queue) > self.m.max_unacked:
+        self.queued_bytes += len(data)
+        if len(self.queue) > self.m.max_unacked or self.queued_bytes > self.m.max_unacked_size:
             self.session.close(StreamError.policy_violation(
                 "too many unacknowledged stanzas (XEP-0198)"))
 
@@ -170,6 +173,7 @@ class SmState:
         n = (h - self.acked) % MOD
         for _ in range(n):
             out = self.queue.popleft()
+            self.queued_bytes -= len(out.data)
             if out.done is not None:
                 out.done(True)
         self.acked += n

@@ -44,6 +44,7 @@ class MemoryTransport:
     def __init__(self) -> None:
         self.units: list[bytes] = []
         self.closed = False
+        self.aborted = False
         self.session: ClientSession | None = None
         self.lose_on_close = False
 
@@ -52,6 +53,10 @@ class MemoryTransport:
 
     def start_tls(self) -> bool:
         return True
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.close()
 
     def close(self) -> None:
         self.closed = True

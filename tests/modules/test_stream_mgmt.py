@@ -11,7 +11,7 @@ from modules.stream_mgmt import STATE as SM_STATE
 from tests.harness.server import Harness
 from tests.harness.stream import StreamClient
 from tests.modules.contacts import make_contacts
-from tests.modules.messaging import SM, Gate, body, messaging, module, stored
+from tests.modules.messaging import MODULES, SM, Gate, body, messaging, module, stored
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 UNEXPECTED = (f"<failed xmlns='{SM}'><unexpected-request "
@@ -342,3 +342,38 @@ def test_a_late_connection_timeout_does_not_end_a_held_session(h: Harness) -> No
     new = StreamClient(h, f"{BOB}/phone", bind=False)
     new.send(f"<resume xmlns='{SM}' previd='{smid}' h='0'/>")
     assert new.received()[0].tag == f"{{{SM}}}failed"
+
+
+def test_a_managed_client_that_reads_nothing_is_kept_for_resumption_without_doubles(
+        make_harness: Callable[..., Harness]) -> None:
+    # Issue 13 point 3: the output bound cuts a reader that stopped; stream management keeps
+    # the session for resumption, and what it had not acknowledged is resent exactly once.
+    h = make_harness(modules={name: dict(o) for name, o in MODULES.items()},
+                     limits={"max_output_buffer": "64 KiB"})
+    bob = StreamClient(h, f"{BOB}/phone")
+    smid = enable(bob, resume=True)
+    alice = h.login(f"{ALICE}/a")
+    bob.received()
+    bob.pause_writing()                                     # bob's socket is full
+    for i in range(8):
+        alice.send(f"<message to='{BOB}' type='chat'><body>{i}{'x' * 10_000}</body></message>")
+    assert bob.wire.aborted and h.server.sessions.get(bob.jid) is bob   # kept bound
+    bob.drop()
+    new = StreamClient(h, f"{BOB}/phone", bind=False)
+    new.send(f"<resume xmlns='{SM}' previd='{smid}' h='0'/>")
+    new.expect(f"<resumed xmlns='{SM}' previd='{smid}' h='0'/>")
+    assert [m[:1] for m in messages(new) if m] == [str(i) for i in range(8)]
+    assert stored(h, BOB) == []                             # nothing went offline as well
+
+
+def test_unacknowledged_bytes_are_bounded_too(make_harness: Callable[..., Harness]) -> None:
+    # Issue 13 point 3: a client that never acknowledges cannot hold the server's memory.
+    h = make_harness(modules={**{name: dict(o) for name, o in MODULES.items()},
+                              "stream_mgmt": {"max_unacked_size": "64 KiB"}})
+    bob = StreamClient(h, f"{BOB}/phone")
+    enable(bob)
+    alice = h.login(f"{ALICE}/a")
+    for i in range(8):
+        alice.send(f"<message to='{BOB}' type='chat'><body>{i}{'x' * 10_000}</body></message>")
+    assert bob.closed and bob.closed_with == "policy-violation"
+    assert len(stored(h, BOB)) == 8                     # unacknowledged, then no session: kept
