@@ -22,6 +22,8 @@
 Config ([modules.offline]):
   max_messages  int  default 1000  stored messages per user; more: <service-unavailable/>
 Storage: OfflineStore (table offline_messages), written by group commit (storage/batch.py).
+Optional: the stream_mgmt module (StreamManagementService, looked up when delivering): without
+it a message is deleted once written to the client's connection.
 """
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ from typing import Any
 from lxml import etree
 from twisted.python.failure import Failure
 
-from modules.receipts import classify, delay
 from modules.stream_mgmt import StreamManagementService
-from stanzas import ns
+from stanzas.content import classify
+from stanzas.delay import delay, delayed_by, stamp
 from storage.batch import GroupCommit
 from storage.offline import NewOffline
 from xmppd import hooks
@@ -44,7 +46,6 @@ from xmppd.module import Module, ModuleContext, number
 from xmppd.xmlstream import serialize
 
 FEATURE = "msgoffline"
-_DELAY = "{%s}delay" % ns.DELAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +116,8 @@ class Offline(Module[OfflineOptions]):
                 if msg.seq in busy:
                     continue
                 el = etree.fromstring(msg.stanza)
-                if not any(d.get("from") == self.ctx.host for d in el.iter(_DELAY)):
-                    el.append(delay(self.ctx.host, msg.stored_at))
+                if not delayed_by(el, self.ctx.host):
+                    delay(stamp(msg.stored_at, micro=True), self.ctx.host, el)
                 busy.add(msg.seq)
                 done = functools.partial(self._done, user, msg.seq)
                 if tracker is not None:
@@ -130,7 +131,7 @@ class Offline(Module[OfflineOptions]):
 
     def _tracker(self) -> StreamManagementService | None:
         try:
-            return self.ctx.service(StreamManagementService)
+            return self.ctx.service(StreamManagementService)    # optional (module docstring)
         except LookupError:
             return None
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from modules.muc import codec, forms
+from modules.muc import codec
 from modules.muc.affiliations import (AFF_RANK, ADMIN, AFFILIATIONS, MEMBER, ROLES, Role,
                                       check_affiliation_change, check_role_change)
 from modules.muc.changes import (affiliation_changed, configuration_changed, members_only_now,
@@ -24,7 +24,7 @@ from modules.muc.changes import (affiliation_changed, configuration_changed, mem
 from modules.muc.codec import NS_ADMIN, NS_OWNER
 from modules.muc.messages import invitation
 from modules.muc.room import Occupant, Room
-from stanzas import iq
+from stanzas import forms, iq
 from stanzas.errors import StanzaError
 from storage.muc import Affiliation, AffiliationEntry
 from stanzas.jid import JID, JIDError

@@ -26,8 +26,8 @@ from typing import Any, Literal
 from lxml import etree
 
 from stanzas import ns
-from modules.muc import forms
-from modules.muc.forms import Field, Submitted
+from stanzas import forms
+from stanzas.forms import Field, Submitted
 from stanzas.errors import StanzaError
 
 NS_ROOMCONFIG = ns.MUC_ROOMCONFIG

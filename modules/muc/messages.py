@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from modules.muc import codec, forms
+from modules.muc import codec
 from modules.muc.changes import affiliation_changed
 from modules.muc.affiliations import ADMIN, AFF_RANK, MEMBER
 from modules.muc.codec import NS_REQUEST, NS_USER
-from stanzas import iq, ns
+from stanzas import forms, iq, ns
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry
 from stanzas.jid import JID, JIDError

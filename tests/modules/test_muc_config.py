@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from modules.muc.config import Limits, RoomConfig
-from modules.muc.forms import Submitted
+from stanzas.forms import Submitted
 from stanzas.errors import StanzaError
 from tests.harness.server import HarnessClient, Harness
 from tests.modules.muc_helpers import (OWNER, ROOM, USER, admin_set, codes, configure, create,

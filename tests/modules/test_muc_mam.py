@@ -236,3 +236,32 @@ def test_private_messages_are_not_archived(h: Harness) -> None:           # XEP-
     alice.send(f"<message to='{ROOM}/bob' type='chat'><body>secret</body></message>")
     assert [m.findtext("{jabber:client}body") for m in bob.received()] == ["secret"]
     assert query(bob)[0] == []
+
+
+def test_a_message_is_handled_once_its_archive_write_is_committed(h: Harness) -> None:
+    """DESIGN.md "✓ sent": the service says a groupchat message is handled only after the
+    room archive write it caused is committed (group commit, storage/batch.py)."""
+    from stanzas.jid import JID
+    from tests.harness.match import parse
+    from tests.modules.messaging import Gate, module
+    alice, bob = archived_room(h, 0)
+    service = module(h, "muc").service
+    gate = Gate(service.archive_writes)
+
+    def say(text: str) -> object:
+        msg = parse(f"<message from='alice@example.org/r' to='{ROOM}' type='groupchat'>"
+                    f"<body>{text}</body></message>")
+        return service.receive(msg, JID.parse("alice@example.org/r"), JID.parse(ROOM))
+    first, second = say("one"), say("two")
+    assert first is not None and second is not None
+    assert len(bob.received()) == 2                         # delivered before any commit
+    assert not first.called and not second.called           # type: ignore[attr-defined]
+    assert [len(items) for items, _ in gate.pending] == [1]  # the second waits for the first
+    gate.open()
+    assert first.called and not second.called               # type: ignore[attr-defined]
+    gate.open()
+    assert second.called                                    # type: ignore[attr-defined]
+    assert bodies(query(bob)[0]) == ["one", "two"]
+    presence = parse(f"<presence from='alice@example.org/r' to='{ROOM}/alice'/>")
+    assert service.receive(presence, JID.parse("alice@example.org/r"),
+                           JID.parse(f"{ROOM}/alice")) is None       # nothing to wait for
