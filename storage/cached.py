@@ -10,8 +10,11 @@ consistent. One implementation, so the races are handled once:
 - If the cache fails, reads go to the store and are not cached; a value the cache holds that
   `decode` refuses (ValueError: written by another version) is read through and overwritten.
 - `invalidating(keys, write)` runs a write and then deletes the entries (also when the write
-  failed); a failing delete raises StorageError after the write went through, so a retry is
-  safe. `writing_through(key, write, value)` runs a write and then caches its new value.
+  failed). `writing_through(key, write, value)` runs a write and then caches its new value.
+- The cache down (issue 13 §2): a write that could not delete or refresh its entry still
+  succeeds; the key is remembered (at most `MAX_STALE` keys; past that the oldest are
+  forgotten and bounded by the TTL) and read from the store, not the cache, until a later
+  delete of it succeeds — so an entry that survived the outage is never served stale.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_STALE = 100_000
 R = TypeVar("R")
 
 
@@ -50,11 +54,14 @@ class ReadThrough(Generic[T]):
             self._ttl = lambda _: seconds
         self._what = what
         self._writes = 0
+        self._stale: dict[str, None] = {}     # keys whose entry may be stale (ordered)
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]], *,
                   decode: Callable[[bytes], T] | None = None) -> T:
         """The cached value of `key`, else `load()` (then cached). `decode` replaces the
         constructor's for this key (a record that does not hold its own key)."""
+        if self._stale and key in self._stale and not await self._forget(key):
+            return await load()
         try:
             cached = await self._cache.get(key)
         except StorageError as e:
@@ -91,7 +98,22 @@ class ReadThrough(Generic[T]):
         finally:
             self._writes += 1
             for key in [keys] if isinstance(keys, str) else keys:
-                await self._cache.delete(key)
+                await self._forget(key)
+
+    async def _forget(self, key: str) -> bool:
+        """Delete `key`'s entry; if the cache is down, remember that it may be stale."""
+        try:
+            await self._cache.delete(key)
+        except StorageError as e:
+            if key not in self._stale:
+                log.warning("%s cache unavailable, %s may be stale there: %s", self._what,
+                            key, e)
+            self._stale[key] = None
+            while len(self._stale) > MAX_STALE:
+                del self._stale[next(iter(self._stale))]
+            return False
+        self._stale.pop(key, None)
+        return True
 
     async def writing_through(self, key: str, write: Callable[[], Awaitable[None]],
                               value: T) -> None:
@@ -101,14 +123,17 @@ class ReadThrough(Generic[T]):
         try:
             await write()
         except BaseException:
-            await self._cache.delete(key)
+            await self._forget(key)
             raise
         self._writes += 1
         ttl = self._ttl(value)
-        if ttl is None:
-            await self._cache.delete(key)
-        else:
+        if ttl is None or (self._stale and key in self._stale):
+            await self._forget(key)
+            return
+        try:
             await self._cache.set(key, self._encode(value), ttl)
+        except StorageError:
+            await self._forget(key)
 
 
 def _pick(decode: Callable[[bytes], T] | None, default: Callable[[bytes], T] | None

@@ -25,10 +25,11 @@ from twisted.internet import defer
 from modules.mam.prefs import Loaded, Preferences
 from stanzas import ns
 from stanzas.content import classify
+from stanzas.errors import StanzaError, error_reply
 from stanzas.jid import JID, JIDError
 from storage.archive import ArchiveEntry, ArchiveStore
-from storage.batch import GroupCommit
-from xmppd.hooks import StanzaEvent
+from storage.batch import MAX_PENDING, GroupCommit
+from xmppd.hooks import STOP, StanzaEvent
 from xmppd.module import ModuleContext
 from xmppd.xmlstream import serialize
 
@@ -44,8 +45,11 @@ class Archiver:
         self.store = store
         self.prefs = prefs
         self.local = ctx.local_domains
+        # Storage down: writes wait and are retried (the senders' acks wait with them); past
+        # MAX_PENDING new messages are refused with a wait-type error before delivery.
         self.writes: GroupCommit[ArchiveEntry, bool] = GroupCommit(
-            store.append, max_batch=batch_size, name="archive")
+            store.append, max_batch=batch_size, name="archive", clock=ctx.clock,
+            max_pending=MAX_PENDING)
         self._seq = 0
 
     def outgoing(self, ev: StanzaEvent) -> Any:
@@ -58,6 +62,8 @@ class Archiver:
                 el.remove(child)     # XEP-0359 §4: only we say what our archives hold
         if ev.to.local is None or not archivable(el):
             return None
+        if self.writes.full:
+            return self._refuse(ev)
         user = ev.sender.bare
         return self._then(user, lambda loaded: self._archive(ev, loaded, user, ev.to,
                                                              outgoing=True))
@@ -83,6 +89,8 @@ class Archiver:
             el.remove(sid)
         if not archivable(el):
             return None
+        if self.writes.full:
+            return self._refuse(ev)
         return self._then(user, lambda loaded: self._archive(ev, loaded, user, ev.sender,
                                                              outgoing=False))
 
@@ -108,6 +116,13 @@ class Archiver:
         written = self.writes.add(entry)
         written.addErrback(lambda f: self.ctx.log.warning("not archived: %s", f.value))
         ev.hold(written)
+
+    def _refuse(self, ev: StanzaEvent) -> object:
+        """The archive cannot keep up (storage down): a message that could not be archived
+        is not taken at all — a wait-type error, so its sender tries again (DESIGN.md)."""
+        self.ctx.send(error_reply(ev.stanza, StanzaError.resource_constraint(
+            "the archive is not available right now; try again later")))
+        return STOP
 
     def _ours(self, by: str | None) -> bool:
         try:

@@ -74,6 +74,11 @@ def groupchat(room: Room, el: _E, sender: JID, occ: Occupant | None) -> None:
     if occ.role == "visitor" or occ.role == "none":
         room.refuse(el, StanzaError.forbidden("you have no voice in this room"))  # §7.4
         return
+    if room.config.archived and room.service.archive_writes.full:
+        # Storage down and the backlog full: not taken rather than not archived (DESIGN.md).
+        room.refuse(el, StanzaError.resource_constraint("the room archive is not available "
+                                                        "right now; try again later"))
+        return
     if codec.is_subject_change(el):
         # §8.1: moderators; others only if muc#roomconfig_changesubject allows.
         if occ.role != "moderator" and not room.config.change_subject:

@@ -40,7 +40,7 @@ from modules.muc.config import Limits, RoomConfig
 from modules.muc.room import HistoryEntry, Occupant, Room
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
-from storage.batch import GroupCommit
+from storage.batch import MAX_PENDING, GroupCommit
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
 from xmppd.concurrency import KeyedLock, OneLoad
@@ -73,8 +73,10 @@ class MucService:
         self.store: MucStore = ctx.stores.muc
         self.rooms: dict[JID, Room] = {}
         self.loading: OneLoad[JID, Room | None] = OneLoad()
+        # Storage down: writes wait and are retried (the senders' acks wait with them); past
+        # MAX_PENDING, messages for archived rooms are refused with a wait-type error.
         self.archive_writes: GroupCommit[ArchivedMessage, None] = GroupCommit(
-            self._write_archive, name="room archive")
+            self._write_archive, name="room archive", clock=ctx.clock, max_pending=MAX_PENDING)
         self._due: list[defer.Deferred[None]] | None = None    # archive writes of a stanza
         self.writes: KeyedLock[JID] = KeyedLock()   # one room's writes, in the order made
 

@@ -185,3 +185,45 @@ def test_a_get_may_bring_its_own_decoder() -> None:
                             decode=lambda b: "decoded " + b.decode()))) == "decoded v"
     with pytest.raises(TypeError):
         value(run(rt.get("k", lambda: store.get("k"))))
+
+
+class Switchable(MemoryCache):
+    """A cache that can go down and come back with what it held (a network partition)."""
+
+    def __init__(self) -> None:
+        super().__init__(clock=Clock())
+        self.down = False
+
+    async def get(self, key: str) -> bytes | None:
+        if self.down:
+            raise StorageError("Redis: ConnectionError")
+        return await super().get(key)
+
+    async def set(self, key: str, v: bytes, ttl: float | None = None) -> None:
+        if self.down:
+            raise StorageError("Redis: ConnectionError")
+        await super().set(key, v, ttl)
+
+    async def delete(self, key: str) -> bool:
+        if self.down:
+            raise StorageError("Redis: ConnectionError")
+        return await super().delete(key)
+
+
+def test_writes_succeed_while_the_cache_is_down_and_nothing_stale_is_served_after() -> None:
+    # Issue 13 §2: the cache down is no error for a write, and the entry it could not delete
+    # is never served once the cache is back.
+    cache, store = Switchable(), Store()
+    rt = through(cache)
+    store.rows["k"] = "old"
+    assert value(run(rt.get("k", lambda: store.get("k")))) == "old"      # cached
+    cache.down = True
+    assert value(run(rt.invalidating("k", lambda: store.put("k", "new")))) is None
+    value(run(rt.writing_through("j", lambda: store.put("j", "J"), "J")))
+    assert value(run(rt.get("k", lambda: store.get("k")))) == "new"      # read around
+    cache.down = False                          # back, still holding k = "old"
+    assert value(run(rt.get("k", lambda: store.get("k")))) == "new"      # not "old"
+    assert value(run(cache.get("k"))) in (None, b"=new")
+    reads = store.reads
+    assert value(run(rt.get("k", lambda: store.get("k")))) == "new"
+    assert store.reads == reads                 # cached normally again
