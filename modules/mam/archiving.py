@@ -31,7 +31,7 @@ from storage.archive import ArchiveEntry, ArchiveStore
 from storage.batch import MAX_PENDING, GroupCommit
 from xmppd.hooks import STOP, StanzaEvent
 from xmppd.module import ModuleContext
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 _SID = "{%s}stanza-id" % ns.STANZA_ID
 _MESSAGE = "{%s}message" % ns.CLIENT
