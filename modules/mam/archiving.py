@@ -29,10 +29,10 @@ from stanzas.errors import StanzaError, error_reply
 from stanzas.jid import JID, JIDError
 from storage.archive import ArchiveEntry, ArchiveStore
 from storage.batch import MAX_PENDING, GroupCommit
+from stanzas.wire import serialize
 from storage.errors import StorageError
 from xmppd.hooks import STOP, SessionEvent, StanzaEvent
 from xmppd.module import ModuleContext, SessionKey
-from xmppd.xmlstream import serialize
 
 _SID = "{%s}stanza-id" % ns.STANZA_ID
 _MESSAGE = "{%s}message" % ns.CLIENT
