@@ -16,7 +16,9 @@ version instead of asked of every client.
   session only, never cached (§5.4 2). A <c/> without 'hash' is the pre-1.4 legacy format and
   is ignored (§5.4 1).
 - `CapsService.features(full_jid)` gives the verified features of a local session (empty when
-  unknown). `caps_changed` fires at each initial presence, when the features change, and at
+  unknown). `CapsService.learn(full_jid, caps)` gives those of a remote entity (a contact on
+  another server, from the <c/> of its presence), verified and cached the same way but asked
+  of that entity (PEP notifications to remote contacts, modules/pep/remote.py). `caps_changed` fires at each initial presence, when the features change, and at
   unavailable presence; PEP uses it for "+notify" filtering (XEP-0163 §4.3).
 Not here: the server's own caps (no stream feature), +notify semantics (modules/pep/).
 
@@ -81,8 +83,12 @@ class CapsOptions:
 class CapsService:
     """Read-only view for other modules (ctx.service(CapsService))."""
 
-    def __init__(self, ctx: ModuleContext[Any]) -> None:
+    def __init__(self, ctx: ModuleContext[Any],
+                 learn: Callable[[JID, Caps], defer.Deferred[frozenset[str]]]) -> None:
         self._sessions = ctx.sessions
+        self.learn = learn
+        """learn(full_jid, caps): the verified features of a remote entity advertising `caps`
+        (ask it, unless the string is known); empty if it cannot be verified."""
 
     def features(self, jid: JID) -> frozenset[str]:
         """The verified disco#info features of the local session `jid` (a full JID)."""
@@ -106,7 +112,7 @@ class EntityCaps(Module[CapsOptions]):
         self.verifying: OneLoad[tuple[str, str], frozenset[str] | None] = \
             OneLoad(self._unverified)
         self.queries: set[defer.Deferred[Any]] = set()
-        ctx.provide(CapsService(ctx))
+        ctx.provide(CapsService(ctx, self.learn))
         ctx.hook(hooks.presence_broadcast, self.on_available, priority=hooks.LATE)
         ctx.hook(hooks.presence_in, self.on_presence, priority=hooks.EARLY)
 
@@ -121,7 +127,7 @@ class EntityCaps(Module[CapsOptions]):
             return None
         initial = not session.get(ONLINE)
         session.set(ONLINE, True)
-        caps = _caps_of(ev.stanza.find(_C))
+        caps = caps_of(ev.stanza)
         if caps == session.get(CURRENT, _UNSET) and not initial:
             return None                 # the same client as before: nothing new to learn
         session.set(CURRENT, caps)
@@ -166,18 +172,32 @@ class EntityCaps(Module[CapsOptions]):
         self.ctx.log.error("caps handling failed for %s: %s", session.jid, failure.value)
 
     # -- learning a verification string -----------------------------------------------------
+    def learn(self, jid: JID, caps: Caps) -> defer.Deferred[frozenset[str]]:
+        """CapsService.learn: the features of the remote entity `jid`."""
+        return defer.Deferred.fromCoroutine(self._learn_remote(jid, caps))
+
+    async def _learn_remote(self, jid: JID, caps: Caps) -> frozenset[str]:
+        if caps[0] not in HASHES:
+            return await self._ask(jid, caps, verify=False) or EMPTY      # §5.4 2
+        features, asked_this_one = await self._shared(jid, caps)
+        if features is None and not asked_this_one:
+            features = await self._ask(jid, caps, verify=True)            # §5.4 3.8
+            if features is not None:
+                await self._remember((caps[0], caps[2]), features)
+        return features or EMPTY
+
     async def _learn(self, session: Any, caps: Caps) -> None:
         algo, node, ver = caps
         if algo not in HASHES:
             # §5.4 2: ask, use for this entity only, do not validate or cache globally.
             self.ctx.log.info("caps of %s use hash %r: not cached", session.jid, algo)
-            features = await self._ask(session, caps, verify=False)
+            features = await self._ask(session.jid, caps, verify=False)
         else:
-            features, asked_this_one = await self._shared(session, caps)
+            features, asked_this_one = await self._shared(session.jid, caps)
             if features is None and not asked_this_one and self._current(session, caps):
                 # Another client advertising this string failed to prove it: ask this one
                 # (§5.4 3.8).
-                features = await self._ask(session, caps, verify=True)
+                features = await self._ask(session.jid, caps, verify=True)
                 if features is not None:
                     await self._remember((algo, ver), features)
         if self._current(session, caps):
@@ -188,10 +208,10 @@ class EntityCaps(Module[CapsOptions]):
         live: Any = self.ctx.sessions.get(session.jid)
         return live is session and bool(live.get(ONLINE)) and live.get(CURRENT) == caps
 
-    async def _shared(self, session: Any, caps: Caps) -> tuple[frozenset[str] | None, bool]:
+    async def _shared(self, jid: JID, caps: Caps) -> tuple[frozenset[str] | None, bool]:
         """The verified features for `caps`: memo, then the shared cache, then one question
         in flight per string (others wait for it); None if that question failed. The flag
-        says whether `session` was the one asked."""
+        says whether `jid` was the one asked."""
         algo, node, ver = caps
         key = (algo, ver)
         if key in self.memo:
@@ -206,11 +226,11 @@ class EntityCaps(Module[CapsOptions]):
             self._memo(key, cached)
             return cached, False
         asked_this_one = key not in self.verifying
-        features = await self.verifying(key, lambda: self._verify(session, caps))
+        features = await self.verifying(key, lambda: self._verify(jid, caps))
         return features, asked_this_one
 
-    async def _verify(self, session: Any, caps: Caps) -> frozenset[str] | None:
-        features = await self._ask(session, caps, verify=True)
+    async def _verify(self, jid: JID, caps: Caps) -> frozenset[str] | None:
+        features = await self._ask(jid, caps, verify=True)
         if features is not None:
             await self._remember((caps[0], caps[2]), features)
         return features
@@ -218,31 +238,31 @@ class EntityCaps(Module[CapsOptions]):
     def _unverified(self, key: tuple[str, str], failure: Failure) -> None:
         self.ctx.log.error("verifying caps %s failed: %s", key[1], failure.value)
 
-    async def _ask(self, session: Any, caps: Caps, verify: bool) -> frozenset[str] | None:
+    async def _ask(self, jid: JID, caps: Caps, verify: bool) -> frozenset[str] | None:
         algo, node, ver = caps
         query = iq.empty(ns.DISCO_INFO, "query")
         query.set("node", f"{node}#{ver}")              # §6.2: node#ver
-        d = self.ctx.send_iq(iq.request("get", to=str(session.jid), payload=query),
+        d = self.ctx.send_iq(iq.request("get", to=str(jid), payload=query),
                              timeout=self.ctx.options.query_timeout)
         self.queries.add(d)
         try:
             reply = await d
         except (IqTimeout, StanzaError, defer.CancelledError) as e:
-            self.ctx.log.info("no disco#info for caps %s from %s: %s", ver, session.jid, e)
+            self.ctx.log.info("no disco#info for caps %s from %s: %s", ver, jid, e)
             return None
         finally:
             self.queries.discard(d)
         info = reply.find(_INFO + "query")
         if info is None:
             self.ctx.log.warning("caps %s of %s: disco#info result without <query/>", ver,
-                                 session.jid)
+                                 jid)
             return None
         if not verify:
             return frozenset(f.get("var") or "" for f in info.findall(_INFO + "feature")) - {""}
         features = verified(info, algo, ver)
         if features is None:
             self.ctx.log.warning("caps %s of %s do not verify (%s): no +notify interest",
-                                 ver, session.jid, algo)
+                                 ver, jid, algo)
         return features
 
     async def _remember(self, key: tuple[str, str], features: frozenset[str]) -> None:
@@ -264,7 +284,9 @@ def _cache_key(key: tuple[str, str]) -> str:
     return f"caps/{key[0]}/{key[1]}"
 
 
-def _caps_of(c: etree._Element | None) -> Caps | None:
+def caps_of(presence: etree._Element) -> Caps | None:
+    """The (hash, node, ver) a presence advertises in its <c/>, or None."""
+    c = presence.find(_C)
     if c is None:
         return None
     algo, node, ver = c.get("hash"), c.get("node"), c.get("ver")

@@ -14,7 +14,8 @@ avatars (XEP-0084), OMEMO device lists and bundles, bookmarks (XEP-0402/0223), n
   and owner management of subscriptions are not offered: <feature-not-implemented/> with
   <unsupported/> naming the feature (§6.3.4.6, §8.8.1.x).
 - Notifications and last items: presence-based auto-subscription filtered by XEP-0115 caps
-  '+notify' (XEP-0163 §4), see modules/pep/service.py.
+  '+notify' (XEP-0163 §4), see modules/pep/service.py; for contacts on other servers,
+  modules/pep/remote.py.
 - Disco (XEP-0163 §6): the account answers identity pubsub/pep and the features below; its
   disco#items lists the nodes the asker may see, a node's disco#info its meta-data (§5.4) and
   disco#items its item ids (§5.5).
@@ -39,6 +40,7 @@ from modules.pep.config import (
     NODE_CONFIG, NS, NS_OWNER, PUBLISH_OPTIONS, NodeConfig, PepOptions, apply,
     config_form, meta_data_form, parse_form, pubsub_error, unsupported)
 from modules.pep.last_items import SENT, LastItems
+from modules.pep.remote import RemoteContacts
 from modules.pep.service import PepService, check_node, item_element, payload_of
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
@@ -72,6 +74,7 @@ class Pep(Module[PepOptions]):
         ctx.provide(self.service)
         last_items = LastItems(ctx, self.service)
         ctx.provide(last_items)                 # the peer that sends an owner's items
+        self.service.remote = RemoteContacts(ctx, self.service, last_items)
         for feature in FEATURES:
             ctx.disco_feature(feature, to="account")
         ctx.iq_set(NS, "pubsub", self.pubsub_set, to=("self", "bare"))
@@ -80,6 +83,7 @@ class Pep(Module[PepOptions]):
         ctx.iq_get(NS_OWNER, "pubsub", self.owner_get, to=("self", "bare"))
         ctx.hook(hooks.caps_changed, last_items.on_caps_changed)
         ctx.hook(hooks.presence_in, last_items.on_presence, priority=hooks.LATE)
+        ctx.hook(hooks.presence_in, self.service.remote.on_presence, priority=hooks.LATE)
         ctx.hook(hooks.account_disco_info, self.disco_info)
         ctx.hook(hooks.account_disco_items, self.disco_items)
         ctx.hook(hooks.user_deleted, self.forget)

@@ -41,11 +41,12 @@ class LastItems:
         self.service = service
 
     # -- the owner's side ------------------------------------------------------------------
-    async def send_last_items(self, owner: JID, found: list[LastItem], session: Any,
+    async def send_last_items(self, owner: JID, found: list[LastItem], to: JID,
                               nodes: frozenset[str]) -> None:
-        """Send `session` (a resource of the owner, or of a contact subscribed to the owner)
-        the last item of each of the owner's `nodes` it may have (§4.3.2, §4.3.4)."""
-        user = session.jid.bare
+        """Send `to` (a resource of the owner, or of a contact subscribed to the owner, local
+        or remote) the last item of each of the owner's `nodes` it may have (§4.3.2,
+        §4.3.4)."""
+        user = to.bare
         roster_item = None
         if user != owner:
             roster_item = (await self.service.roster.roster(owner)).items.get(user)
@@ -59,7 +60,7 @@ class LastItems:
             if roster_item is not None and \
                     not await self.service.auto_subscribed(owner, config, roster_item):
                 continue
-            self.service.send_last(owner, li.node.name, li.item, session.jid)
+            self.service.send_last(owner, li.node.name, li.item, to)
 
     async def send_last_explicit(self, owner: JID, name: str, session: Any) -> None:
         """At initial presence: the last item of a node `session`'s user subscribed to."""
@@ -99,7 +100,7 @@ class LastItems:
             for owner, found in by_owner.items():
                 peer = self._peer(owner.domain)
                 if peer is not None:
-                    await peer.send_last_items(owner, found, session, added)
+                    await peer.send_last_items(owner, found, session.jid, added)
         if ev.initial:
             handled = set(owners) if added else set()
             for sub in await self.service.store.subscriptions_of(user):
@@ -139,7 +140,7 @@ class LastItems:
             return
         found = [li for li in await self.service.store.last_items([owner]) if li.item is not None]
         for session, nodes in targets:
-            await peer.send_last_items(owner, found, session, nodes)
+            await peer.send_last_items(owner, found, session.jid, nodes)
 
     def _peer(self, domain: str) -> LastItems | None:
         """The last items of the owner's host (access follows the owner's rules)."""

@@ -11,8 +11,8 @@ the XEP-0060 condition for what went wrong.
   else (only the owner is affiliated): <not-allowed/><closed-node/>.
 - Notifications (XEP-0163 §4) are <message type='headline'/> from the owner's bare JID: to
   each available resource of the owner and of contacts the node's access model lets in whose
-  verified caps (XEP-0115) advertise '<node>+notify' (§4.3 filtered notifications), and to
-  explicit subscribers. Live ones name the publishing resource (XEP-0033 replyto, §4.3.1 3).
+  verified caps (XEP-0115) advertise '<node>+notify' (§4.3 filtered notifications; contacts
+  on other servers: modules/pep/remote.py), and to explicit subscribers. Live ones name the publishing resource (XEP-0033 replyto, §4.3.1 3).
 - Last published items (§4.3.2, §4.3.4) go to a resource at its initial presence and when its
   caps gain an interest, for the owner's own nodes and those of every contact it is subscribed
   to (one query for all of them), and after a new presence subscription (the owner's presence
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import copy
 import secrets
+from typing import TYPE_CHECKING
+
 from lxml import etree
 from twisted.internet import defer
 
@@ -41,6 +43,9 @@ from xmppd.hooks import PepEvent, PresenceQuery
 from stanzas.jid import JID
 from xmppd.concurrency import KeyedLock
 from xmppd.module import ModuleContext
+
+if TYPE_CHECKING:
+    from modules.pep.remote import RemoteContacts
 
 _C = "{%s}" % ns.CLIENT
 _EV = "{%s}" % NS_EVENT
@@ -77,6 +82,7 @@ class PepService:
         self.caps = ctx.service(CapsService)
         self.defaults = NodeConfig()
         self.locks: KeyedLock[JID] = KeyedLock()     # writes to one owner's nodes
+        self.remote: RemoteContacts | None = None     # contacts' resources on other servers
 
     # -- nodes and access ------------------------------------------------------------------
     async def node(self, owner: JID, name: str) -> tuple[Node, NodeConfig]:
@@ -288,6 +294,8 @@ class PepService:
         targets: dict[JID, None] = {}
 
         def interested(user: JID) -> list[JID]:
+            if user.domain not in self.ctx.local_domains:
+                return self.remote.interested(user, name) if self.remote is not None else []
             return [s.jid for s in self.ctx.sessions.resources(user)
                     if s.available and wanted in self.caps.features(s.jid)]
         for jid in interested(owner):
