@@ -76,7 +76,7 @@ class Lab:
     # -- DNS --------------------------------------------------------------------------------
     def add_domain(self, domain: str, address: str, *, srv: list[tuple[int, int, int, str]]
                    | None = None, xmpps: list[tuple[int, int, int, str]] | None = None,
-                   subdomains: tuple[str, ...] = ("conference",)) -> None:
+                   subdomains: tuple[str, ...] = ("conference", "upload")) -> None:
         self.zone["a"][domain] = address
         for sub in subdomains:
             self.zone["a"][f"{sub}.{domain}"] = address

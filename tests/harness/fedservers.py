@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness.fedlab import REPO, Lab, as_user, chown_tree, tail, wait_port
+from tests.harness.fedlab import REPO, Lab, as_user, chown_tree, stop, tail, wait_port
 
 XMPPD_MODULES = """
 [modules.disco]
@@ -26,6 +26,7 @@ XMPPD_MODULES = """
 [modules.mam]
 [modules.caps]
 [modules.muc]
+[modules.pep]
 """
 
 
@@ -54,6 +55,17 @@ class LabServer:
 
     def logs(self) -> str:
         return tail(self.log, 6000)
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Stop the server (SIGTERM, as an operator would) and start it again, its data
+        kept."""
+        if self.proc is not None:
+            stop(self.proc)
+            self.lab.procs.remove(self.proc)
+        self.start()
 
 
 class XmppdServer(LabServer):
@@ -91,6 +103,12 @@ type = "s2s"
 bind = "{address}"
 port = 5269
 
+[[listeners]]
+type = "http"
+bind = "{address}"
+port = 5280
+public_url = "http://{domain}:5280"
+
 {direct}
 [s2s]
 {ca}
@@ -99,15 +117,24 @@ connect_timeout = "20 s"
 [s2s.routes]
 {routes_toml}
 {XMPPD_MODULES}
+[modules.http_upload]
+directory = "{self.dir}/upload"
 """)
 
     def register(self, user: str, password: str) -> None:
-        r = subprocess.run([sys.executable, "-m", "xmppd.ctl", "--config", str(self.config),
-                            "register", user, self.domain, password], cwd=REPO,
+        self.register_many({user: password})
+
+    def register_many(self, users: dict[str, str]) -> None:
+        """Accounts made by xmppctl's code, in one interpreter."""
+        code = ("import sys; from xmppd.ctl import main; a = sys.argv[3:]; sys.exit(max(main("
+                "['--config', sys.argv[1], 'register', u, sys.argv[2], p]) "
+                "for u, p in zip(a[::2], a[1::2])))")
+        r = subprocess.run([sys.executable, "-c", code, str(self.config), self.domain,
+                            *(x for pair in users.items() for x in pair)], cwd=REPO,
                            capture_output=True, text=True, timeout=60,
                            env={**self.lab.env(), "PYTHONPATH": str(REPO)})
         assert r.returncode == 0, r.stderr
-        self.users[user] = password
+        self.users.update(users)
 
     def start(self) -> None:
         self.proc = self.lab.spawn([sys.executable, "-m", "xmppd.main", "--config",
@@ -143,11 +170,16 @@ authentication = "internal_hashed"
 storage = "internal"
 allow_registration = false
 modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "offline",
-                    "carbons", "mam", "presence", "private", "vcard", "version" }}
+                    "carbons", "mam", "presence", "private", "vcard", "version", "pep",
+                    "lastactivity" }}
+http_ports = {{ 5280 }}
+http_interfaces = {{ "{address}" }}
+https_ports = {{ }}
 ssl = {{ certificate = "{d}/cert.pem"; key = "{d}/key.pem"; {cafile} }}
 VirtualHost "{domain}"
 Component "{self.muc}" "muc"
   restrict_room_creation = false
+Component "upload.{domain}" "http_file_share"
 """)
         chown_tree(d, "prosody")
 
@@ -173,7 +205,7 @@ class EjabberdServer(LabServer):
     def __init__(self, lab: Lab, domain: str, address: str, dist_port: int) -> None:
         super().__init__(lab, domain, address)
         d = self.dir
-        for sub in ("spool", "logs"):
+        for sub in ("spool", "logs", "upload"):
             (d / sub).mkdir()
         (d / "ejabberd.pem").write_bytes((d / "cert.pem").read_bytes()
                                          + (d / "key.pem").read_bytes())
@@ -199,6 +231,12 @@ listen:
     port: 5269
     ip: "{address}"
     module: ejabberd_s2s_in
+  -
+    port: 5280
+    ip: "{address}"
+    module: ejabberd_http
+    request_handlers:
+      /upload: mod_http_upload
 auth_method: internal
 auth_password_format: scram
 default_db: mnesia
@@ -221,6 +259,12 @@ modules:
   mod_carboncopy: {{}}
   mod_caps: {{}}
   mod_vcard: {{}}
+  mod_last: {{}}
+  mod_pubsub:
+    plugins: ["flat", "pep"]
+  mod_http_upload:
+    put_url: "http://@HOST@:5280/upload"
+    docroot: "{d}/upload"
   mod_muc:
     host: "conference.@HOST@"
     access_create: all
@@ -271,6 +315,10 @@ EJABBERD_BYPASS_WARNINGS=true
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 pass
+
+    def restart(self) -> None:
+        self.stop()
+        super().restart()
 
 
 def logs_of(*servers: LabServer) -> str:

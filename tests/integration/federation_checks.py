@@ -5,11 +5,11 @@ group chats across the federation (tests/harness/fedlab.py runs the servers)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 from tests.harness.clients import XmppClient
-from tests.harness.fedservers import LabServer
+from tests.harness.fedservers import LabServer, logs_of
 
 
 @dataclass
@@ -17,6 +17,12 @@ class Side:
     server: LabServer
     online: str         # a user who logs in for each test
     offline: str        # a user who is offline until a test logs them in
+    spare: list[str] = field(default_factory=list)   # fresh accounts, one per take()
+
+    def take(self) -> str:
+        """A user no other check has used (federation_features.py)."""
+        assert self.spare, f"no spare accounts left on {self.server.domain}"
+        return self.spare.pop(0)
 
     def client(self, user: str, resource: str = "r", plugins: tuple[str, ...] = ()) -> Client:
         return Client(f"{user}@{self.server.domain}/{resource}", self.server.users[user],
@@ -36,7 +42,7 @@ class Client(XmppClient):
         self.add_event_handler("presence_available", self.presences.put_nowait)
         self.add_event_handler("groupchat_message", self.groupchat.put_nowait)
 
-    async def login(self) -> Client:
+    async def login(self) -> Self:
         assert await self.start(5222, host=self.address, timeout=20), f"{self.boundjid} login"
         return self
 
@@ -48,8 +54,14 @@ class Client(XmppClient):
                 return msg
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 120))
+def run(coro: Any, *sides: Side) -> Any:
+    """Run a check; if it fails, print the servers' logs of `sides` (shown by pytest)."""
+    try:
+        return asyncio.run(asyncio.wait_for(coro, 120))
+    except BaseException:
+        if sides:
+            print(logs_of(*(s.server for s in sides)))
+        raise
 
 
 async def messages_both_ways(ours: Side, theirs: Side) -> None:

@@ -14,9 +14,11 @@ from tests.harness.backends import skip_or_fail
 from tests.harness.fedlab import Lab, lab_available
 from tests.harness.fedservers import ProsodyServer, XmppdServer, logs_of, wait_log
 from tests.integration import federation_checks as checks
+from tests.integration import federation_features as features
 from tests.integration.federation_checks import Side
 
 DOMAIN, THEIRS = "xmppd.example", "prosody.example"
+SPARE = 10          # fresh accounts per side for federation_features' checks
 
 
 @pytest.fixture(scope="module", params=["ca", "dialback"])
@@ -31,13 +33,15 @@ def fed(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side, str]]:
         theirs = ProsodyServer(lab, THEIRS, lab.addr(2))
         lab.add_domain(DOMAIN, lab.addr(1), srv=[(0, 5, 5269, DOMAIN)])
         lab.add_domain(THEIRS, lab.addr(2), srv=[(10, 5, 5269, THEIRS)])
-        for user in ("alice", "carol"):
-            ours.register(user, f"{user}-pw")
-        for user in ("bob", "dave"):
+        spare_ours, spare_theirs = [f"a{i}" for i in range(SPARE)], \
+            [f"b{i}" for i in range(SPARE)]
+        ours.register_many({u: f"{u}-pw" for u in ("alice", "carol", *spare_ours)})
+        for user in ("bob", "dave", *spare_theirs):
             theirs.register(user, f"{user}-pw")
         ours.start()
         theirs.start()
-        yield Side(ours, "alice", "carol"), Side(theirs, "bob", "dave"), request.param
+        yield Side(ours, "alice", "carol", spare_ours), \
+            Side(theirs, "bob", "dave", spare_theirs), request.param
     except BaseException:
         if ours is not None and theirs is not None:
             print(logs_of(ours, theirs))
@@ -83,3 +87,39 @@ def test_xmppd_user_joins_a_prosody_room(fed: tuple[Side, Side, str]) -> None:
 
 def test_prosody_user_joins_an_xmppd_room(fed: tuple[Side, Side, str]) -> None:
     checks.run(checks.muc_across(fed[0], fed[1], f"at-xmppd-{fed[2]}"))
+
+
+def test_vcards_both_ways(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.vcards_both_ways(fed[0], fed[1]), *fed[:2])
+
+
+def test_last_activity_of_remote_contacts(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.last_activity_both_ways(fed[0], fed[1]), *fed[:2])
+
+
+def test_pep_notifications_reach_remote_contacts(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.pep_both_ways(fed[0], fed[1]), *fed[:2])
+
+
+def test_xmppd_upload_links_work_from_prosody(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.upload_link_across(fed[0], fed[1]), *fed[:2])
+
+
+def test_prosody_upload_links_work_from_xmppd(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.upload_link_across(fed[1], fed[0]), *fed[:2])
+
+
+def test_invitations_to_an_xmppd_room(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.invitations_across(fed[0], fed[1], f"inv-xmppd-{fed[2]}"), *fed[:2])
+
+
+def test_invitations_to_a_prosody_room(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.invitations_across(fed[1], fed[0], f"inv-prosody-{fed[2]}"), *fed[:2])
+
+
+def test_presence_probes_after_xmppd_restarts(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.probes_after_restart(fed[0], fed[1], restarted=fed[0]), *fed[:2])
+
+
+def test_presence_probes_after_prosody_restarts(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.probes_after_restart(fed[0], fed[1], restarted=fed[1]), *fed[:2])

@@ -18,9 +18,11 @@ from tests.harness.fedlab import Lab, lab_available, tail
 from tests.harness.fedservers import XmppdServer, logs_of, wait_log
 from tests.harness.pki import server_names
 from tests.integration import federation_checks as checks
+from tests.integration import federation_features as features
 from tests.integration.federation_checks import Side
 
 ONE, TWO = "xmppd.example", "xmppd2.example"
+SPARE = 10          # fresh accounts per side for federation_features' checks
 
 
 @pytest.fixture(scope="module", params=["ca", "dialback"])
@@ -36,13 +38,13 @@ def fed(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side, str, Lab]]
                           routes={ONE: f"{lab.addr(1)}:5269"})
         lab.add_domain(ONE, lab.addr(1), srv=[(0, 0, 5999, ONE)])
         lab.add_domain(TWO, lab.addr(4), srv=[(10, 0, 5269, TWO)], xmpps=[(0, 0, 5270, TWO)])
-        for user in ("alice", "carol"):
-            one.register(user, f"{user}-pw")
-        for user in ("bob", "dave"):
-            two.register(user, f"{user}-pw")
+        spare_one, spare_two = [f"a{i}" for i in range(SPARE)], [f"b{i}" for i in range(SPARE)]
+        one.register_many({u: f"{u}-pw" for u in ("alice", "carol", *spare_one)})
+        two.register_many({u: f"{u}-pw" for u in ("bob", "dave", *spare_two)})
         one.start()
         two.start()
-        yield Side(one, "alice", "carol"), Side(two, "bob", "dave"), request.param, lab
+        yield Side(one, "alice", "carol", spare_one), Side(two, "bob", "dave", spare_two), \
+            request.param, lab
     except BaseException:
         if one is not None and two is not None:
             print(logs_of(one, two))
@@ -86,6 +88,34 @@ def test_mutual_subscription_reaches_both(fed: tuple[Side, Side, str, Lab]) -> N
 def test_rooms_on_either_server(fed: tuple[Side, Side, str, Lab]) -> None:
     checks.run(checks.muc_across(fed[0], fed[1], f"one-{fed[2]}"))
     checks.run(checks.muc_across(fed[1], fed[0], f"two-{fed[2]}"))
+
+
+def test_vcards_both_ways(fed: tuple[Side, Side, str, Lab]) -> None:
+    checks.run(features.vcards_both_ways(fed[0], fed[1]), *fed[:2])
+
+
+def test_last_activity_of_remote_contacts(fed: tuple[Side, Side, str, Lab]) -> None:
+    checks.run(features.last_activity_both_ways(fed[0], fed[1]), *fed[:2])
+
+
+def test_pep_notifications_reach_remote_contacts(fed: tuple[Side, Side, str, Lab]) -> None:
+    checks.run(features.pep_both_ways(fed[0], fed[1]), *fed[:2])
+
+
+def test_upload_links_work_from_the_other_server(fed: tuple[Side, Side, str, Lab]) -> None:
+    checks.run(features.upload_link_across(fed[0], fed[1]), *fed[:2])
+    checks.run(features.upload_link_across(fed[1], fed[0]), *fed[:2])
+
+
+def test_invitations_to_remote_users(fed: tuple[Side, Side, str, Lab]) -> None:
+    checks.run(features.invitations_across(fed[0], fed[1], f"inv-one-{fed[2]}"), *fed[:2])
+    checks.run(features.invitations_across(fed[1], fed[0], f"inv-two-{fed[2]}"), *fed[:2])
+
+
+def test_presence_probes_after_either_server_restarts(fed: tuple[Side, Side, str, Lab]
+                                                      ) -> None:
+    checks.run(features.probes_after_restart(fed[0], fed[1], restarted=fed[0]), *fed[:2])
+    checks.run(features.probes_after_restart(fed[0], fed[1], restarted=fed[1]), *fed[:2])
 
 
 # -- spoofing ------------------------------------------------------------------------------------
