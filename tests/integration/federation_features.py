@@ -310,3 +310,74 @@ async def _presence_of(client: Client, full: str, timeout: float = 60.0) -> None
         while str((await client.presences.get())["from"]) != full:
             pass
     await asyncio.wait_for(find(), timeout)
+
+
+# -- carbons, markers, archive, blocking (our server's side) ----------------------------
+async def carbons_markers_archive(ours: Side, theirs: Side) -> None:
+    """Our user on two devices chats with a remote contact: the other device gets carbons of
+    both directions (XEP-0280), a chat marker crosses back (XEP-0333), and the archive holds
+    the conversation with the remote contact (XEP-0313)."""
+    user = ours.take()
+    phone = await ours.client(user, "phone", plugins=("xep_0280", "xep_0313", "xep_0333"))\
+        .login()
+    laptop = await ours.client(user, "laptop", plugins=("xep_0280",)).login()
+    remote = await theirs.client(theirs.take(), plugins=("xep_0333",)).login()
+    carbons: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    markers: asyncio.Queue[Any] = asyncio.Queue()
+    laptop.add_event_handler("carbon_received", lambda m: carbons.put_nowait(("received", m)))
+    laptop.add_event_handler("carbon_sent", lambda m: carbons.put_nowait(("sent", m)))
+    phone.add_event_handler("marker_displayed", markers.put_nowait)
+    try:
+        for c in (phone, laptop):
+            await c.plugin["xep_0280"].enable(timeout=20)
+        remote.send_message(mto=phone.boundjid.full, mbody="to your phone", mtype="chat")
+        assert (await phone.chat())["body"] == "to your phone"
+        kind, copy = await asyncio.wait_for(carbons.get(), 30)
+        fwd = copy["carbon_received"]
+        assert (kind, fwd["body"], str(fwd["from"])) == (
+            "received", "to your phone", remote.boundjid.full), copy
+        msg = phone.make_message(mto=remote.boundjid.bare, mbody="from my phone", mtype="chat")
+        msg["id"] = "phone-1"
+        msg["markable"] = True
+        msg.send()
+        got = await remote.chat()
+        assert got["body"] == "from my phone"
+        kind, copy = await asyncio.wait_for(carbons.get(), 30)
+        assert (kind, copy["carbon_sent"]["body"]) == ("sent", "from my phone"), copy
+        remote.plugin["xep_0333"].send_marker(got["from"], "phone-1", "displayed")
+        marker = await asyncio.wait_for(markers.get(), 30)
+        assert (str(marker["from"]), marker["displayed"]["id"]) == (
+            remote.boundjid.full, "phone-1"), marker
+        archived = []
+        async for m in phone.plugin["xep_0313"].iterate(with_jid=remote.boundjid.bare,
+                                                         rsm={"max": 10}):
+            archived.append(m["mam_result"]["forwarded"]["stanza"]["body"])
+        assert [b for b in archived if b] == ["to your phone", "from my phone"], archived
+    finally:
+        for c in (phone, laptop, remote):
+            await c.stop()
+
+
+async def blocking_a_remote_user(ours: Side, theirs: Side) -> None:
+    """Our user blocks a remote JID (XEP-0191): its messages are not delivered and come back
+    as errors (§3.3), ours to it are refused (§3.4 <not-acceptable/>); unblocked, they flow."""
+    a = await ours.client(ours.take(), plugins=("xep_0191",)).login()
+    b = await theirs.client(theirs.take()).login()
+    try:
+        await a.plugin["xep_0191"].block(b.boundjid.bare, timeout=20)
+        b.send_message(mto=a.boundjid.bare, mbody="let me in", mtype="chat")
+        bounce = await b.chat()
+        assert (bounce["type"], bounce["error"]["condition"]) == (
+            "error", "service-unavailable"), bounce
+        a.send_message(mto=b.boundjid.bare, mbody="you are blocked", mtype="chat")
+        refused = await a.chat()
+        assert (refused["type"], refused["error"]["condition"]) == (
+            "error", "not-acceptable"), refused
+        await a.plugin["xep_0191"].unblock(b.boundjid.bare, timeout=20)
+        b.send_message(mto=a.boundjid.bare, mbody="friends again", mtype="chat")
+        got = await a.chat()
+        assert got["body"] == "friends again", got
+        assert b.inbox.empty(), b.inbox.get_nowait()
+    finally:
+        await a.stop()
+        await b.stop()

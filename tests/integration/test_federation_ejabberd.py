@@ -20,7 +20,7 @@ from tests.integration import federation_features as features
 from tests.integration.federation_checks import Side
 
 DOMAIN, THEIRS = "xmppd.example", "ejabberd.example"
-SPARE = 10          # fresh accounts per side for federation_features' checks
+SPARE = 12          # fresh accounts per side for federation_features' checks
 
 
 def free_port() -> int:
@@ -134,3 +134,11 @@ def test_presence_probes_after_xmppd_restarts(fed: tuple[Side, Side, str]) -> No
 
 def test_presence_probes_after_ejabberd_restarts(fed: tuple[Side, Side, str]) -> None:
     checks.run(features.probes_after_restart(fed[0], fed[1], restarted=fed[1]), *fed[:2])
+
+
+def test_carbons_markers_and_archive_with_a_remote_contact(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.carbons_markers_archive(fed[0], fed[1]), *fed[:2])
+
+
+def test_blocking_a_remote_user(fed: tuple[Side, Side, str]) -> None:
+    checks.run(features.blocking_a_remote_user(fed[0], fed[1]), *fed[:2])

@@ -22,7 +22,7 @@ from tests.integration import federation_features as features
 from tests.integration.federation_checks import Side
 
 ONE, TWO = "xmppd.example", "xmppd2.example"
-SPARE = 10          # fresh accounts per side for federation_features' checks
+SPARE = 12          # fresh accounts per side for federation_features' checks
 
 
 @pytest.fixture(scope="module", params=["ca", "dialback"])
@@ -116,6 +116,14 @@ def test_presence_probes_after_either_server_restarts(fed: tuple[Side, Side, str
                                                       ) -> None:
     checks.run(features.probes_after_restart(fed[0], fed[1], restarted=fed[0]), *fed[:2])
     checks.run(features.probes_after_restart(fed[0], fed[1], restarted=fed[1]), *fed[:2])
+
+
+def test_carbons_markers_and_archive_with_a_remote_contact(fed: tuple[Side, Side, str, Lab]) -> None:
+    checks.run(features.carbons_markers_archive(fed[0], fed[1]), *fed[:2])
+
+
+def test_blocking_a_remote_user(fed: tuple[Side, Side, str, Lab]) -> None:
+    checks.run(features.blocking_a_remote_user(fed[0], fed[1]), *fed[:2])
 
 
 # -- spoofing ------------------------------------------------------------------------------------
