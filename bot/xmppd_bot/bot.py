@@ -12,6 +12,9 @@
 - What a bot author can fix ends the run with a one-line `BotError` and a non-zero exit: bad
   or missing settings, wrong password, unreachable server, untrusted certificate, unknown room.
   A bot that was online and lost the server is not an error: it reconnects.
+- With a `secret` instead of a password the bot runs as an external component (XEP-0114) of
+  the server: same handlers, commands and receipts, for every address at its domain; rooms,
+  contacts and file upload need an account and are refused (ConfigError).
 Not here: routing what arrives to the handlers (dispatch.py), the run's connect / reconnect /
 stop loop (lifecycle.py), the XMPP connection (client.py).
 """
@@ -77,14 +80,18 @@ class Bot:
         config: a TOML file whose [bot] table holds any of these settings.
         receipts: XEP-0184 receipts to "everyone" (default), only "contacts" who may see the
             bot's presence (§8 of the XEP), or "off".
+        secret: instead of a password, run as an external component (XEP-0114): `jid` is the
+            component's domain (e.g. "echo.example.org"), `server` the host:port of the
+            server's component listener (port 5347 by default).
     """
 
     def __init__(self, jid: str | None = None, password: str | None = None, *,
                  server: str | None = None, tls_verify: bool | None = None,
                  config: str | os.PathLike[str] | None = None,
-                 receipts: Receipts | None = None) -> None:
+                 receipts: Receipts | None = None, secret: str | None = None) -> None:
         self._explicit: dict[str, object] = {"jid": jid, "password": password, "server": server,
-                                             "tls_verify": tls_verify, "receipts": receipts}
+                                             "tls_verify": tls_verify, "receipts": receipts,
+                                             "secret": secret}
         self._config_path = config
         self._settings: Settings | None = None
         self._document: dict[str, Any] = {}
@@ -183,6 +190,8 @@ class Bot:
         """Be in this group chat (XEP-0045) as `nick` (default: the JID's user part) — from the
         start and after every reconnect. Failing to join ends the run with a `RoomError`."""
         jid = _room_jid(room)
+        if self._settings is not None:      # else checked when the bot starts
+            self._client_only("bot.join")
         self._rooms[jid] = nick
         conn = self._life.conn
         if conn is not None and conn.online and self._life.loop is not None:
@@ -218,11 +227,13 @@ class Bot:
 
     async def contacts(self) -> list[Contact]:
         """The bot's roster (RFC 6121 §2.2)."""
+        self._client_only("bot.contacts")
         return await self._require_online().fetch_roster()
 
     async def add_contact(self, jid: str | JID, name: str = "",
                           groups: Iterable[str] = ()) -> None:
         """Add to the roster (RFC 6121 §2.3) and ask to see their presence (§3.1.1)."""
+        self._client_only("bot.add_contact")
         conn = self._require_online()
         who = _jid(jid).bare
         await conn.set_roster_item(who, name, tuple(groups))
@@ -230,6 +241,7 @@ class Bot:
 
     async def remove_contact(self, jid: str | JID) -> None:
         """Remove from the roster; the server cancels the subscriptions both ways (§2.5.2)."""
+        self._client_only("bot.remove_contact")
         await self._require_online().set_roster_item(_jid(jid).bare, "", (), remove=True)
 
     async def send_file(self, path: str | os.PathLike[str], to: str | JID) -> str:
@@ -239,6 +251,7 @@ class Bot:
         Raises:
             UploadError: no upload service, file too large, refused, or the HTTP PUT failed.
         """
+        self._client_only("bot.send_file")
         conn = self._require_online()
         file = Path(path)
         try:
@@ -296,11 +309,18 @@ class Bot:
             BotError: see the module docstring.
         """
         settings = self.settings
+        if self._rooms:
+            self._client_only("bot.join")
         if not self.has_handlers():
             log.warning("this bot has no handlers; it will only be online")
         await self._life.serve(settings, self.rng)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _client_only(self, what: str) -> None:
+        if self.settings.component:
+            raise ConfigError(f"{what} needs an account: a bot running as a component "
+                              "(XEP-0114) has no roster, rooms or uploads")
+
     def _require_conn(self) -> Connection:
         conn = self._life.conn
         if conn is None or self._life.loop is None:
@@ -320,13 +340,19 @@ class Bot:
             ConfigError: settings invalid, or nothing registered.
         """
         s = self.settings
+        if self._rooms:
+            self._client_only("bot.join")
         if not self.has_handlers():
             raise ConfigError("the bot has no handlers: add @bot.command, @bot.on_message, "
                               "@bot.on_group_message, @bot.on_subscription_request or "
                               "@bot.every")
-        lines = [f"bot: {s.jid} (from {s.origins['jid']})",
-                 f"server: {s.describe_server()}, TLS certificate "
-                 f"{'verified' if s.tls_verify else 'NOT verified'}"]
+        if s.component:
+            lines = [f"component: {s.jid} (XEP-0114, from {s.origins['jid']})",
+                     f"server: {s.describe_server()} (component listener, no TLS)"]
+        else:
+            lines = [f"bot: {s.jid} (from {s.origins['jid']})",
+                     f"server: {s.describe_server()}, TLS certificate "
+                     f"{'verified' if s.tls_verify else 'NOT verified'}"]
         lines.extend(self._dispatcher.describe())
         for room, nick in self._rooms.items():
             lines.append(f"room: {room} as {nick or s.jid.local}")

@@ -1,4 +1,4 @@
-# tests: tests/bot/test_examples.py, tests/bot/test_runner.py, tests/bot/test_bot.py
+# tests: tests/bot/test_examples.py, tests/bot/test_runner.py, tests/bot/test_bot.py, tests/bot/test_component.py
 """The slixmpp boundary: one XMPP connection with typed methods, so that nothing above this
 file touches a slixmpp stanza, event name or plugin.
 
@@ -10,6 +10,9 @@ file touches a slixmpp stanza, event name or plugin.
   (XEP-0333) are built here from plain XML.
 - Requests (roster, MUC admin, disco, upload slots) return plain values or raise
   `RequestError` with the RFC 6120 §8.3 condition.
+- As a XEP-0114 component (`settings.component`, streams.py): every stanza it sends has a
+  `from` at its domain (`via`: the address a message was sent to; else the domain), pings
+  go to its own domain (the server routes them back), and there is no roster or XEP-0198.
 Not here: group chats (muc.py, which this connection owns as `muc`), the roster's wire format
 (roster.py), what the bot does with a message (dispatch.py).
 """
@@ -24,10 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
 from xmppd_bot import roster
+from xmppd_bot.streams import ClientStream, ComponentStream, refusal
 from xmppd_bot.errors import AuthError, ConnectError, ReplacedError, RequestError, TlsError
 from xmppd_bot.jid import JID, JIDError
 from xmppd_bot.message import Contact, Kind
@@ -43,6 +46,7 @@ NS_DELAY = "urn:xmpp:delay"                # XEP-0203
 NS_SID = "urn:xmpp:sid:0"                  # XEP-0359
 NS_OOB = "jabber:x:oob"                    # XEP-0066
 _C = "{%s}" % NS_CLIENT
+NS_COMPONENT = "{jabber:component:accept}"  # XEP-0114 §3
 
 IqKind = Literal["get", "set"]
 PresenceKind = Literal["subscribe", "subscribed", "unsubscribe", "unsubscribed", "unavailable"]
@@ -63,26 +67,14 @@ class Incoming:
     markable: bool
     delayed: bool
     stanza_ids: tuple[tuple[str, str], ...]     # (by, id) pairs, XEP-0359
-
-
-class _Stream(slixmpp.ClientXMPP):
-    """slixmpp's client with its reconnect scheduling turned into a callback."""
-
-    def __init__(self, jid: str, password: str, on_unreachable: Callable[[], None]) -> None:
-        super().__init__(jid, password)
-        self._on_unreachable = on_unreachable
-
-    def reschedule_connection_attempt(self) -> None:
-        # slixmpp would retry forever with its own backoff; report instead (the bot retries).
-        self._current_connection_attempt = None
-        self._on_unreachable()
+    to: JID | None = None                       # the address it was sent to
 
 
 class Connection:
     """One account's XMPP connection, reused across reconnects (XEP-0198 state lives here)."""
 
     def __init__(self, settings: Settings, on_message: Callable[[Incoming], None],
-                 on_subscribe: Callable[[JID], None]) -> None:
+                 on_subscribe: Callable[[JID, JID | None], None]) -> None:
         self.settings = settings
         self._on_message = on_message
         self._on_subscribe = on_subscribe
@@ -96,18 +88,25 @@ class Connection:
         self.rooms = self.muc.joined         # joined room -> our nick
         self._online = False
 
-        s = _Stream(str(settings.jid), settings.password, self._unreachable)
+        self.component = settings.component
+        self._ns = NS_COMPONENT if self.component else _C     # the stanzas' namespace
+        s: Any
+        if self.component:
+            s = ComponentStream(settings, self._unreachable)
+        else:
+            s = ClientStream(str(settings.jid), settings.password, self._unreachable)
+            s.enable_direct_tls = False      # XEP-0368 ports differ; an explicit port: STARTTLS
+            s.enable_plaintext = False
+            if not settings.tls_verify:
+                s.ssl_context.check_hostname = False
+                s.ssl_context.verify_mode = ssl.CERT_NONE
         self._s = s
-        s.enable_direct_tls = False          # XEP-0368 ports differ; an explicit port is STARTTLS
-        s.enable_plaintext = False
-        if not settings.tls_verify:
-            s.ssl_context.check_hostname = False
-            s.ssl_context.verify_mode = ssl.CERT_NONE
         # RFC 6121 §3.1.3: subscription requests are the bot author's decision, not slixmpp's.
-        s.roster.auto_authorize = None  # type: ignore[assignment]  # None = "ask the app"
+        s.roster.auto_authorize = None  # None = "ask the app"
         s.roster.auto_subscribe = False
         for name in PLUGINS:
-            s.register_plugin(name)
+            if not (self.component and name == "xep_0198"):
+                s.register_plugin(name)
         s.plugin["xep_0184"].auto_ack = False     # we ack ourselves, per the receipts policy
         s.plugin["xep_0184"].auto_request = False
         s.plugin["xep_0199"].keepalive = False    # the bot's own keepalive decides on drops
@@ -243,6 +242,8 @@ class Connection:
         self._online = False
         if isinstance(reason, ssl.SSLCertVerificationError):
             err: Exception = self._untrusted(reason)     # the handshake failed under us
+        elif self.component and refusal(self._stream_error, self.settings) is not None:
+            err = refusal(self._stream_error, self.settings)  # type: ignore[assignment]
         elif self.replaced():
             err = ReplacedError(
                 f"another session logged in as {self.settings.jid} and replaced this bot "
@@ -263,65 +264,85 @@ class Connection:
         except JIDError:
             log.debug("ignoring a message with a bad from")
             return
-        body = xml.findtext(_C + "body")
+        ns = xml.tag[:xml.tag.index("}") + 1] if xml.tag.startswith("{") else ""
+        body = xml.findtext(ns + "body")
         if body is None:
             return
         ids = tuple((el.get("by") or "", el.get("id") or "")
                     for el in xml.findall("{%s}stanza-id" % NS_SID))
+        try:
+            to: JID | None = JID.parse(xml.get("to") or "")
+        except JIDError:
+            to = None
         self._on_message(Incoming(
             kind=xml.get("type") or "normal", sender=sender, id=xml.get("id"), body=body,
-            thread=xml.findtext(_C + "thread"),
+            thread=xml.findtext(ns + "thread"),
             wants_receipt=xml.find("{%s}request" % NS_RECEIPTS) is not None,
             markable=xml.find("{%s}markable" % NS_MARKERS) is not None,
             delayed=xml.find("{%s}delay" % NS_DELAY) is not None,
-            stanza_ids=ids))
+            stanza_ids=ids, to=to))
 
     def _subscribe(self, stanza: Any) -> None:
         try:
             who = JID.parse(str(stanza["from"])).bare
+            to = JID.parse(str(stanza["to"])) if stanza["to"] else None
         except JIDError:
             return
-        self._on_subscribe(who)
+        self._on_subscribe(who, to)
 
     # -- outgoing --------------------------------------------------------------------------
-    def _message_to(self, to: JID, kind: Kind) -> Any:
-        return self._s.make_message(mto=str(to), mtype=kind)
+    def _from(self, via: JID | None) -> str | None:
+        """The `from` of what we send: the server stamps a client's; a component names one
+        of its own addresses (the one written to, else its domain)."""
+        if not self.component:
+            return None
+        if via is not None and via.domain == self.settings.jid.domain:
+            return str(via.bare if via.resource is None else via)
+        return str(self.settings.jid)
+
+    def _message_to(self, to: JID, kind: Kind, via: JID | None = None) -> Any:
+        return self._s.make_message(mto=str(to), mtype=kind, mfrom=self._from(via))
 
     def send_text(self, to: JID, text: str, kind: Kind, thread: str | None,
-                  oob_url: str | None = None) -> None:
-        msg = self._message_to(to, kind)
-        ET.SubElement(msg.xml, _C + "body").text = text
+                  oob_url: str | None = None, via: JID | None = None) -> None:
+        msg = self._message_to(to, kind, via)
+        ET.SubElement(msg.xml, self._ns + "body").text = text
         if thread:
-            ET.SubElement(msg.xml, _C + "thread").text = thread
+            ET.SubElement(msg.xml, self._ns + "thread").text = thread
         if oob_url:
             x = ET.SubElement(msg.xml, "{%s}x" % NS_OOB)
             ET.SubElement(x, "{%s}url" % NS_OOB).text = oob_url
         msg.send()
 
-    def send_receipt(self, to: JID, ref: str, kind: Kind) -> None:
+    def send_receipt(self, to: JID, ref: str, kind: Kind, via: JID | None = None) -> None:
         # XEP-0184 §7: the ack carries only <received id=…/>; same type as the content message.
-        msg = self._message_to(to, kind)
+        msg = self._message_to(to, kind, via)
         ET.SubElement(msg.xml, "{%s}received" % NS_RECEIPTS, id=ref)
         msg.send()
 
-    def send_displayed(self, to: JID, ref: str, kind: Kind, thread: str | None) -> None:
-        msg = self._message_to(to, kind)
+    def send_displayed(self, to: JID, ref: str, kind: Kind, thread: str | None,
+                       via: JID | None = None) -> None:
+        msg = self._message_to(to, kind, via)
         ET.SubElement(msg.xml, "{%s}displayed" % NS_MARKERS, id=ref)
         if thread:
-            ET.SubElement(msg.xml, _C + "thread").text = thread
+            ET.SubElement(msg.xml, self._ns + "thread").text = thread
         msg.send()
 
     def send_presence(self, to: JID | None = None, kind: PresenceKind | None = None,
-                      status: str | None = None, payload: ET.Element | None = None) -> None:
-        pres = self._s.make_presence(pto=str(to) if to else None, ptype=kind)
+                      status: str | None = None, payload: ET.Element | None = None,
+                      via: JID | None = None) -> None:
+        pres = self._s.make_presence(pto=str(to) if to else None, ptype=kind,
+                                     pfrom=self._from(via))
         if status:
-            ET.SubElement(pres.xml, _C + "status").text = status
+            ET.SubElement(pres.xml, self._ns + "status").text = status
         if payload is not None:
             pres.xml.append(payload)
         pres.send()
 
     def subscribed_to_us(self, who: JID) -> bool:
         """`who` may see our presence (roster subscription 'from' or 'both', RFC 6121 §2.1.2.5)."""
+        if self.component:
+            return False                # a component has no roster on the server
         roster = self._s.client_roster
         key = str(who.bare)
         return key in roster and bool(roster[key]["from"])
@@ -334,10 +355,10 @@ class Connection:
         Raises:
             RequestError: the error reply's condition, or remote-server-timeout.
         """
-        iq = self._s.make_iq(ito=str(to) if to else None, itype=kind)
+        iq = self._s.make_iq(ito=str(to) if to else None, itype=kind, ifrom=self._from(None))
         iq.xml.append(payload)
         try:
-            result = await iq.send(timeout=timeout)  # type: ignore[no-untyped-call]
+            result = await iq.send(timeout=timeout)
         except IqError as e:
             raise RequestError(what, str(e.condition), str(e.text or "")) from None
         except IqTimeout:
@@ -348,6 +369,7 @@ class Connection:
 
     async def ping_server(self, timeout: float) -> bool:
         """XEP-0199 ping to our server: False only if no answer came in time."""
+        # A component pings its own domain: the server routes the ping back to it.
         try:
             await self.request(JID.of(None, self.settings.jid.domain), "get",
                                ET.Element("{urn:xmpp:ping}ping"), "ping", timeout)

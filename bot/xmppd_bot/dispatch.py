@@ -90,9 +90,9 @@ class Dispatcher:
         if inc.wants_receipt and inc.id and _may_ack(conn, inc.sender, receipts):
             # XEP-0184 §7: a receipt echoes the id, with the content message's type; sent on
             # arrival, i.e. on delivery to this client (§4), whatever the handlers do.
-            conn.send_receipt(inc.sender, inc.id, kind)
+            conn.send_receipt(inc.sender, inc.id, kind, via=inc.to)
         msg = Message(sender=inc.sender, body=inc.body, thread=inc.thread, id=inc.id,
-                      markable=inc.markable, kind=kind, outbox=conn)
+                      markable=inc.markable, kind=kind, to=inc.to, outbox=conn)
         self._spawn(self._dispatch(msg, self.message_handlers))
 
     async def _dispatch(self, msg: Message, handlers: list[MessageHandler]) -> None:
@@ -113,17 +113,18 @@ class Dispatcher:
             await _call(handler_name(handler), msg, handler, msg)
 
     # -- subscription requests -------------------------------------------------------------
-    def subscription(self, conn: Connection, who: JID) -> None:
-        """`who` asks to see the bot's presence."""
+    def subscription(self, conn: Connection, who: JID, to: JID | None = None) -> None:
+        """`who` asks to see the presence of the bot (of `to`, one of a component's
+        addresses)."""
         fn = self.subscription_handler
         if fn is None:
             log.info("subscription request from %s left pending (no "
                      "@bot.on_subscription_request handler)", who)
             return
-        self._spawn(self._answer_subscription(conn, fn, who))
+        self._spawn(self._answer_subscription(conn, fn, who, to))
 
     async def _answer_subscription(self, conn: Connection, fn: SubscriptionHandler,
-                                   who: JID) -> None:
+                                   who: JID, to: JID | None) -> None:
         try:
             result = fn(who)
             approve = await result if inspect.isawaitable(result) else result
@@ -131,7 +132,7 @@ class Dispatcher:
             log.exception("@bot.on_subscription_request failed for %s; left pending", who)
             return
         # RFC 6121 §3.1.4: approve with "subscribed", refuse with "unsubscribed".
-        conn.send_presence(who, "subscribed" if approve else "unsubscribed")
+        conn.send_presence(who, "subscribed" if approve else "unsubscribed", via=to)
         log.info("%s the subscription request from %s", "approved" if approve else "refused",
                  who)
 

@@ -3,7 +3,7 @@
 
 - Coming online: the roster, then initial presence (RFC 6121 §2.2, §4.2), one ping round trip
   so the server routes to us, then the rooms (XEP-0045 §7.2); a resumed XEP-0198 stream keeps
-  all of that and skips it.
+  all of that and skips it. A component (XEP-0114) has no roster or presence: the ping only.
 - A drop after the bot was online is not an error: it reconnects with exponential backoff and
   jitter (timing.Backoff). A keepalive ping (XEP-0199) finds dead links. Failing the first
   connection, an untrusted certificate, or another session taking over ends the run.
@@ -124,19 +124,20 @@ class Lifecycle:
         if self.conn is not None and self._settings is not None:
             self.dispatcher.incoming(self.conn, inc, self._settings.receipts)
 
-    def _subscription(self, who: JID) -> None:
+    def _subscription(self, who: JID, to: JID | None) -> None:
         if self.conn is not None:
-            self.dispatcher.subscription(self.conn, who)
+            self.dispatcher.subscription(self.conn, who, to)
 
     async def _came_online(self, conn: Connection, resumed: bool) -> None:
         settings = self._require_settings()
         if not resumed:
-            try:
-                # RFC 6121 §2.2: the roster first, then initial presence (§4.2).
-                await conn.fetch_roster()
-            except RequestError as e:
-                log.debug("no roster: %s", e)
-            conn.send_presence()
+            if not settings.component:  # a component has neither roster nor presence
+                try:
+                    # RFC 6121 §2.2: the roster first, then initial presence (§4.2).
+                    await conn.fetch_roster()
+                except RequestError as e:
+                    log.debug("no roster: %s", e)
+                conn.send_presence()
             # One round trip: once answered, the server has our presence and routes
             # messages for the bare JID here (RFC 6121 §8.5.2.1.1 "available resources").
             await conn.ping_server(settings.connect_timeout)
@@ -211,7 +212,8 @@ class Lifecycle:
         if conn.online:
             for room in list(conn.rooms):
                 conn.muc.leave(room)
-            conn.send_presence(kind="unavailable")
+            if not conn.component:
+                conn.send_presence(kind="unavailable")
             await conn.close()
         else:
             conn.abort()

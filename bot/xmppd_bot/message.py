@@ -37,9 +37,11 @@ class Contact:
 class Outbox(Protocol):
     """What a Message needs from the connection (implemented by the bot's client)."""
 
-    def send_text(self, to: JID, text: str, kind: Kind, thread: str | None) -> None: ...
+    def send_text(self, to: JID, text: str, kind: Kind, thread: str | None,
+                  oob_url: str | None = None, via: JID | None = None) -> None: ...
 
-    def send_displayed(self, to: JID, ref: str, kind: Kind, thread: str | None) -> None: ...
+    def send_displayed(self, to: JID, ref: str, kind: Kind, thread: str | None,
+                       via: JID | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +58,8 @@ class Message:
         room: the room's bare JID, in a group chat.
         nick: the sender's nickname in the room, in a group chat.
         markable: the sender asked to be told when the message is read (XEP-0333).
+        to: the address it was sent to: the bot's own JID, or for a bot running as a
+            component (XEP-0114) any address at its domain; replies come from it.
     """
 
     sender: JID
@@ -67,6 +71,7 @@ class Message:
     nick: str | None = None
     markable: bool = False
     kind: Kind = "chat"
+    to: JID | None = None
     room_stanza_id: str | None = field(default=None, repr=False)
     outbox: Outbox | None = field(default=None, repr=False, compare=False)
 
@@ -78,7 +83,7 @@ class Message:
         if self.is_group and self.room is not None:
             self.outbox.send_text(self.room, text, "groupchat", self.thread)
         else:
-            self.outbox.send_text(self.sender, text, self.kind, self.thread)
+            self.outbox.send_text(self.sender, text, self.kind, self.thread, via=self.to)
 
     def mark_read(self) -> bool:
         """Send a XEP-0333 <displayed/> marker for this message; True if one was sent.
@@ -98,5 +103,5 @@ class Message:
             return True
         if not self.markable or self.id is None:
             return False
-        self.outbox.send_displayed(self.sender, self.id, self.kind, self.thread)
+        self.outbox.send_displayed(self.sender, self.id, self.kind, self.thread, via=self.to)
         return True

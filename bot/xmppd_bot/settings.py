@@ -3,14 +3,19 @@
 
 Each setting is taken from the first of these that has it:
   1. an argument to `Bot(...)`;
-  2. the environment: XMPPD_BOT_JID, XMPPD_BOT_PASSWORD, XMPPD_BOT_SERVER (host:port),
-     XMPPD_BOT_TLS_VERIFY (true/false);
+  2. the environment: XMPPD_BOT_JID, XMPPD_BOT_PASSWORD, XMPPD_BOT_SECRET,
+     XMPPD_BOT_SERVER (host:port), XMPPD_BOT_TLS_VERIFY (true/false);
   3. the `[bot]` table of a TOML file: `Bot(config=...)`, `xmppd-bot --config FILE`, or
      $XMPPD_BOT_CONFIG.
 
 A missing JID or password, an invalid JID, a server address that does not parse, a bad value or
 an unknown key in `[bot]` is a `ConfigError` with a one-line message naming the setting and
 where it came from. Other tables in the file are left to the bot's own use (`Bot.config`).
+
+A `secret` instead of a `password` runs the bot as an external component (XEP-0114): `jid` is
+then the component's domain ("echo.example.org", which the server lists under
+[[components]]), `server` the server's component listener (required; port 5347 if not
+given), and there is no roster, so `receipts = "contacts"` is refused.
 """
 from __future__ import annotations
 
@@ -31,16 +36,19 @@ __all__ = ["Address", "Settings", "parse_address", "resolve", "Receipts"]
 Receipts = Literal["everyone", "contacts", "off"]
 _RECEIPTS: dict[str, Receipts] = {"everyone": "everyone", "contacts": "contacts", "off": "off"}
 
-ENV = {"jid": "XMPPD_BOT_JID", "password": "XMPPD_BOT_PASSWORD",
+ENV = {"jid": "XMPPD_BOT_JID", "password": "XMPPD_BOT_PASSWORD", "secret": "XMPPD_BOT_SECRET",
        "server": "XMPPD_BOT_SERVER", "tls_verify": "XMPPD_BOT_TLS_VERIFY"}
 ENV_CONFIG = "XMPPD_BOT_CONFIG"
 DEFAULT_RESOURCE = "bot"
 DEFAULT_PORT = 5222
+COMPONENT_PORT = 5347           # XEP-0114's customary port
 
 # key: (default, description) — the [bot] table's schema; None = required or derived.
 KEYS: dict[str, tuple[object, str]] = {
     "jid": (None, "the bot's account, e.g. \"echo@example.org\" (resource defaults to /bot)"),
     "password": (None, "the account's password"),
+    "secret": (None, "instead of a password: run as a XEP-0114 component with this secret; "
+                     "jid is then the component's domain"),
     "server": (None, "\"host:port\" to connect to; default: DNS SRV of the JID's domain"),
     "tls_verify": (True, "verify the server's certificate (false for a self-signed dev server)"),
     "reconnect_min_delay": ("1 s", "first reconnect delay; doubles on each failure"),
@@ -62,8 +70,8 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    jid: JID                      # always with a resource
-    password: str
+    jid: JID                      # with a resource; a component's: its domain alone
+    password: str                 # the account's password, or the component's secret
     server: Address | None        # None: DNS SRV records of the domain, then domain:5222
     tls_verify: bool
     reconnect_min_delay: float
@@ -72,12 +80,13 @@ class Settings:
     keepalive: float
     receipts: Receipts
     origins: Mapping[str, str]    # setting -> "argument", "XMPPD_BOT_JID", "bot.toml", "default"
+    component: bool = False       # XEP-0114 component (`secret` given) rather than a client
 
     def describe_server(self) -> str:
         return str(self.server) if self.server else f"{self.jid.domain} (DNS)"
 
 
-def parse_address(text: str) -> Address:
+def parse_address(text: str, default_port: int = DEFAULT_PORT) -> Address:
     """"host", "host:port", "[v6]:port" or a bare IPv6 literal; the port defaults to 5222.
 
     Raises:
@@ -107,7 +116,7 @@ def parse_address(text: str) -> Address:
         port_text = port_text_ if sep else None
     if not host or any(c.isspace() or c in "/@" for c in host):
         raise ValueError(f"bad server address {text!r}: bad host name")
-    port = DEFAULT_PORT
+    port = default_port
     if port_text is not None:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"bad server address {text!r}: port must be 1..65535")
@@ -198,19 +207,29 @@ def resolve(explicit: Mapping[str, object], env: Mapping[str, str],
         jid = JID.parse(values["jid"].strip())
     except JIDError as e:
         raise ConfigError(f"{where('jid')}: invalid JID {values['jid']!r}: {e}") from None
-    if jid.local is None:
+    component = "secret" in values
+    if component:
+        if "password" in values:
+            raise ConfigError(f"{where('secret')} and {where('password')}: a bot logs in with a "
+                              "password (client) or a secret (component), not both")
+        if jid.local is not None or jid.resource is not None:
+            raise ConfigError(f"{where('jid')}: a component's JID is its domain, such as "
+                              f"\"echo.example.org\", not {values['jid']!r}")
+    elif jid.local is None:
         raise ConfigError(f"{where('jid')}: {values['jid']!r} has no user part; a bot logs "
-                          "in to an account such as \"echo@example.org\"")
-    if jid.resource is None:
+                          "in to an account such as \"echo@example.org\" (or give a secret "
+                          "to run as a component of that domain)")
+    elif jid.resource is None:
         jid = jid.with_resource(DEFAULT_RESOURCE)
 
-    if "password" not in values:
+    key = "secret" if component else "password"
+    if key not in values:
         raise ConfigError(f"no password configured for {jid.bare}: pass Bot(jid, password), "
                           "set XMPPD_BOT_PASSWORD, or put password = \"...\" in the [bot] "
                           "table of a config file")
-    password = values["password"]
+    password = values[key]
     if not isinstance(password, str) or not password:
-        raise ConfigError(f"{where('password')}: expected a non-empty string")
+        raise ConfigError(f"{where(key)}: expected a non-empty string")
 
     server: Address | None = None
     if "server" in values:
@@ -218,9 +237,14 @@ def resolve(explicit: Mapping[str, object], env: Mapping[str, str],
         if not isinstance(raw, str):
             raise ConfigError(f"{where('server')}: expected \"host:port\", got {raw!r}")
         try:
-            server = parse_address(raw)
+            server = parse_address(raw, COMPONENT_PORT if component else DEFAULT_PORT)
         except ValueError as e:
             raise ConfigError(f"{where('server')}: {e}") from None
+    elif component:
+        raise ConfigError(f"no server configured for the component {jid}: a component "
+                          "connects to its server's component listener; pass "
+                          "Bot(..., server=\"host:port\"), set XMPPD_BOT_SERVER, or put "
+                          "server = \"...\" in the [bot] table")
 
     tls_verify = _bool(values["tls_verify"], where("tls_verify"))
     lo = _duration(values["reconnect_min_delay"], where("reconnect_min_delay"))
@@ -238,9 +262,12 @@ def resolve(explicit: Mapping[str, object], env: Mapping[str, str],
     if receipts is None:
         raise ConfigError(f"{where('receipts')}: expected \"everyone\", \"contacts\" or "
                           f"\"off\", got {values['receipts']!r}")
+    if component and receipts == "contacts":
+        raise ConfigError(f"{where('receipts')}: \"contacts\" needs a roster, and a component "
+                          "has none: use \"everyone\" or \"off\"")
     settings = Settings(jid=jid, password=password, server=server, tls_verify=tls_verify,
                         reconnect_min_delay=lo, reconnect_max_delay=hi,
                         connect_timeout=timeout, keepalive=keepalive,
                         receipts=receipts,
-                        origins=origins)
+                        origins=origins, component=component)
     return settings, document

@@ -105,10 +105,12 @@ def test_describe_summarises_the_bot_and_needs_a_handler() -> None:
 class Recorder:
     sent: list[tuple[str, str, str, str, str | None]] = field(default_factory=list)
 
-    def send_text(self, to: JID, text: str, kind: str, thread: str | None) -> None:
+    def send_text(self, to: JID, text: str, kind: str, thread: str | None,
+                  oob_url: str | None = None, via: JID | None = None) -> None:
         self.sent.append(("text", str(to), text, kind, thread))
 
-    def send_displayed(self, to: JID, ref: str, kind: str, thread: str | None) -> None:
+    def send_displayed(self, to: JID, ref: str, kind: str, thread: str | None,
+                       via: JID | None = None) -> None:
         self.sent.append(("displayed", str(to), ref, kind, thread))
 
 

@@ -23,22 +23,28 @@ class Recorder:
     online: bool = True
     sent: list[tuple[Any, ...]] = field(default_factory=list)
 
+    # `via` (a component's own address the message was sent to) is recorded when given
     def send_text(self, to: JID, text: str, kind: str, thread: str | None,
-                  oob_url: str | None = None) -> None:
-        self.sent.append(("text", str(to), text, kind))
+                  oob_url: str | None = None, via: JID | None = None) -> None:
+        self.sent.append(("text", str(to), text, kind) + _via(via))
 
-    def send_receipt(self, to: JID, ref: str, kind: str) -> None:
-        self.sent.append(("receipt", str(to), ref, kind))
+    def send_receipt(self, to: JID, ref: str, kind: str, via: JID | None = None) -> None:
+        self.sent.append(("receipt", str(to), ref, kind) + _via(via))
 
-    def send_displayed(self, to: JID, ref: str, kind: str, thread: str | None) -> None:
-        self.sent.append(("displayed", str(to), ref, kind))
+    def send_displayed(self, to: JID, ref: str, kind: str, thread: str | None,
+                       via: JID | None = None) -> None:
+        self.sent.append(("displayed", str(to), ref, kind) + _via(via))
 
     def send_presence(self, to: JID | None = None, kind: str | None = None,
-                      status: str | None = None) -> None:
-        self.sent.append(("presence", str(to), kind))
+                      status: str | None = None, via: JID | None = None) -> None:
+        self.sent.append(("presence", str(to), kind) + _via(via))
 
     def subscribed_to_us(self, who: JID) -> bool:
         return who.bare in self.contacts
+
+
+def _via(via: JID | None) -> tuple[str, ...]:
+    return (str(via),) if via is not None else ()
 
 
 def incoming(sender: str, body: str = "hi", kind: str = "chat", **kw: Any) -> Incoming:
@@ -118,6 +124,26 @@ def test_one_to_one_rules_receipts_own_account_headlines_errors() -> None:
     assert seen == ["a", "b", "c"]
     assert conn.sent == [("receipt", "alice@example.org/phone", "r1", "chat"),
                          ("receipt", "alice@example.org/phone", "r2", "normal")]
+
+
+def test_a_component_answers_from_the_address_written_to() -> None:
+    """XEP-0114: a component owns every address at its domain; receipts, replies and markers
+    come from the one the message was sent to."""
+    bot = Bot("weather.example.org", secret="s", server="127.0.0.1")
+
+    @bot.command("where")
+    def where(msg: Message, args: str) -> str:
+        assert msg.to is not None
+        msg.mark_read()
+        return f"you wrote to {msg.to}"
+    paris = JID.parse("paris@weather.example.org")
+    conn = deliver(bot, incoming("alice@example.org/phone", "!where", wants_receipt=True,
+                                 markable=True, id="w1", to=paris))
+    assert conn.sent == [
+        ("receipt", "alice@example.org/phone", "w1", "chat", "paris@weather.example.org"),
+        ("displayed", "alice@example.org/phone", "w1", "chat", "paris@weather.example.org"),
+        ("text", "alice@example.org/phone", "you wrote to paris@weather.example.org", "chat",
+         "paris@weather.example.org")]
 
 
 def test_receipts_contacts_policy_asks_the_roster() -> None:

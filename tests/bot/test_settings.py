@@ -129,3 +129,31 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets() -> None:
 def test_backoff_jitter_spreads_bots_that_lost_the_server_together() -> None:
     firsts = {round(Backoff(4, 60, random.Random(seed)).next(), 6) for seed in range(50)}
     assert len(firsts) == 50 and min(firsts) >= 2 and max(firsts) <= 4
+
+
+def test_a_secret_makes_a_component_of_a_domain_on_port_5347(tmp_path: Path) -> None:
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text('[bot]\njid = "weather.example.org"\nserver = "127.0.0.1"\n')
+    s, _ = resolve({}, {"XMPPD_BOT_SECRET": "s3cret"}, cfg)
+    assert s.component and s.password == "s3cret" and str(s.jid) == "weather.example.org"
+    assert s.server == Address("127.0.0.1", 5347)           # XEP-0114's customary port
+    s, _ = resolve({"jid": "w.example.org", "secret": "x", "server": "h:6000"}, {}, None)
+    assert s.server == Address("h", 6000)
+    s, _ = resolve({"jid": "bot@example.org", "password": "p"}, {}, None)
+    assert not s.component
+
+
+@pytest.mark.parametrize("explicit, message", [
+    ({"jid": "bot@example.org", "secret": "s", "server": "h"}, "is its domain"),
+    ({"jid": "example.org/r", "secret": "s", "server": "h"}, "is its domain"),
+    ({"jid": "w.example.org", "secret": "s"}, "no server configured for the component"),
+    ({"jid": "w.example.org", "secret": "s", "password": "p", "server": "h"}, "not both"),
+    ({"jid": "w.example.org", "secret": "", "server": "h"}, "non-empty"),
+    ({"jid": "w.example.org", "secret": "s", "server": "h", "receipts": "contacts"},
+     "needs a roster"),
+    ({"jid": "example.org", "password": "p"}, "or give a secret"),
+])
+def test_component_settings_that_cannot_work_say_why(explicit: dict[str, object],
+                                                     message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve(explicit, {}, None)

@@ -96,7 +96,7 @@ def test_tutorial_example_runs_and_answers_as_shown(server: RunningServer, tmp_p
 
 
 def test_tutorial_config_file_loads_as_bot_settings(tmp_path: Path) -> None:
-    (toml,) = [body for lang, body, _ in blocks() if lang == "toml"]
+    (toml,) = [body for lang, body, _ in blocks() if lang == "toml" and "[bot]" in body]
     cfg = tmp_path / "bot.toml"
     cfg.write_text(toml)
     settings, document = resolve({}, {}, cfg)
