@@ -51,11 +51,14 @@ def _malloc_trim() -> Any:
 
 def _housekeeping(server: Any, trim: Any) -> None:
     """Memory per idle connection (docs/PERFORMANCE.md): free the XML parser state of streams
-    silent for a while (rebuilt on their next byte), then hand freed heap back to the OS —
-    glibc keeps it mapped after TLS handshakes and bursts."""
+    silent for a while (rebuilt on their next byte) — client, server-to-server and component
+    streams — then hand freed heap back to the OS: glibc keeps it mapped after TLS handshakes
+    and bursts."""
     now = server.clock.now()
-    for conn in list(server.connections):
-        stream = getattr(conn, "stream", None)
+    streams = [getattr(conn, "stream", None) for conn in list(server.connections)]
+    if server.s2s is not None:
+        streams += server.s2s.streams()
+    for stream in streams:
         if stream is not None and now - stream.last_activity >= _IDLE_COMPACT_AFTER:
             stream.parser.compact()
     if trim is not None:

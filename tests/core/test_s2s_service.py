@@ -209,3 +209,27 @@ def test_a_dialback_key_the_authoritative_server_denies_is_invalid(tmp_path: Pat
         bob.expect_nothing()
     finally:
         net.close()
+
+
+def test_housekeeping_frees_idle_s2s_parsers_and_they_carry_on(net: Net) -> None:
+    """main.py's housekeeping compacts the parser of idle server-to-server streams (both
+    directions) as it does for client streams; the next stanza rebuilds it."""
+    from xmppd.main import _IDLE_COMPACT_AFTER, _housekeeping
+    a, b = net.server("a.example"), net.server("b.example")
+    alice, bob = a.login("alice@a.example/phone"), b.login("bob@b.example/pc")
+    alice.send("<message to='bob@b.example/pc' type='chat'><body>1</body></message>")
+    net.pump()
+    bob.received()
+    streams = a.server.s2s.streams() + b.server.s2s.streams()
+    assert len(streams) == 4        # dialback: one stream each way, seen from both ends
+    _housekeeping(a.server, None)
+    assert not any(s.parser._compacted for s in streams)       # not idle yet
+    net.advance(_IDLE_COMPACT_AFTER + 1)
+    for h in (a, b):
+        _housekeeping(h.server, None)
+    assert all(s.parser._compacted for s in streams)
+    alice.send("<message to='bob@b.example/pc' type='chat'><body>2</body></message>")
+    bob.send("<message to='alice@a.example/phone' type='chat'><body>3</body></message>")
+    net.pump()
+    assert [e.findtext("{jabber:client}body") for e in bob.received()] == ["2"]
+    assert [e.findtext("{jabber:client}body") for e in alice.received()] == ["3"]

@@ -223,6 +223,14 @@ class S2SService:
         """The domains of the components connected now (for the hosts' disco items)."""
         return sorted(self.components)
 
+    def streams(self) -> list[Any]:
+        """Every open server-to-server and component stream, incoming and outgoing (main.py's
+        housekeeping frees the parser state of idle ones, as for client streams)."""
+        conns: list[Conn] = [*self.incoming, *self._component_conns]
+        conns += [link.conn for link in self.links.values() if link.conn is not None]
+        return [c.stream for c in conns
+                if getattr(c, "stream", None) is not None and c.stream.state != "closed"]
+
     # -- shutdown --------------------------------------------------------------------------
     def stop(self) -> None:
         for conn in [*self.incoming, *self._component_conns]:
