@@ -79,3 +79,10 @@ def test_allow_and_deny_cover_subdomains() -> None:
     assert federation_allowed(allow, "muc.friend.example")
     assert not federation_allowed(allow, "x.friend.example")       # deny wins
     assert not federation_allowed(allow, "stranger.example")
+
+
+def test_a_dialback_secret_is_long_enough_or_random() -> None:
+    assert from_dict({}).s2s.dialback_secret == ""
+    assert from_dict({"s2s": {"dialback_secret": "x" * 16}}).s2s.dialback_secret == "x" * 16
+    with error("s2s.dialback_secret: at least 16 characters"):
+        from_dict({"s2s": {"dialback_secret": "short"}})

@@ -233,3 +233,31 @@ def test_housekeeping_frees_idle_s2s_parsers_and_they_carry_on(net: Net) -> None
     net.pump()
     assert [e.findtext("{jabber:client}body") for e in bob.received()] == ["2"]
     assert [e.findtext("{jabber:client}body") for e in alice.received()] == ["3"]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_cluster_nodes_with_one_dialback_secret_verify_each_others_keys(
+        tmp_path: Path, shared: bool) -> None:
+    """XEP-0185 with several nodes serving a.example: the remote server's dialback callback
+    reaches another node than the one that opened the stream (here: node2 listens for
+    a.example). With `s2s.dialback_secret` shared it can vouch for node1's key."""
+    net = Net(tmp_path)
+    try:
+        secret = "one secret for the whole cluster"
+        node1 = net.server("a.example", s2s={"dialback_secret": secret})
+        b = net.server("b.example")
+        net.server("a.example", s2s={"dialback_secret": secret if shared else "x" * 16})
+        bob = b.login("bob@b.example/pc")
+        alice = node1.login("alice@a.example/phone")
+        alice.send("<message to='bob@b.example/pc' type='chat'><body>hi</body></message>")
+        net.pump()
+        link = node1.server.s2s.links.get(("a.example", "b.example"))
+        if shared:
+            assert [e.findtext("{jabber:client}body") for e in bob.received()] == ["hi"]
+            assert link is not None and link.ready_how == "dialback"
+        else:
+            bob.expect_nothing()
+            [bounce] = alice.received()
+            assert bounce.get("type") == "error"
+    finally:
+        net.close()

@@ -2,8 +2,9 @@
 """Server Dialback (XEP-0220) keys and elements, sans-IO.
 
 - Keys as XEP-0185 §3 generates them: HMAC-SHA256 keyed with the hex SHA-256 of our secret,
-  over "<receiving> <originating> <stream id>", in hex. The secret is random per process (a
-  restart only fails the dialbacks in flight); nodes of one domain would need to share it.
+  over "<receiving> <originating> <stream id>", in hex. The secret is `s2s.dialback_secret`,
+  which every node serving a domain shares (any of them may be asked to verify a key another
+  issued), or random per process (a restart then fails the dialbacks in flight).
 - Elements are written with the `db:` prefix our stream header declares (§2 note: some servers
   accept no other prefix).
 - Dialback errors (§2.4) carry a stanza error condition inside `<error/>` of jabber:server.

@@ -7,7 +7,9 @@ or unknown key stops start-up with a message naming it.
   beside the system store), `allow` / `deny` (domains; an entry also covers its subdomains),
   `routes` (domain = "host:port", instead of DNS), `connect_timeout` (how long stanzas wait
   for a stream before they bounce), `idle_timeout` (silent streams are closed), `max_queue`
-  (stanzas held per remote domain while its stream is being set up).
+  (stanzas held per remote domain while its stream is being set up), `dialback_secret`
+  (XEP-0185: the secret our dialback keys derive from, shared by every node of a cluster;
+  "" = random per process).
 - `[[components]]`: `domain` and `secret` (XEP-0114).
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 from xmppd.config import ConfigError, build, duration, number
 
+MIN_SECRET = 16
 _TARGET = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/]+)(?::([0-9]{1,5}))?")
 
 
@@ -32,6 +35,7 @@ class S2SSection:
     max_queue: int = number(default=1000, minimum=1)   # stanzas held per remote domain
     # domain -> (host, port): static routes instead of DNS (private networks, tests)
     routes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    dialback_secret: str = ""     # XEP-0185 key secret; "" = random per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,10 @@ def parse_s2s(table: object) -> S2SSection:
     for key in ("allow", "deny"):
         for i, d in enumerate(getattr(section, key)):
             domain_name(d, f"s2s.{key}[{i}]")
+    if section.dialback_secret and len(section.dialback_secret) < MIN_SECRET:
+        raise ConfigError(f"s2s.dialback_secret: at least {MIN_SECRET} characters (anyone who "
+                          "knows it can pass dialback as this server), or \"\" for a random "
+                          "one per process")
     return dataclasses.replace(section, routes=routes)
 
 

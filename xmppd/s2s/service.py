@@ -51,7 +51,7 @@ class S2SService:
         self.connector: Connector = _NoConnector()
         self.federation = federation
         self.config = server.config.s2s
-        self.keys = keys or DialbackKeys()
+        self.keys = keys or DialbackKeys(self.config.dialback_secret.encode() or None)
         self.tls_available = tls_available
         self.connect_timeout = self.config.connect_timeout
         self.max_queue = self.config.max_queue
