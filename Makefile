@@ -1,4 +1,5 @@
-# xmppd — `make run` starts the server on the embedded default; `make test` runs the suite.
+# xmppd — `make run` starts the server on the embedded default; `make test` runs the suite
+# (the server's tests and those of the bot SDK, bot/, which is its own distribution).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,10 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test install check-config bench bench-parser bench-presence mypy clean
 
-$(STAMP): setup.cfg setup.py pyproject.toml
+$(STAMP): setup.cfg setup.py pyproject.toml bot/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./bot
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +27,7 @@ test: $(STAMP)
 
 mypy: $(STAMP)
 	$(BIN)/mypy --strict xmppd stanzas storage modules
+	$(BIN)/mypy --config-file bot/pyproject.toml bot/xmppd_bot bot/examples
 
 # Side-by-side with Prosody and ejabberd (Debian packages; run as root: they drop to their users).
 bench: $(STAMP)
@@ -41,4 +44,4 @@ bench-presence: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/presence_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache .mypy_cache *.egg-info bot/*.egg-info

@@ -46,7 +46,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
-from storage.files import DiskFileStorage, FileStorage, Slot, SqlUploadStore, UploadStore
+from storage.files import DiskFileStorage, FileStorage, Slot, UploadStore
 from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, duration, size
 

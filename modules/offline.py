@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
-from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from modules.receipts import classify, delay

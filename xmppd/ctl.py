@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.config)
         if args.command == "check-config":
-            from xmppd.module import resolve
+            from xmppd.loader import resolve
             plan = resolve(config.modules)
             print(f"{config.path}: OK ({len(config.server.hosts)} host(s), "
                   f"{len(config.listeners)} listener(s), modules: "

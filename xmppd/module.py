@@ -1,4 +1,4 @@
-# tests: tests/core/test_module.py
+# tests: tests/core/test_module.py, tests/core/test_hooks.py
 """The module contract (STYLE §2): a module is a class built once per virtual host with a
 `ModuleContext`, and its `__init__` *is* its registration. `ModuleContext` is the only API a
 module uses; everything registered through it (IQ handlers, hooks, disco features and items,
@@ -10,8 +10,6 @@ internals.
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -366,52 +364,3 @@ def iq_error_from_reply(reply: _E) -> StanzaError:
         return StanzaError(cond)
     except ValueError:
         return StanzaError("undefined-condition")
-
-
-def module_class(name: str) -> type[Module[Any]]:
-    """The Module subclass behind `[modules.<name>]`; ConfigError if there is none."""
-    if not name.isidentifier():
-        raise ConfigError(f"modules.{name}: not a module name")
-    try:
-        mod = importlib.import_module(f"modules.{name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"modules.{name}":
-            raise ConfigError(f"modules.{name}: no such module") from None
-        raise
-    for obj in vars(mod).values():
-        if isinstance(obj, type) and issubclass(obj, Module) and obj is not Module \
-                and getattr(obj, "name", None) == name:
-            return obj
-    raise ConfigError(f"modules.{name}: modules/{name}.py defines no module named {name!r}")
-
-
-def resolve(tables: dict[str, dict[str, Any]]) -> list[tuple[type[Module[Any]], Any]]:
-    """Validate every `[modules.*]` table and order the modules so dependencies come first."""
-    classes = {name: module_class(name) for name in tables}
-    for name, cls in classes.items():
-        for dep in cls.depends:
-            if dep not in classes:
-                raise ConfigError(f"modules.{name}: needs module {dep!r}; add [modules.{dep}]")
-    order: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(name: str, chain: tuple[str, ...]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            raise ConfigError(f"modules: dependency cycle {' -> '.join(chain + (name,))}")
-        state[name] = 1
-        for dep in classes[name].depends:
-            visit(dep, chain + (name,))
-        state[name] = 2
-        order.append(name)
-    for name in sorted(classes):
-        visit(name, ())
-    result = []
-    for name in order:
-        cls = classes[name]
-        opts_cls = cls.Options
-        options = _config.build(opts_cls, tables[name], f"modules.{name}") \
-            if dataclasses.is_dataclass(opts_cls) else None
-        result.append((cls, options))
-    return result

@@ -40,11 +40,10 @@ from twisted.internet import defer
 
 from stanzas import ns
 from stanzas.errors import StanzaError, error_reply, escape_attr
-from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
 from stanzas.jid import JID, JIDError
-from xmppd.module import IqRequest, iq_error_from_reply
+from xmppd.router_iq import IqRouting
 from xmppd.xmlstream import serialize
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ _MESSAGE, _PRESENCE, _IQ = _C + "message", _C + "presence", _C + "iq"
 _PRIORITY = _C + "priority"
 
 
-class Router:
+class Router(IqRouting):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
@@ -328,91 +327,6 @@ class Router:
             data = serialize(el)
             for s in targets:
                 s.send_bytes(data)
-
-    # -- IQs -------------------------------------------------------------------------------
-    def _iq(self, el: _E, sender: JID, to: JID, host: Host, session: Session | None) -> None:
-        kind = el.get("type")
-        if kind in ("result", "error"):
-            self._iq_response(el, to, host)
-            return
-        if kind not in ("get", "set") or not el.get("id"):
-            self._bounce(el, StanzaError.bad_request("an IQ needs an id and a type"), sender)
-            return
-        if to.resource is not None:
-            target = self.sessions.get(to)
-            if target is None:
-                self._bounce(el, StanzaError.service_unavailable(), sender)
-            else:
-                target.send_element(el)
-            return
-        payload = next((c for c in el if isinstance(c.tag, str)), None)
-        if payload is None:
-            self._bounce(el, StanzaError.bad_request("an IQ get/set has one child"), sender)
-            return
-        handler = None
-        if to.local is None:
-            handler = host.iq_handlers.get((kind, "host", payload.tag))
-        else:
-            if to.bare == sender.bare:
-                handler = host.iq_handlers.get((kind, "self", payload.tag))
-            if handler is None:
-                handler = host.iq_handlers.get((kind, "bare", payload.tag))
-        if handler is None:
-            self._bounce(el, StanzaError.service_unavailable(), sender)
-            return
-        self.call_iq_handler(handler, IqRequest(el, sender, to, payload, session), self.route)
-
-    def call_iq_handler(self, handler: Any, req: IqRequest, reply_to: Any) -> None:
-        """Run an IQ handler; route its reply (or the error it raised) with `reply_to`."""
-        try:
-            result = handler(req)
-        except Exception as e:
-            self._iq_failed(e, req, reply_to)
-            return
-        if isinstance(result, defer.Deferred) or hasattr(result, "__await__"):
-            d = result if isinstance(result, defer.Deferred) else \
-                defer.Deferred.fromCoroutine(result)
-            d.addCallbacks(lambda reply: self._iq_replied(reply, req, reply_to),
-                           lambda f: self._iq_failed(f.value, req, reply_to))
-            return
-        self._iq_replied(result, req, reply_to)
-
-    def _iq_replied(self, reply: Any, req: IqRequest, reply_to: Any) -> None:
-        if not isinstance(reply, etree._Element):
-            log.error("IQ handler returned %r for %s", reply, summary(req.stanza))
-            self._iq_failed(RuntimeError("no reply"), req, reply_to)
-            return
-        if reply.get("from") is None:
-            reply.set("from", str(req.to))
-        reply_to(reply)
-
-    def _iq_failed(self, exc: BaseException, req: IqRequest, reply_to: Any) -> None:
-        if isinstance(exc, StanzaError):
-            err = exc
-        elif isinstance(exc, StorageError):
-            err = StanzaError.internal_server_error(type="wait")
-            log.warning("storage failed for %s: %s", summary(req.stanza), exc)
-        else:
-            err = StanzaError.internal_server_error()
-            log.error("IQ handler failed on %s", summary(req.stanza),
-                      exc_info=(type(exc), exc, exc.__traceback__))
-        reply = error_reply(req.stanza, err)
-        if reply.get("from") is None:
-            reply.set("from", str(req.to))
-        reply_to(reply)
-
-    def _iq_response(self, el: _E, to: JID, host: Host) -> None:
-        if to.resource is None or to.local is None:
-            waiter = host.pending_iqs.pop((str(to), el.get("id") or ""), None)
-            if waiter is not None and not waiter.called:
-                if el.get("type") == "result":
-                    waiter.callback(el)
-                else:
-                    waiter.errback(iq_error_from_reply(el))
-            return
-        target = self.sessions.get(to)
-        if target is not None:
-            target.send_element(el)
 
     # -- errors ----------------------------------------------------------------------------
     def _bounce(self, el: _E, error: StanzaError, sender: JID) -> None:

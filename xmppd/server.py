@@ -25,7 +25,8 @@ from xmppd.clock import Clock
 from xmppd.config import Config
 from xmppd import hooks
 from xmppd.hooks import HookRegistry, ServerStopping
-from xmppd.module import HttpEndpoint, Module, ModuleContext, resolve
+from xmppd.loader import resolve
+from xmppd.module import HttpEndpoint, Module, ModuleContext
 from xmppd.router import Router
 from xmppd.sessions import SessionManager
 

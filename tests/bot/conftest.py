@@ -1,8 +1,7 @@
-# tests: xmppd/bot/
-"""Bot SDK tests: the real server in a subprocess, once for this package per backend pair
-("sqlite+memory" and "postgresql+redis"; tests use their own bot accounts), bots run through
-the real runner (`python -m xmppd.bot FILE`) or in-process, and slixmpp test clients.
-Every wait is bounded; none polls with sleep."""
+"""Bot SDK tests (the `xmppd-bot` distribution in bot/): the real server in a subprocess, once
+for this package per backend pair ("sqlite+memory" and "postgresql+redis"; tests use their own
+bot accounts), bots run through the real runner (`python -m xmppd_bot FILE`) or in-process, and
+slixmpp test clients. Every wait is bounded; none polls with sleep."""
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +21,8 @@ from tests.harness.clients import run as run  # the tests here import it from th
 from tests.harness.server_proc import REPO, RunningServer, ServerFactory
 
 BACKENDS = ["sqlite+memory", "postgresql+redis"]
-EXAMPLES = REPO / "xmppd" / "bot" / "examples"
+BOT_DIST = REPO / "bot"              # the distribution: bot/pyproject.toml, bot/xmppd_bot/
+EXAMPLES = BOT_DIST / "examples"
 PASSWORD = "bot-secret"
 # Bot accounts (password PASSWORD) and people (password "<name>-pw").
 BOT_ACCOUNTS = ("echo", "reminder", "moderator", "mybot", "helper", "doorman", "keeper",
@@ -81,7 +81,7 @@ def bot_env(port: int | None, user: str | None = "echo", **extra: str) -> dict[s
     """Environment for a bot subprocess: its account, our server, TLS verification off
     (the test server's certificate is self-signed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XMPPD_BOT_")}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(BOT_DIST)          # this checkout's SDK, not an installed copy
     if user is not None:
         env["XMPPD_BOT_JID"] = f"{user}@localhost"
         env["XMPPD_BOT_PASSWORD"] = PASSWORD
@@ -94,7 +94,7 @@ def bot_env(port: int | None, user: str | None = "echo", **extra: str) -> dict[s
 
 @dataclass
 class BotProcess:
-    """A bot run by `python -m xmppd.bot FILE`, its stderr collected line by line."""
+    """A bot run by `python -m xmppd_bot FILE`, its stderr collected line by line."""
 
     proc: asyncio.subprocess.Process
     lines: list[str] = field(default_factory=list)
@@ -102,7 +102,7 @@ class BotProcess:
     @classmethod
     async def start(cls, file: Path, env: dict[str, str], *args: str) -> BotProcess:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "xmppd.bot", str(file), *args, cwd=REPO, env=env,
+            sys.executable, "-m", "xmppd_bot", str(file), *args, cwd=REPO, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         return cls(proc)
 

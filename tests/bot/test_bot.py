@@ -15,7 +15,7 @@ import pytest
 from tests.bot.conftest import (BASE_MODULES, MODULES, PASSWORD, UPLOAD_LIMIT, Person, run,
                                 start_server)
 from tests.harness.server_proc import RunningServer
-from xmppd.bot import (JID, Bot, Message, OfflineError, ReplacedError, RequestError,
+from xmppd_bot import (JID, Bot, Message, OfflineError, ReplacedError, RequestError,
                        RoomError, UploadError)
 
 
@@ -30,7 +30,7 @@ def make_bot(port: int, tmp: Path | None = None, user: str = "helper", resource:
 
 
 class LogLines(logging.Handler):
-    """The xmppd.bot log as a queue of messages."""
+    """The xmppd_bot log as a queue of messages."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -51,7 +51,7 @@ class LogLines(logging.Handler):
 @pytest.fixture
 def log_lines() -> Iterator[LogLines]:
     h = LogLines()
-    logger = logging.getLogger("xmppd.bot")
+    logger = logging.getLogger("xmppd_bot")
     logger.addHandler(h)
     old = logger.level
     logger.setLevel(logging.DEBUG)
@@ -459,6 +459,9 @@ def test_roster_helpers_add_list_and_remove_contacts(server: RunningServer) -> N
         bot = make_bot(server.port, user="keeper")
         bot.on_message(lambda msg: None)
         carol = Person("carol")
+        # slixmpp approves requests by default, racing the bot's roster read below; carol
+        # answers herself once the pending request was seen.
+        carol.auto_authorize = None
         requests: asyncio.Queue[Any] = asyncio.Queue()
         carol.add_event_handler("presence_subscribe", requests.put_nowait)
         assert await carol.start(server.port)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from xmppd.bot import JID, Bot, ConfigError, Message
-from xmppd.bot.commands import help_text, make_command, parse_command
+from xmppd_bot import JID, Bot, ConfigError, Message
+from xmppd_bot.commands import help_text, make_command, parse_command
 
 
 @pytest.mark.parametrize("body, parsed", [

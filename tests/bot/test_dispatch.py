@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from xmppd.bot import JID, Bot, Message
-from xmppd.bot.client import Incoming
+from xmppd_bot import JID, Bot, Message
+from xmppd_bot.client import Incoming
 
 ROOM = JID.parse("lounge@conference.example.org")
 
@@ -53,12 +53,9 @@ def deliver(bot: Bot, *messages: Incoming, receipts: str = "everyone") -> Record
     conn = Recorder(contacts={JID.parse("friend@example.org")})
 
     async def go() -> None:
-        bot._conn = conn  # type: ignore[assignment]
-        bot._settings = None
-        bot._explicit["receipts"] = receipts
         for m in messages:
-            bot._on_incoming(m)
-        await asyncio.gather(*bot._handler_tasks)
+            bot._dispatcher.incoming(conn, m, receipts)  # type: ignore[arg-type]
+        await asyncio.gather(*bot._dispatcher.tasks)
     asyncio.run(go())
     return conn
 
@@ -137,17 +134,17 @@ def test_subscription_requests_follow_the_handler_or_stay_pending() -> None:
     conn = Recorder()
 
     async def go(b: Bot) -> None:
-        b._conn = conn  # type: ignore[assignment]
-        b._on_subscribe(JID.parse("alice@example.org"))
-        await asyncio.gather(*b._handler_tasks)
+        b._dispatcher.subscription(conn, JID.parse("alice@example.org"))  # type: ignore[arg-type]
+        await asyncio.gather(*b._dispatcher.tasks)
     asyncio.run(go(bot))
     assert conn.sent == []                                   # no handler: pending
     bot.on_subscription_request(lambda jid: jid.local == "alice")
     asyncio.run(go(bot))
 
     async def refuse() -> None:
-        bot._on_subscribe(JID.parse("mallory@example.org"))
-        await asyncio.gather(*bot._handler_tasks)
+        mallory = JID.parse("mallory@example.org")
+        bot._dispatcher.subscription(conn, mallory)  # type: ignore[arg-type]
+        await asyncio.gather(*bot._dispatcher.tasks)
     asyncio.run(refuse())
     assert conn.sent == [("presence", "alice@example.org", "subscribed"),
                          ("presence", "mallory@example.org", "unsubscribed")]

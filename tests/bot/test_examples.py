@@ -1,4 +1,4 @@
-"""The example bots (xmppd/bot/examples/), each run by the real runner (`python -m xmppd.bot`)
+"""The example bots (bot/examples/), each run by the real runner (`python -m xmppd_bot`)
 against the real server on both backend pairs, talked to by a slixmpp client."""
 from __future__ import annotations
 

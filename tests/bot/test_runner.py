@@ -1,4 +1,4 @@
-"""The runner (`xmppd-bot FILE`, `python -m xmppd.bot FILE`): finding the Bot, `--check`, and
+"""The runner (`xmppd-bot FILE`, `python -m xmppd_bot FILE`): finding the Bot, `--check`, and
 the errors a bot author can act on — one line each, a non-zero exit, never a traceback."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SCRIPT = Path(sys.executable).parent / "xmppd-bot"
 
 def runner(*args: str, env: dict[str, str], script: bool = False,
            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    cmd = [str(SCRIPT)] if script else [sys.executable, "-m", "xmppd.bot"]
+    cmd = [str(SCRIPT)] if script else [sys.executable, "-m", "xmppd_bot"]
     return subprocess.run([*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -98,14 +98,14 @@ def test_a_run_without_config_stops_before_connecting() -> None:
 
 @pytest.mark.parametrize("source, text", [
     ("x = 1\n", "defines no Bot"),
-    ("from xmppd.bot import Bot\na = Bot('a@localhost', 'p')\nb = Bot('b@localhost', 'p')\n",
+    ("from xmppd_bot import Bot\na = Bot('a@localhost', 'p')\nb = Bot('b@localhost', 'p')\n",
      "defines 2 Bots (a, b); a file runs exactly one"),
-    ("from xmppd.bot import Bot\nbot = Bot('a@localhost', 'p')\n",
+    ("from xmppd_bot import Bot\nbot = Bot('a@localhost', 'p')\n",
      "the bot has no handlers"),
-    ("from xmppd.bot import Bot\nbot = Bot('a@localhost', 'p')\n"
+    ("from xmppd_bot import Bot\nbot = Bot('a@localhost', 'p')\n"
      "@bot.command('x')\ndef x(msg):\n    return ''\n",
      "@bot.command x (bot.py:3) must accept (msg, args)"),
-    ("from xmppd.bot import Bot\nbot = Bot('a@localhost', 'p')\nbot.join('not-a-room')\n",
+    ("from xmppd_bot import Bot\nbot = Bot('a@localhost', 'p')\nbot.join('not-a-room')\n",
      "invalid room 'not-a-room'"),
     ("def broken(:\n", "bot.py:1: "),
 ])
@@ -129,7 +129,7 @@ def test_a_bug_in_the_bot_file_shows_its_traceback(tmp_path: Path) -> None:
 
 
 def test_a_top_level_run_call_is_left_to_the_runner(tmp_path: Path) -> None:
-    source = ("from xmppd.bot import Bot, Message\nbot = Bot()\n"
+    source = ("from xmppd_bot import Bot, Message\nbot = Bot()\n"
               "@bot.on_message\ndef m(msg: Message) -> None:\n    pass\nbot.run()\n")
     done = runner("--check", str(write(tmp_path, source)), env=bot_env(closed_port()))
     assert done.returncode == 0, done.stderr        # --check did not connect

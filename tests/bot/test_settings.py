@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from xmppd.bot import ConfigError, parse_duration
-from xmppd.bot.settings import Address, parse_address, resolve
-from xmppd.bot.timing import Backoff
+from xmppd_bot import ConfigError, parse_duration
+from xmppd_bot.settings import Address, parse_address, resolve
+from xmppd_bot.timing import Backoff
 
 ENV = {"XMPPD_BOT_JID": "env@example.org", "XMPPD_BOT_PASSWORD": "env-pw",
        "XMPPD_BOT_SERVER": "10.0.0.1:5333", "XMPPD_BOT_TLS_VERIFY": "no"}

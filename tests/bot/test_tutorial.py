@@ -11,7 +11,7 @@ import pytest
 
 from tests.bot.conftest import BotProcess, Person, bot_env, run
 from tests.harness.server_proc import REPO, RunningServer
-from xmppd.bot.settings import resolve
+from xmppd_bot.settings import resolve
 
 TUTORIAL = REPO / "docs" / "bot-tutorial.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)

@@ -7,7 +7,8 @@ import pytest
 
 from tests.harness.server import Harness, parse
 from xmppd.config import ConfigError
-from xmppd.module import IqTimeout, resolve
+from xmppd.loader import resolve
+from xmppd.module import IqTimeout
 
 
 def test_unknown_module_and_bad_option_name_the_key() -> None:

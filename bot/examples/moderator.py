@@ -9,7 +9,7 @@ import os
 import re
 from collections import Counter
 
-from xmppd.bot import Bot, BotError, Message
+from xmppd_bot import Bot, BotError, Message
 
 bot = Bot()
 ROOM = os.environ.get("MODERATOR_ROOM", "lounge@conference.localhost")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from stanzas.jid import JID
+from xmppd_bot.jid import JID
 
 __all__ = ["Contact", "Message", "Outbox"]
 

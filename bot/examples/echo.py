@@ -3,7 +3,7 @@
 
 Run:  XMPPD_BOT_JID=echo@localhost XMPPD_BOT_PASSWORD=secret xmppd-bot echo.py
 """
-from xmppd.bot import Bot, Message
+from xmppd_bot import Bot, Message
 
 bot = Bot()  # settings from XMPPD_BOT_* variables or --config bot.toml
 

@@ -6,10 +6,12 @@ file touches a slixmpp stanza, event name or plugin.
   bind, or XEP-0198 resumption), or raises the author-facing error: `AuthError` (SASL refused,
   RFC 6120 §6.5), `TlsError`, `ConnectError` (unreachable, or a stream error such as
   <host-unknown/>). slixmpp's own retry loop is switched off: the bot decides about retries.
-- Incoming messages with a body become `Incoming` values; receipts (XEP-0184), markers
-  (XEP-0333) and MUC (XEP-0045) stanzas are built here from plain XML.
+- Incoming messages with a body become `Incoming` values; receipts (XEP-0184) and markers
+  (XEP-0333) are built here from plain XML.
 - Requests (roster, MUC admin, disco, upload slots) return plain values or raise
   `RequestError` with the RFC 6120 §8.3 condition.
+Not here: group chats (muc.py, which this connection owns as `muc`), the roster's wire format
+(roster.py), what the bot does with a message (dispatch.py).
 """
 from __future__ import annotations
 
@@ -25,11 +27,12 @@ from typing import Any, Literal
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
-from xmppd.bot.errors import (AuthError, ConnectError, ReplacedError, RequestError, RoomError,
-                              TlsError)
-from xmppd.bot.message import Contact, Kind, Subscription
-from xmppd.bot.settings import Settings
-from stanzas.jid import JID, JIDError
+from xmppd_bot import roster
+from xmppd_bot.errors import AuthError, ConnectError, ReplacedError, RequestError, TlsError
+from xmppd_bot.jid import JID, JIDError
+from xmppd_bot.message import Contact, Kind
+from xmppd_bot.muc import Rooms
+from xmppd_bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +41,11 @@ NS_RECEIPTS = "urn:xmpp:receipts"          # XEP-0184
 NS_MARKERS = "urn:xmpp:chat-markers:0"     # XEP-0333
 NS_DELAY = "urn:xmpp:delay"                # XEP-0203
 NS_SID = "urn:xmpp:sid:0"                  # XEP-0359
-NS_ROSTER = "jabber:iq:roster"             # RFC 6121 §2
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
 NS_OOB = "jabber:x:oob"                    # XEP-0066
 _C = "{%s}" % NS_CLIENT
 
 IqKind = Literal["get", "set"]
 PresenceKind = Literal["subscribe", "subscribed", "unsubscribe", "unsubscribed", "unavailable"]
-_SUBSCRIPTIONS: dict[str, Subscription] = {"none": "none", "to": "to", "from": "from",
-                                         "both": "both"}
 PLUGINS = ("xep_0030", "xep_0066", "xep_0184", "xep_0198", "xep_0199",
            "xep_0203", "xep_0333", "xep_0359")
 
@@ -95,8 +92,8 @@ class Connection:
         self._stream_error: str = ""
         self._auth_failure: str = ""
         self._no_mechanism = False
-        self.rooms: dict[JID, str] = {}      # joined room -> our nick
-        self._joins: dict[JID, asyncio.Future[str]] = {}
+        self.muc = Rooms(self)
+        self.rooms = self.muc.joined         # joined room -> our nick
         self._online = False
 
         s = _Stream(str(settings.jid), settings.password, self._unreachable)
@@ -125,7 +122,7 @@ class Connection:
         s.add_event_handler("disconnected", self._disconnected)
         s.add_event_handler("message", self._message)
         s.add_event_handler("presence_subscribe", self._subscribe)
-        s.add_event_handler("presence", self._presence)
+        s.add_event_handler("presence", lambda stanza: self.muc.on_presence(stanza.xml))
 
     # -- connecting ------------------------------------------------------------------------
     @property
@@ -315,10 +312,12 @@ class Connection:
         msg.send()
 
     def send_presence(self, to: JID | None = None, kind: PresenceKind | None = None,
-                      status: str | None = None) -> None:
+                      status: str | None = None, payload: ET.Element | None = None) -> None:
         pres = self._s.make_presence(pto=str(to) if to else None, ptype=kind)
         if status:
             ET.SubElement(pres.xml, _C + "status").text = status
+        if payload is not None:
+            pres.xml.append(payload)
         pres.send()
 
     def subscribed_to_us(self, who: JID) -> bool:
@@ -357,122 +356,15 @@ class Connection:
         return True
 
     async def fetch_roster(self) -> list[Contact]:
-        q = await self.request(None, "get", ET.Element("{%s}query" % NS_ROSTER),
-                               "fetching the roster")
-        contacts = []
-        for item in q.iter("{%s}item" % NS_ROSTER):
-            try:
-                jid = JID.parse(item.get("jid") or "")
-            except JIDError:
-                continue
-            sub = item.get("subscription") or "none"
-            contacts.append(Contact(
-                jid=jid, name=item.get("name") or "",
-                subscription=_SUBSCRIPTIONS.get(sub, "none"),
-                pending_out=item.get("ask") == "subscribe",
-                groups=tuple(g.text or "" for g in item.findall("{%s}group" % NS_ROSTER))))
-            roster = self._s.client_roster        # keep slixmpp's view for `subscribed_to_us`
-            roster[str(jid)]["from"] = sub in ("from", "both")
-            roster[str(jid)]["to"] = sub in ("to", "both")
-        return contacts
+        found = roster.contacts(await self.request(None, "get", roster.query(),
+                                                   "fetching the roster"))
+        view = self._s.client_roster        # slixmpp's copy answers `subscribed_to_us`
+        for c in found:
+            view[str(c.jid)]["from"] = c.subscription in ("from", "both")
+            view[str(c.jid)]["to"] = c.subscription in ("to", "both")
+        return found
 
     async def set_roster_item(self, jid: JID, name: str, groups: Sequence[str],
                               remove: bool = False) -> None:
-        q = ET.Element("{%s}query" % NS_ROSTER)
-        item = ET.SubElement(q, "{%s}item" % NS_ROSTER, jid=str(jid.bare))
-        if remove:
-            item.set("subscription", "remove")     # RFC 6121 §2.5
-        else:
-            if name:
-                item.set("name", name)
-            for g in groups:
-                ET.SubElement(item, "{%s}group" % NS_ROSTER).text = g
-        await self.request(None, "set", q, f"{'removing' if remove else 'adding'} contact "
-                                            f"{jid.bare}")
-
-    async def join_room(self, room: JID, nick: str, timeout: float) -> None:
-        """XEP-0045 §7.2: enter `room` as `nick`, asking for no history (§7.2.15).
-
-        Done by hand rather than with slixmpp's xep_0045 `join_muc_wait`, which only sees
-        an error presence that echoes the <x/> of the join (RFC 6120 §8.3.1 makes that a MAY).
-
-        Raises:
-            RoomError: the error condition the room (or our server) returned, or no answer.
-        """
-        joined: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._joins[room] = joined
-        pres = self._s.make_presence(pto=str(room.with_resource(nick)))
-        x = ET.SubElement(pres.xml, "{%s}x" % NS_MUC)
-        ET.SubElement(x, "{%s}history" % NS_MUC, maxstanzas="0")
-        pres.send()
-        try:
-            self.rooms[room] = await asyncio.wait_for(joined, timeout)
-        except RoomError as e:
-            raise RoomError(f"cannot join room {room}: {e}") from None
-        except TimeoutError:
-            raise RoomError(f"cannot join room {room}: no answer within {timeout:g} s") from None
-        finally:
-            self._joins.pop(room, None)
-
-    def _presence(self, stanza: Any) -> None:
-        xml: ET.Element = stanza.xml
-        try:
-            sender = JID.parse(xml.get("from") or "")
-        except JIDError:
-            return
-        room = sender.bare
-        joining = self._joins.get(room)
-        if joining is None and room not in self.rooms:
-            return
-        kind = xml.get("type")
-        codes = {c.get("code") for c in xml.iterfind("{%s}x/{%s}status" % (NS_MUC_USER,
-                                                                              NS_MUC_USER))}
-        if kind == "error":
-            if joining is not None and not joining.done():
-                err = xml.find(_C + "error")
-                joining.set_exception(RoomError(_room_error(err)))
-            return
-        mine = "110" in codes        # XEP-0045 §7.2.3: the occupant's own presence
-        if not mine or sender.resource is None:
-            return
-        if kind == "unavailable":
-            if self.rooms.pop(room, None) is not None:
-                why = "kicked" if "307" in codes else "banned" if "301" in codes else "removed"
-                log.warning("the bot was %s from %s", why, room)
-        elif joining is not None and not joining.done():
-            joining.set_result(sender.resource)      # the room may have changed it (§7.2.3)
-
-    def leave_room(self, room: JID) -> None:
-        nick = self.rooms.pop(room, None)
-        if nick is not None:
-            self.send_presence(room.with_resource(nick), "unavailable")     # XEP-0045 §7.14
-
-    async def set_role(self, room: JID, nick: str, role: str, reason: str) -> None:
-        """XEP-0045 §8.2 (kick: role 'none') and §8.4/§8.5 (voice)."""
-        q = ET.Element("{%s}query" % NS_MUC_ADMIN)
-        item = ET.SubElement(q, "{%s}item" % NS_MUC_ADMIN, nick=nick, role=role)
-        if reason:
-            ET.SubElement(item, "{%s}reason" % NS_MUC_ADMIN).text = reason
-        await self.request(room, "set", q, f"setting {nick}'s role in {room} to {role}")
-
-
-_ROOM_HINTS = {"item-not-found": "no such room",
-               "remote-server-not-found": "no such group chat service",
-               "registration-required": "the room is members-only",
-               "forbidden": "the bot is banned from the room",
-               "conflict": "the nickname is taken",
-               "not-authorized": "the room needs a password",
-               "service-unavailable": "the room is full or not accepting occupants",
-               "not-allowed": "the room does not exist and may not be created"}
-
-
-def _room_error(err: ET.Element | None) -> str:
-    """"item-not-found (no such room; <text>)" from an <error/> (RFC 6120 §8.3, XEP-0045 §7.2)."""
-    if err is None:
-        return "undefined-condition"
-    ns = "{urn:ietf:params:xml:ns:xmpp-stanzas}"
-    cond = next((c.tag[len(ns):] for c in err if c.tag.startswith(ns) and c.tag != ns + "text"),
-                "undefined-condition")
-    detail = "; ".join(x for x in (_ROOM_HINTS.get(cond, ""), err.findtext(ns + "text") or "")
-                       if x)
-    return f"{cond} ({detail})" if detail else cond
+        await self.request(None, "set", roster.item_set(jid, name, groups, remove),
+                           f"{'removing' if remove else 'adding'} contact {jid.bare}")

@@ -4,7 +4,7 @@
 Durations: 30s, 10m, 2h, 1d, or combined like 1h30m. Reminders live in memory: a restart
 forgets them.
 """
-from xmppd.bot import Bot, Message, parse_duration
+from xmppd_bot import Bot, Message, parse_duration
 
 bot = Bot()
 pending: dict[str, int] = {}    # who -> number of reminders waiting

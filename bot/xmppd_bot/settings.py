@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from xmppd.bot.errors import ConfigError
-from xmppd.bot.timing import parse_duration
-from stanzas.jid import JID, JIDError
+from xmppd_bot.errors import ConfigError
+from xmppd_bot.jid import JID, JIDError
+from xmppd_bot.timing import parse_duration
 
 __all__ = ["Address", "Settings", "parse_address", "resolve", "Receipts"]
 

@@ -1,5 +1,5 @@
 # tests: tests/bot/test_runner.py, tests/bot/test_examples.py
-"""`xmppd-bot path/to/bot.py` (also `python -m xmppd.bot`): load a bot file, find its `Bot`,
+"""`xmppd-bot path/to/bot.py` (also `python -m xmppd_bot`): load a bot file, find its `Bot`,
 run it; `--check` validates without connecting.
 
 - The file runs as a module named `__xmppd_bot__`, so `if __name__ == "__main__": bot.run()`
@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from xmppd.bot import bot as bot_module
-from xmppd.bot.bot import Bot, setup_logging
-from xmppd.bot.errors import BotError, ConfigError
+from xmppd_bot import bot as bot_module
+from xmppd_bot.bot import Bot
+from xmppd_bot.errors import BotError, ConfigError
+from xmppd_bot.logs import setup_logging
 
 PROG = "xmppd-bot"
 

@@ -7,11 +7,11 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from xmppd.bot.errors import ConfigError
-from xmppd.bot.message import Message
+from xmppd_bot.errors import ConfigError
+from xmppd_bot.message import Message
 
 __all__ = ["Command", "CommandHandler", "MessageHandler", "PREFIXES", "check_handler",
-           "help_text", "parse_command"]
+           "handler_name", "help_text", "parse_command"]
 
 PREFIXES = ("!", "/")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -55,6 +55,11 @@ def check_handler(fn: Callable[..., object], what: str, shape: str) -> None:
                           f"{shape}") from None
     except ValueError:
         pass            # builtins without a signature: trust them
+
+
+def handler_name(fn: object) -> str:
+    """How logs and `--check` name a handler: its qualified name."""
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
 
 
 def _where(fn: Callable[..., object]) -> str:

@@ -1,7 +1,7 @@
-# tests: tests/bot/
-"""xmppd.bot — write a chat bot for xmppd (or any XMPP server) in twenty lines.
+# tests: tests/bot/test_tutorial.py, tests/bot/test_distribution.py
+"""xmppd_bot — write a chat bot for xmppd (or any XMPP server) in twenty lines.
 
-    from xmppd.bot import Bot, Message
+    from xmppd_bot import Bot, Message
 
     bot = Bot("echo@example.org", "secret")
 
@@ -15,12 +15,12 @@
 
 A thin, typed layer over slixmpp; see docs/bot-tutorial.md.
 """
-from xmppd.bot.bot import Bot, Scheduled
-from xmppd.bot.errors import (AuthError, BotError, ConfigError, ConnectError, OfflineError,
+from xmppd_bot.bot import Bot, Scheduled
+from xmppd_bot.errors import (AuthError, BotError, ConfigError, ConnectError, OfflineError,
                               ReplacedError, RequestError, RoomError, TlsError, UploadError)
-from xmppd.bot.message import Contact, Message
-from xmppd.bot.timing import parse_duration
-from stanzas.jid import JID
+from xmppd_bot.jid import JID
+from xmppd_bot.message import Contact, Message
+from xmppd_bot.timing import parse_duration
 
 __all__ = ["AuthError", "Bot", "BotError", "ConfigError", "ConnectError", "Contact", "JID",
            "Message", "OfflineError", "ReplacedError", "RequestError", "RoomError", "Scheduled",

@@ -20,9 +20,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from xmppd.bot.client import Connection
-from xmppd.bot.errors import RequestError, UploadError
-from stanzas.jid import JID, JIDError
+from xmppd_bot.client import Connection
+from xmppd_bot.errors import RequestError, UploadError
+from xmppd_bot.jid import JID, JIDError
 
 NS_UPLOAD = "urn:xmpp:http:upload:0"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"

@@ -1,4 +1,4 @@
-# tests: tests/bot/test_settings.py
+# tests: tests/bot/test_runner.py, tests/bot/test_settings.py
 """Errors a bot author can act on. Each message is one line, phrased for the author, and the
 runner prints it without a traceback (`xmppd-bot: error: <message>`).
 
