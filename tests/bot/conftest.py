@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from tests.harness.backends import SERVER_BACKENDS
 from tests.harness.clients import XmppClient
 from tests.harness.clients import run as run  # the tests here import it from this module
 from tests.harness.server_proc import REPO, RunningServer, ServerFactory
 
-BACKENDS = ["sqlite+memory", "postgresql+redis"]
 BOT_DIST = REPO / "bot"              # the distribution: bot/pyproject.toml, bot/xmppd_bot/
 EXAMPLES = BOT_DIST / "examples"
 PASSWORD = "bot-secret"
@@ -70,7 +70,7 @@ def start_server(tmp: Path, kind: str, modules: str = MODULES,
         raise
 
 
-@pytest.fixture(scope="package", params=BACKENDS)
+@pytest.fixture(scope="package", params=SERVER_BACKENDS)
 def server(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with ServerFactory(request.param, lambda: tmp_path_factory.mktemp("xmppd")) as factory:

@@ -25,8 +25,9 @@ Fixtures:
   server's own directory (`server.tmp`); accounts are on "localhost"; `extra` is raw TOML
   appended for what the keywords cannot say.
 
-Drive slixmpp clients (tests/harness/clients.py) from a test with `run(coro, timeout=120)` from
-tests/harness/clients.py; presence_helpers.py has contact helpers (befriend, Watcher).
+Clients: tests/harness/clients.py (XmppClient on slixmpp; `run(coro, timeout=120)` drives a
+coroutine from a plain test function), tests/harness/raw.py (raw XML on a socket), and
+presence_helpers.py here (befriend, Watcher).
 """
 from __future__ import annotations
 
@@ -34,12 +35,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.harness.backends import SERVER_BACKENDS
 from tests.harness.server_proc import RunningServer, ServerFactory
 
-BACKENDS = ["sqlite+memory", "postgresql+redis"]
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=SERVER_BACKENDS)
 def server_factory(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
     with ServerFactory(request.param, lambda: tmp_path_factory.mktemp("xmppd")) as factory:
