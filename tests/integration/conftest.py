@@ -10,7 +10,8 @@ Fixtures:
   "alice-pw", ...), one per test module and backend pair.
 - `server_factory(modules=None, users=DEFAULT_USERS, *, listeners=None, extra="", **tables)`:
   more servers, started and with their accounts, stopped and their databases and Redis key
-  spaces dropped when the test module is done. Make a module's own server with it:
+  spaces dropped when the test module is done. Make a module's own server with it
+  (`from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory`):
 
       @pytest.fixture(scope="module")
       def server(server_factory: ServerFactory) -> RunningServer:
@@ -23,7 +24,16 @@ Fixtures:
 
   `modules` is the whole set (name -> options); "{tmp}" anywhere in the config is the
   server's own directory (`server.tmp`); accounts are on "localhost"; `extra` is raw TOML
-  appended for what the keywords cannot say.
+  appended for what the keywords cannot say. Call it in a test for a server of its own (it
+  stops with the module's others).
+- A module whose servers need one backend only (e.g. a fault test) uses the same factory
+  without the fixture's parametrization:
+
+      @pytest.fixture(scope="module")
+      def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+          with ServerFactory("sqlite+memory",
+                             lambda: tmp_path_factory.mktemp("xmppd")) as factory:
+              yield factory(users=("alice", "bob"))
 
 Clients: tests/harness/clients.py (XmppClient on slixmpp; `run(coro, timeout=120)` drives a
 coroutine from a plain test function), tests/harness/raw.py (raw XML on a socket), and
