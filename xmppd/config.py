@@ -19,7 +19,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
+
+if TYPE_CHECKING:
+    from xmppd.s2s.options import ComponentConfig, S2SSection
 
 T = TypeVar("T")
 
@@ -204,10 +207,12 @@ class ListenerConfig:
     # default by type: c2s 5222, c2s_tls 5223 (XEP-0368), http 5280, or 5443 with tls = true
     port: int = number(default=5222, minimum=0, maximum=65535)
     # "c2s": STARTTLS (RFC 6120); "c2s_tls": TLS at once (XEP-0368);
-    # "http": WebSocket (RFC 7395), BOSH (XEP-0206), host-meta (XEP-0156) and HTTP upload
-    type: Literal["c2s", "c2s_tls", "http"] = "c2s"
+    # "http": WebSocket (RFC 7395), BOSH (XEP-0206), host-meta (XEP-0156) and HTTP upload;
+    # "s2s": other servers, STARTTLS (RFC 6120); "s2s_tls": other servers, TLS at once
+    # (XEP-0368); "component": external components (XEP-0114)
+    type: Literal["c2s", "c2s_tls", "http", "s2s", "s2s_tls", "component"] = "c2s"
     bind: str = "127.0.0.1"
-    starttls: Literal["required", "optional", "off"] = "required"     # c2s only
+    starttls: Literal["required", "optional", "off"] = "required"     # c2s and s2s only
     port_file: str = ""           # write the bound port here (tests bind port 0)
     # -- http only --
     tls: bool = False             # HTTPS on this port
@@ -219,7 +224,8 @@ class ListenerConfig:
     upload_path: str = "/upload"
 
 
-_DEFAULT_PORTS = {"c2s": 5222, "c2s_tls": 5223, "http": 5280}
+_DEFAULT_PORTS = {"c2s": 5222, "c2s_tls": 5223, "http": 5280, "s2s": 5269, "s2s_tls": 5270,
+                  "component": 5347}
 _HTTP_ONLY = ("tls", "behind_tls_proxy", "cors_origins", "public_url", "websocket_path",
               "bosh_path", "upload_path")
 
@@ -231,9 +237,9 @@ def _listener(table: object, where: str) -> ListenerConfig:
         for key in _HTTP_ONLY:
             if key in table:
                 raise ConfigError(f"{where}.{key}: only for type = \"http\" listeners")
-    if lst.type != "c2s" and "starttls" in table:
-        raise ConfigError(f"{where}.starttls: only for type = \"c2s\" listeners "
-                          "(c2s_tls and http carry TLS themselves)")
+    if lst.type not in ("c2s", "s2s") and "starttls" in table:
+        raise ConfigError(f"{where}.starttls: only for type = \"c2s\" and \"s2s\" listeners "
+                          "(c2s_tls, s2s_tls and http carry TLS themselves; components have none)")
     if lst.type == "http":
         for key in ("websocket_path", "bosh_path", "upload_path"):
             path = getattr(lst, key)
@@ -262,6 +268,8 @@ class LimitsSection:
     preauth_elements: int = number(default=32, minimum=4)
     auth_timeout: float = duration(default="60 s", minimum=1)   # stream open to bound resource
     max_sessions_per_user: int = number(default=16, minimum=1)
+    # bytes waiting for a client that does not read; past it the link counts as dead
+    max_output_buffer: int = size(default="1 MiB", minimum=64 * 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +292,8 @@ class Config:
     limits: LimitsSection
     auth: AuthSection
     modules: dict[str, dict[str, Any]]   # raw tables; each module validates its own
+    s2s: S2SSection = field(default_factory=lambda: _s2s_options().S2SSection())
+    components: tuple[ComponentConfig, ...] = ()
 
 
 _SECTIONS: dict[str, type] = {"server": ServerSection, "storage": StorageSection,
@@ -305,7 +315,7 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
-    known = set(_SECTIONS) | {"listeners", "modules"}
+    known = set(_SECTIONS) | {"listeners", "modules", "s2s", "components"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r} (known: "
@@ -336,4 +346,14 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
         if m not in _MECHANISMS:
             raise ConfigError(f"auth.mechanisms[{i}]: unknown mechanism {m!r} "
                               f"(known: {', '.join(sorted(_MECHANISMS))})")
-    return Config(path=path, listeners=listeners, modules=dict(modules), **sections)
+    options = _s2s_options()
+    s2s = options.parse_s2s(raw.get("s2s", {}))
+    components = options.parse_components(raw.get("components", []), server.hosts)
+    return Config(path=path, listeners=listeners, modules=dict(modules), s2s=s2s,
+                  components=components, **sections)
+
+
+def _s2s_options() -> Any:
+    """xmppd/s2s/options.py, which builds on this module's helpers (imported late)."""
+    from xmppd.s2s import options
+    return options

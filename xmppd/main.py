@@ -97,14 +97,20 @@ def main(argv: list[str] | None = None) -> int:
         server.load_modules()
         tls_ctx = None
         cert, key = Path(config.tls.cert), Path(config.tls.key)
-        if any((lst.type == "c2s" and lst.starttls != "off") or lst.type == "c2s_tls"
-               or (lst.type == "http" and lst.tls) for lst in config.listeners):
+        if any((lst.type in ("c2s", "s2s") and lst.starttls != "off")
+               or lst.type in ("c2s_tls", "s2s_tls") or (lst.type == "http" and lst.tls)
+               for lst in config.listeners):
             if ensure_certificate(cert, key, list(config.server.hosts),
                                   generate=config.tls.generate_self_signed):
                 log.warning("generated a self-signed certificate at %s (development only)", cert)
             tls_ctx = stream_context(cert, key)
+        from xmppd.listeners import federation
+        s2s = federation.start(server, r, cert, key)
         for lst in config.listeners:
-            if lst.type == "http":
+            if lst.type in federation.TYPES:
+                assert s2s is not None
+                port = federation.listen(r, s2s, lst)
+            elif lst.type == "http":
                 web = HttpListener(server, lst)
                 if lst.tls:
                     port = r.listenSSL(lst.port, web.site,
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
     async def shutdown() -> None:
         log.info("shutting down")
+        if server.s2s is not None:
+            server.s2s.stop()
         await server.stop()
         cache.close()
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from copy import deepcopy
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from lxml import etree
@@ -55,6 +56,9 @@ _E = etree._Element
 _C = "{%s}" % ns.CLIENT
 _MESSAGE, _PRESENCE, _IQ = _C + "message", _C + "presence", _C + "iq"
 _PRIORITY = _C + "priority"
+_DELAY = "{%s}delay" % ns.DELAY
+_COPIES = frozenset(("{%s}sent" % ns.CARBONS, "{%s}received" % ns.CARBONS,
+                     "{%s}result" % ns.MAM))
 
 
 class Router(IqRouting):
@@ -127,42 +131,43 @@ class Router(IqRouting):
         host = self.server.hosts.get(to.domain)
         if host is not None:
             return self._dispatch(el, sender, to, host, session, held)
+        own = self.server.hosts.get(sender.domain) if session is not None else None
+        if el.tag == _PRESENCE and own is not None and own.hooks.has(hooks.presence_in):
+            # RFC 6121 §3.1.2, §4.6: the sender's server processes outbound subscription
+            # requests and directed presence, whatever domain they go to (roster states,
+            # bare-JID stamping; the presence module remembers rooms joined).
+            handled = own.hooks.run(hooks.presence_in, StanzaEvent(el, sender, to, session))
+            if isinstance(handled, defer.Deferred):
+                return handled.addCallback(self._after_outbound_presence, el, sender, to)
+            if handled:
+                return None
+        return self._elsewhere(el, sender, to)
+
+    def _after_outbound_presence(self, handled: bool, el: _E, sender: JID, to: JID) -> _Done:
+        return None if handled else self._elsewhere(el, sender, to)
+
+    def _elsewhere(self, el: _E, sender: JID, to: JID) -> _Done:
+        """To a service domain of ours, or to a remote server (federation). A service's answer
+        says when `el` is handled: None, or a Deferred (a room's archive write: the sender's
+        XEP-0198 ack waits for it)."""
         service = self.services.get(to.domain)
         if service is not None:
-            own = self.server.hosts.get(sender.domain) if session is not None else None
-            if el.tag == _PRESENCE and own is not None and own.hooks.has(hooks.presence_in):
-                # RFC 6121 §4.6: the sender's server processes outbound directed presence
-                # (the presence module remembers a room joined, to leave it on disconnect).
-                handled = own.hooks.run(hooks.presence_in, StanzaEvent(el, sender, to, session))
-                if isinstance(handled, defer.Deferred):
-                    return handled.addCallback(self._after_service_presence, service, el,
-                                               sender, to)
-                if handled:
-                    return None
-            self._to_service(service, el, sender, to)
-            return None
-        if self.remote is not None:
             try:
-                self.remote(el, sender, to)
-            except StanzaError as e:
-                self._bounce(el, e, sender)
+                done = service(el, sender, to)
+            except Exception:
+                log.exception("service %s failed on %s", to.domain, summary(el))
+                self._bounce(el, StanzaError.internal_server_error(), sender)
+                return None
+            return done if isinstance(done, defer.Deferred) else None
+        if self.remote is None:
+            self._bounce(el, StanzaError.remote_server_not_found(
+                f"this server does not federate with {to.domain}"), sender)
             return None
-        self._bounce(el, StanzaError.remote_server_not_found(
-            f"this server does not federate with {to.domain}"), sender)
-        return None
-
-    def _after_service_presence(self, handled: bool, service: Callable[[_E, JID, JID], Any],
-                                el: _E, sender: JID, to: JID) -> None:
-        if not handled:
-            self._to_service(service, el, sender, to)
-
-    def _to_service(self, service: Callable[[_E, JID, JID], Any], el: _E, sender: JID,
-                    to: JID) -> None:
         try:
-            service(el, sender, to)
-        except Exception:
-            log.exception("service %s failed on %s", to.domain, summary(el))
-            self._bounce(el, StanzaError.internal_server_error(), sender)
+            self.remote(el, sender, to)
+        except StanzaError as e:
+            self._bounce(el, e, sender)
+        return None
 
     def _dispatch(self, el: _E, sender: JID, to: JID, host: Host,
                   session: Session | None, held: _Held = None) -> _Done:
@@ -224,6 +229,39 @@ class Router(IqRouting):
         for s in targets:
             s.send_bytes(data)
         return None
+
+    def undelivered(self, units: list[bytes], jid: JID) -> None:
+        """Units written for the client session `jid` that never reached it (its connection
+        is gone): each stanza as if the resource had gone before it arrived (RFC 6121
+        §8.5.3.2.1). Chat/normal messages go to offline storage (`message_offline`, with a
+        XEP-0203 delay of now) or bounce; IQ requests get <service-unavailable/>; presence,
+        other messages and server-made copies (carbons, archive results) are dropped."""
+        host = self.server.hosts.get(jid.domain)
+        for data in units:
+            if not data.startswith((b"<message", b"<iq")):
+                continue
+            try:
+                el = etree.fromstring(data)
+                sender = JID.parse(el.get("from") or "")
+            except (etree.XMLSyntaxError, JIDError):
+                continue
+            kind = el.get("type")
+            if el.tag == _IQ:
+                if kind in ("get", "set"):
+                    self._bounce(el, StanzaError.service_unavailable(), sender)
+                continue
+            if kind not in (None, "chat", "normal") or _server_copy(el) or host is None:
+                continue
+            if not any(d.get("from") == jid.domain for d in el.iter(_DELAY)):
+                stamp = datetime.fromtimestamp(self.server.clock.now(), timezone.utc)
+                etree.SubElement(el, _DELAY, {"from": jid.domain, "stamp": stamp.isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z")},
+                    nsmap={None: ns.DELAY})  # type: ignore[dict-item]
+            stored = host.hooks.run(hooks.message_offline, StanzaEvent(el, sender, jid.bare))
+            if isinstance(stored, defer.Deferred):
+                stored.addCallback(self._after_offline, el, sender)
+            elif not stored:
+                self._bounce(el, StanzaError.service_unavailable(), sender)
 
     def recipients(self, to: JID, kind: str) -> list[Session]:
         """The local sessions a message of type `kind` to `to` reaches now (RFC 6121 §8.5): the
@@ -370,6 +408,11 @@ async def _handled(done: defer.Deferred[Any] | None, held: list[defer.Deferred[A
 def _send_unless_stopped(stopped: bool, session: Session, el: _E) -> None:
     if not stopped:
         session.send_element(el)
+
+
+def _server_copy(el: _E) -> bool:
+    """A copy the server made for this client alone (XEP-0280 carbons, XEP-0313 results)."""
+    return any(isinstance(c.tag, str) and c.tag in _COPIES for c in el)
 
 
 def _priority(el: _E) -> int:

@@ -45,7 +45,7 @@ Not here: what the header's attributes mean (xmppd/c2s.py).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Literal, Union
 from xml.sax.saxutils import quoteattr
 
@@ -86,6 +86,9 @@ _LAST_TAG = re.compile(
 class StreamOpen:
     attrs: dict[str, str]       # header attributes; xml:lang as "xml:lang"
     default_ns: str | None      # the content namespace declared on the header (jabber:client)
+    # every namespace the header declares, by prefix ("" for the default); s2s reads the
+    # dialback declaration (XEP-0220 §2.4.1: xmlns:db signals dialback support)
+    namespaces: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,7 +484,7 @@ class XmlStreamParser:
         decls = " ".join("xmlns%s=%s" % (":" + p if p else "", quoteattr(uri))
                          for p, uri in root.nsmap.items())
         self._synthetic = ("<%s:stream %s>" % (root.prefix, decls)).encode()
-        return StreamOpen(attrs, default_ns)
+        return StreamOpen(attrs, default_ns, {p or "": uri for p, uri in root.nsmap.items()})
 
     def _detach(self, el: _E) -> _E:
         """A copy of the finished stanza that outlives the stream document.

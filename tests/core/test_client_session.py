@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from tests.harness.server import Harness
 from xmppd.listeners.c2s import c2s_settings
@@ -108,3 +109,86 @@ def test_auth_timeout_closes_an_idle_unauthenticated_stream(harness: Harness) ->
     harness.clock.advance(harness.config.limits.auth_timeout)
     assert t.closed and b"connection-timeout" in t.text()
     s.connection_lost()
+
+
+# -- flow control and the delivery promise (DESIGN.md; issue 13 points 1 and 3) -------------
+
+class SlowTransport(FakeTransport):
+    """A transport whose client stopped reading: `abort` records the cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def offline_harness(make_harness: Any, **limits: Any) -> Harness:
+    return make_harness(modules={"roster": {}, "presence": {}, "offline": {}},
+                        limits=limits or {})
+
+
+def chat(n: int, size: int = 10) -> bytes:
+    return (f"<message to='bob@example.org' type='chat' id='m{n}'><body>{'x' * size}</body>"
+            "</message>").encode()
+
+
+def test_output_waits_while_the_transport_is_full_and_keeps_its_order(
+        make_harness: Any) -> None:
+    h = offline_harness(make_harness)
+    a, _ = logged_in(h, "alice", "a")
+    b, tb = logged_in(h, "bob", "b")
+    b.data_received(b"<presence/>")
+    tb.text()
+    b.pause_writing()
+    for n in range(3):
+        a.data_received(chat(n))
+    assert tb.units == []
+    b.resume_writing()
+    assert [u.count(b"id=\"m%d\"" % n) for n, u in enumerate(tb.units)] == [1, 1, 1]
+
+
+def test_a_client_that_reads_nothing_is_cut_and_its_messages_go_offline(
+        make_harness: Any) -> None:
+    h = offline_harness(make_harness, max_output_buffer="64 KiB")
+    a, ta = logged_in(h, "alice", "a")
+    h.user("bob@example.org", password="secret")
+    t = SlowTransport()
+    b = ClientSession(h.server, c2s_settings(h.server, tls="required", tls_available=True), t,
+                      peer_ip="127.0.0.1", secure=True)
+    b.data_received(HEADER)
+    token = base64.b64encode(b"\0bob\0secret").decode()
+    b.data_received(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                    f"{token}</auth>".encode())
+    b.data_received(HEADER)
+    b.data_received(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                    b"<resource>b</resource></bind></iq><presence/>")
+    b.pause_writing()                     # bob's socket is full from here on
+    for n in range(8):
+        a.data_received(chat(n, size=10_000))
+    assert t.aborted and not b.bound      # over 64 KiB waiting: a dead link, cut at once
+    assert h.server.sessions.get(b.jid) is None
+    a.data_received(chat(99))             # bob has no session now: offline storage
+    b.connection_lost()                   # the transport reports the cut later
+    again, t2 = logged_in(h, "bob", "phone")
+    again.data_received(b"<presence/>")
+    got = t2.text()
+    ids = [n for n in (*range(8), 99) if b"id=\"m%d\"" % n in got]
+    assert ids == [*range(8), 99]         # everything, once, in order, none lost
+    assert got.count(b"<delay") == 9
+
+
+def test_a_closing_stream_is_no_recipient(make_harness: Any) -> None:
+    h = offline_harness(make_harness)
+    a, _ = logged_in(h, "alice", "a")
+    b, tb = logged_in(h, "bob", "b")
+    b.data_received(b"<presence/>")
+    b.data_received(b"</stream:stream>")  # bob says goodbye; his socket drains for a while
+    assert tb.closed and h.server.sessions.get(b.jid) is None
+    a.data_received(chat(1))              # not written into the closing stream: stored
+    assert b"m1" not in tb.text()
+    b.connection_lost()
+    again, t2 = logged_in(h, "bob", "phone")
+    again.data_received(b"<presence/>")
+    assert b"id=\"m1\"" in t2.text()

@@ -122,8 +122,8 @@ def test_no_listeners_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"sever": {}}, "unknown section 'sever' (known: auth, cache, limits, listeners, modules, "
-                    "server, storage, tls)"),
+    ({"sever": {}}, "unknown section 'sever' (known: auth, cache, components, limits, "
+                    "listeners, modules, s2s, server, storage, tls)"),
     ({"server": {"host": ["a"]}}, "server: unknown key 'host' (known: hosts, log_file, "
                                   "log_level, pid_file)"),
     ({"limits": {"max_stanza": 1}}, "limits: unknown key 'max_stanza'"),
@@ -158,7 +158,7 @@ def test_unknown_keys_and_sections_are_named(raw: dict[str, Any], message: str) 
     ({"limits": {"max_depth": 2}}, "limits.max_depth: must be between 4 and 1024, got 2"),
     ({"listeners": {"port": 5222}}, "listeners: expected an array of tables ([[listeners]])"),
     ({"listeners": [{"port": 70000}]}, "listeners[0].port: must be between 0 and 65535, got 70000"),
-    ({"listeners": [{"type": "s2s"}]}, "listeners[0].type: expected one of 'c2s', 'c2s_tls', 'http', got 's2s'"),
+    ({"listeners": [{"type": "s3s"}]}, "listeners[0].type: expected one of 'c2s', 'c2s_tls', 'http', 's2s', 's2s_tls', 'component', got 's3s'"),
     ({"listeners": [{"starttls": True}]}, "listeners[0].starttls: expected one of 'required', "
                                           "'optional', 'off', got True"),
     ({"modules": {"ping": 1}}, "modules: expected one table per module ([modules.<name>])"),

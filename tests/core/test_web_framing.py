@@ -200,6 +200,7 @@ class FakeClient:
         self.items: list[Any] = []
         self.closed = False
         self.lost = False
+        self.paused = False
 
     def items_received(self, items: list[Any]) -> None:
         self.items.extend(items)
@@ -209,6 +210,12 @@ class FakeClient:
 
     def connection_lost(self) -> None:
         self.lost = True
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
 
 
 class Reply:

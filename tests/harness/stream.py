@@ -1,4 +1,4 @@
-# tests: xmppd/listeners/session.py, modules/stream_mgmt.py, modules/csi.py
+# tests: xmppd/listeners/session.py, modules/stream_mgmt/, modules/csi.py
 """A client on a real `ClientSession` (xmppd/listeners/session.py) over a memory transport, in
 the in-memory harness: the same session code a TCP, WebSocket or BOSH connection runs. It logs
 in as a client would (stream header, SASL PLAIN, restart, bind, initial presence), sends bytes,
@@ -44,6 +44,7 @@ class MemoryTransport:
     def __init__(self) -> None:
         self.units: list[bytes] = []
         self.closed = False
+        self.aborted = False
         self.session: ClientSession | None = None
         self.lose_on_close = False
 
@@ -52,6 +53,10 @@ class MemoryTransport:
 
     def start_tls(self) -> bool:
         return True
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.close()
 
     def close(self) -> None:
         self.closed = True

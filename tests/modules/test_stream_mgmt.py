@@ -1,4 +1,4 @@
-# tests: modules/stream_mgmt.py, xmppd/listeners/session.py, xmppd/router.py
+# tests: modules/stream_mgmt/, xmppd/listeners/session.py, xmppd/router.py
 """XEP-0198 on real sessions in the in-memory harness: counting, acks that wait for
 durability, resumption without loss or duplicates, expiry to offline storage, errors."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from modules.stream_mgmt import STATE as SM_STATE
 from tests.harness.server import Harness
 from tests.harness.stream import StreamClient
 from tests.modules.contacts import make_contacts
-from tests.modules.messaging import SM, Gate, body, messaging, module, stored
+from tests.modules.messaging import MODULES, SM, Gate, body, messaging, module, stored
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 UNEXPECTED = (f"<failed xmlns='{SM}'><unexpected-request "
@@ -266,7 +266,7 @@ def test_expiry_sends_unacknowledged_messages_offline_with_their_first_time(
     assert h.server.sessions.get(bob.session.jid) is None
     later = StreamClient(h, f"{BOB}/laptop")
     del later
-    from modules.receipts import stamp
+    from stanzas.delay import stamp
     assert stamp(sent_at, micro=True).encode() in kept[0].stanza
 
 
@@ -342,3 +342,58 @@ def test_a_late_connection_timeout_does_not_end_a_held_session(h: Harness) -> No
     new = StreamClient(h, f"{BOB}/phone", bind=False)
     new.send(f"<resume xmlns='{SM}' previd='{smid}' h='0'/>")
     assert new.received()[0].tag == f"{{{SM}}}failed"
+
+
+def test_a_managed_client_that_reads_nothing_is_kept_for_resumption_without_doubles(
+        make_harness: Callable[..., Harness]) -> None:
+    # Issue 13 point 3: the output bound cuts a reader that stopped; stream management keeps
+    # the session for resumption, and what it had not acknowledged is resent exactly once.
+    h = make_harness(modules={name: dict(o) for name, o in MODULES.items()},
+                     limits={"max_output_buffer": "64 KiB"})
+    bob = StreamClient(h, f"{BOB}/phone")
+    smid = enable(bob, resume=True)
+    alice = h.login(f"{ALICE}/a")
+    bob.received()
+    bob.pause_writing()                                     # bob's socket is full
+    for i in range(8):
+        alice.send(f"<message to='{BOB}' type='chat'><body>{i}{'x' * 10_000}</body></message>")
+    assert bob.wire.aborted and h.server.sessions.get(bob.jid) is bob   # kept bound
+    bob.drop()
+    new = StreamClient(h, f"{BOB}/phone", bind=False)
+    new.send(f"<resume xmlns='{SM}' previd='{smid}' h='0'/>")
+    new.expect(f"<resumed xmlns='{SM}' previd='{smid}' h='0'/>")
+    assert [m[:1] for m in messages(new) if m] == [str(i) for i in range(8)]
+    assert stored(h, BOB) == []                             # nothing went offline as well
+
+
+def test_unacknowledged_bytes_are_bounded_too(make_harness: Callable[..., Harness]) -> None:
+    # Issue 13 point 3: a client that never acknowledges cannot hold the server's memory.
+    h = make_harness(modules={**{name: dict(o) for name, o in MODULES.items()},
+                              "stream_mgmt": {"max_unacked_size": "64 KiB"}})
+    bob = StreamClient(h, f"{BOB}/phone")
+    enable(bob)
+    alice = h.login(f"{ALICE}/a")
+    for i in range(8):
+        alice.send(f"<message to='{BOB}' type='chat'><body>{i}{'x' * 10_000}</body></message>")
+    assert bob.closed and bob.closed_with == "policy-violation"
+    assert len(stored(h, BOB)) == 8                     # unacknowledged, then no session: kept
+
+
+def test_the_ack_waits_for_the_room_archive(make_harness: Callable[..., Harness]) -> None:
+    # DESIGN.md "the delivery promise": a groupchat message is handled once the room's archive
+    # write is committed, not when the fan-out is done.
+    from tests.modules.muc_helpers import MODULES as MUC, ROOM, create
+    h = make_harness(modules={**MUC, "stream_mgmt": {}})
+    owner = h.login("bob@example.org/r")
+    create(owner, "bob", persistentroom=True)
+    c = StreamClient(h, "alice@example.org/a")
+    enable(c)
+    c.send(f"<presence to='{ROOM}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    c.received()
+    owner.received()
+    gate = Gate(module(h, "muc").service.archive_writes)
+    c.send(f"<message to='{ROOM}' type='groupchat'><body>x</body></message><r xmlns='{SM}'/>")
+    assert owner.received()                                     # delivered at once
+    assert not [e for e in c.received() if e.tag == f"{{{SM}}}a"]   # not acked yet
+    gate.drain()
+    c.expect(f"<a xmlns='{SM}' h='2'/>")

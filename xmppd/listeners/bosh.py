@@ -113,6 +113,10 @@ class BoshClient(Protocol):
 
     def connection_lost(self) -> None: ...
 
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class BoshSettings:
@@ -263,6 +267,14 @@ class BoshSession:
     def send(self, units: list[bytes]) -> None:
         self.out.extend(u for u in units if u)
         self._flush()
+        if self.out and self.client is not None:
+            # No request to answer: the session keeps what follows (bounded) until one comes.
+            self.client.pause_writing()
+
+    def abort(self) -> None:
+        """The client reads nothing (its output overflowed): the session ends now."""
+        self.out.clear()
+        self._fail("policy-violation")
 
     def start_tls(self) -> bool:
         return False                        # XEP-0206 §5: TLS belongs to HTTP
@@ -284,6 +296,8 @@ class BoshSession:
         if self.out and self.held and self.terminal is None:
             out, self.out = self.out, []
             self._respond_oldest(out)
+            if self.client is not None:
+                self.client.resume_writing()
 
     def _respond_oldest(self, units: list[bytes]) -> None:
         held = self.held.pop(0)
@@ -441,6 +455,7 @@ class BoshManager:
             client.items_received(list(children))
         stream = getattr(client, "stream", None)
         units, session.out = session.out, []
+        client.resume_writing()             # the creation response carries what was held
         if session.terminal is not None:
             responder.respond(session.terminal)
             session._end()

@@ -5,6 +5,9 @@ from the first byte (XEP-0368, type "c2s_tls": no STARTTLS offered, ALPN "xmpp-c
 - One `C2SConnection` (a Twisted protocol) per TCP connection, carrying one `ClientSession`
   (xmppd/listeners/session.py), which does everything but moving bytes.
 - TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py).
+- Flow control: the connection is a streaming producer on its TCP transport, so a full write
+  buffer pauses the session's output (which then waits, bounded, in the session) until the
+  client reads again.
 """
 from __future__ import annotations
 
@@ -54,6 +57,19 @@ class C2SConnection(protocol.Protocol):
         self.session = ClientSession(self.factory.server, self.factory.settings, self,
                                      peer_ip=getattr(peer, "host", None),
                                      secure=self.factory.direct_tls)
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+
+    # IPushProducer: Twisted calls these as the transport's write buffer fills and drains.
+    def pauseProducing(self) -> None:
+        if self.session is not None:
+            self.session.pause_writing()
+
+    def resumeProducing(self) -> None:
+        if self.session is not None:
+            self.session.resume_writing()
+
+    def stopProducing(self) -> None:
+        pass
 
     def dataReceived(self, data: bytes) -> None:
         tls = self._tls
@@ -103,6 +119,10 @@ class C2SConnection(protocol.Protocol):
     def close(self) -> None:
         if self.transport is None:
             return
+        # A registered producer keeps Twisted from finishing loseConnection once the buffer
+        # drains (it asks the producer for more instead).
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
         if self._tls is not None and self._tls.handshaken:
             self.transport.write(self._tls.close())
         self.transport.loseConnection()
@@ -110,6 +130,10 @@ class C2SConnection(protocol.Protocol):
         # full would hold the session (and its presence) for TCP's whole retry time.
         if self._abort is None:
             self._abort = self.factory.server.clock.call_later(_CLOSE_GRACE, self._force_close)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _force_close(self) -> None:
         if self.transport is not None:

@@ -12,6 +12,13 @@
   holds some back, XEP-0198 counts and keeps what it writes); a filter that takes a stanza
   writes it itself or hands it on later with `pass_on`. The stream's own pending output goes
   first, so order is kept. Nonzas (XEP-0198 `<a/>`) are written uncounted with `write`.
+- Flow control (DESIGN.md "the delivery promise"): while the transport is full
+  (`pause_writing`) output waits in the session, up to `limits.max_output_buffer` bytes; past
+  that the client counts as gone, as for a dead link: the connection is cut and the session
+  leaves routing. A session whose stream closed (either side) leaves routing at once, not when
+  the socket finally goes. What it was never given is handed back to the router
+  (`Router.undelivered`: messages to offline storage) unless a `session_ended` handler that
+  accounts for it (XEP-0198) took it with `discard_output`.
 - Input: every stanza from the client goes to the router; the host's input observers
   (`ModuleContext.input_observer`, XEP-0198) then learn when it is handled.
 - Per-session module state lives in typed `SessionKey` slots (`get`/`set`/`pop`).
@@ -23,6 +30,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from lxml import etree
@@ -64,6 +72,10 @@ class Transport(Protocol):
     def close(self) -> None:
         """Close the connection once the pending units are written."""
 
+    def abort(self) -> None:
+        """Cut the connection now, dropping what is not written (the client stopped reading).
+        The transport then reports `connection_lost` as usual."""
+
 
 class ClientSession(SessionState):
     """One client's stream and, once bound, its `Session` for the router and modules."""
@@ -87,6 +99,10 @@ class ClientSession(SessionState):
         self._idle_timer: IDelayedCall | None = None
         self._closing = False
         self._clean_end = False               # the stream was closed on purpose, not lost
+        self._paused = False                  # the transport asked us to stop writing
+        self._backlog: deque[bytes] = deque()     # units waiting for the transport
+        self._backlog_bytes = 0
+        self._max_backlog = server.config.limits.max_output_buffer
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
         self.server.connections.add(self)
@@ -125,14 +141,44 @@ class ClientSession(SessionState):
                 timer.cancel()
         self.server.connections.discard(self)
         self.stream.connection_lost()
-        if self.bound:
-            host = self._host
-            if host is not None and host.hooks.has(hooks.connection_lost):
-                keep = host.hooks.fold(hooks.connection_lost,
-                                       ConnectionLost(self, self._clean_end), False)
-                if keep is True:
-                    return      # kept bound (XEP-0198); resumed with take_over, or end()
-            self.end()
+        self._leave(self._clean_end)
+        self._paused = False
+
+    def pause_writing(self) -> None:
+        """The transport is full: keep output here until `resume_writing`."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        transport = self.transport
+        while self._backlog and not self._paused and transport is not None:
+            unit = self._backlog.popleft()
+            self._backlog_bytes -= len(unit)
+            transport.send([unit])
+
+    def discard_output(self) -> list[bytes]:
+        """Take what was never handed to the transport (XEP-0198 accounts for it itself)."""
+        units = list(self._backlog)
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        return units
+
+    def _leave(self, clean: bool) -> None:
+        """The client is gone or going: leave routing now, unless a `connection_lost`
+        handler keeps the session bound (XEP-0198); what it was not given goes back."""
+        if not self.bound:
+            self.discard_output()           # ended before, or taken over by a resumption
+            return
+        host = self._host
+        if host is not None and host.hooks.has(hooks.connection_lost):
+            keep = host.hooks.fold(hooks.connection_lost, ConnectionLost(self, clean), False)
+            if keep is True:
+                self.discard_output()       # the keeper resends on resumption
+                return
+        self.end()
+        left = self.discard_output()
+        if left:
+            self.server.router.undelivered(left, self.jid)
 
     def end(self) -> None:
         """The bound session is over: unbind it, fire `session_closed` (unless it was replaced)
@@ -194,15 +240,39 @@ class ClientSession(SessionState):
     def write(self, units: list[bytes]) -> None:
         """Write units after the stream's pending output, past every filter (XEP-0198
         nonzas, and the stanzas resent on resumption, which were counted when first sent)."""
-        transport = self.transport
-        if transport is None or self._closing:
+        if self.transport is None or self._closing:
             return
         if self.stream.has_output():
             self._flush_stream()
             if self.transport is None or self._closing:
                 return
         if units:
+            self._emit(units)
+
+    def _emit(self, units: list[bytes]) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if not self._paused and not self._backlog:
             transport.send(units)
+            return
+        self._backlog.extend(units)
+        self._backlog_bytes += sum(len(u) for u in units)
+        if self._backlog_bytes > self._max_backlog:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        """More than `max_output_buffer` waits for a client that does not read: a dead link
+        (DESIGN.md): cut the connection; the session leaves routing at once."""
+        transport = self.transport
+        log.info("%s reads nothing (%d bytes waiting): cut as a dead link", self.jid,
+                 self._backlog_bytes)
+        self._closing = True
+        self._clean_end = False
+        self.stream.connection_lost()
+        self._leave(False)
+        if transport is not None:
+            transport.abort()
 
     def close(self, error: StreamError | None = None) -> None:
         if self.transport is None and self.bound:
@@ -217,29 +287,28 @@ class ClientSession(SessionState):
     def _flush_stream(self) -> None:
         """Write the stream's own output; once bound, its stanzas (the RFC 3921 session
         answer) pass the output filters like any other, in order."""
-        transport = self.transport
         units = self.stream.take_output()
-        if transport is None or not units:
+        if self.transport is None or not units:
             return
         if not self.bound or not self._filters:
-            transport.send(units)
+            self._emit(units)
             return
         plain: list[bytes] = []
         for unit in units:
             if unit.startswith(_STANZA_STARTS):
                 if plain:
-                    transport.send(plain)
+                    self._emit(plain)
                     plain = []
                 self._send_from(0, unit)
             else:
                 plain.append(unit)
         if plain:
-            transport.send(plain)
+            self._emit(plain)
 
     # -- the event pump ----------------------------------------------------------------------
     def _pump(self) -> None:
         stream = self.stream
-        while self.transport is not None:
+        while self.transport is not None and not self._closing:
             if stream.has_output():
                 self._flush_stream()
             events = stream.events()
@@ -271,17 +340,21 @@ class ClientSession(SessionState):
         elif isinstance(ev, c2s.Nonza):
             self._nonza(ev.element)
         elif isinstance(ev, c2s.Closed):
-            self._closing = True
             # On purpose, unless the server gave up on a silent link (XEP-0198 §6: an
             # unfinished stream stays resumable).
             self._clean_end = ev.error is None or ev.error.condition != "connection-timeout"
             if ev.error is not None:
                 log.info("stream to %s closed: %s", self.peer_ip, ev.error)
-            if self.transport is not None:
-                units = stream.take_output()
+            units = stream.take_output()        # the stream error and the closing tag
+            transport = self.transport
+            self._closing = True
+            # A closing stream is no recipient (DESIGN.md): stanzas for this client go to its
+            # other resources or offline storage from now on, not into a socket being shut.
+            self._leave(self._clean_end)
+            if transport is not None:
                 if units:
-                    self.transport.send(units)
-                self.transport.close()
+                    transport.send(units)       # past any backlog: nothing more follows
+                transport.close()
 
     def _credentials(self, account: Any) -> None:
         self.stream.credentials_found(account.credentials if account is not None else None)

@@ -218,7 +218,24 @@ class XmppWebSocket:
     def connectionMade(self) -> None:
         self.session = ClientSession(self.server, self.settings, self, peer_ip=self.peer_ip,
                                      secure=self.secure)
+        if self.transport is not None:
+            # Flow control as for TCP (xmppd/listeners/c2s.py): a full buffer pauses output.
+            # The upgraded HTTP channel registered itself as the producer; we take over.
+            if getattr(self.transport, "producer", None) is not None:
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._arm()
+
+    def pauseProducing(self) -> None:
+        if self.session is not None:
+            self.session.pause_writing()
+
+    def resumeProducing(self) -> None:
+        if self.session is not None:
+            self.session.resume_writing()
+
+    def stopProducing(self) -> None:
+        pass
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
@@ -291,9 +308,16 @@ class XmppWebSocket:
             self.session.close(error)       # its Closed event calls self.close()
         self.close()
 
+    def abort(self) -> None:
+        self._closed = True
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
     def _drop(self) -> None:
         self._closed = True
         if self.transport is not None:
+            if getattr(self.transport, "producer", None) is not None:
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
     def _arm(self) -> None:
