@@ -78,11 +78,12 @@ def _toml_value(value: Any) -> str:
 def server_config(tmp: Path, storage_url: str, cache_url: str,
                   modules: Mapping[str, Options] | None = None,
                   listeners: Mapping[str, Options] | None = None,
-                  **tables: Options) -> dict[str, Any]:
+                  **tables: Any) -> dict[str, Any]:
     """A test server's config: hosts "localhost" and "example.test", a STARTTLS listener on a
     free port (its port in `tmp/port`), one listener per `listeners` entry (`name -> options`,
-    its port in `tmp/<name>_port`), `modules` (None: DEFAULT_MODULES), and `tables` merged
-    over the defaults (e.g. `limits={...}`, `server={"log_level": "debug"}`)."""
+    its port in `tmp/<name>_port`), `modules` (None: DEFAULT_MODULES), and `tables`: a table
+    is merged over the default one (e.g. `limits={...}`, `server={"log_level": "debug"}`), an
+    array of tables is set (`components=[{"domain": ..., "secret": ...}]`)."""
     config: dict[str, Any] = {
         "server": {"hosts": [DOMAIN, "example.test"], "log_level": "info",
                    "log_file": str(tmp / "xmppd.log")},
@@ -96,7 +97,7 @@ def server_config(tmp: Path, storage_url: str, cache_url: str,
            for name, opts in (listeners or {}).items()],
     }
     for name, table in tables.items():
-        config[name] = {**config.get(name, {}), **table}
+        config[name] = {**config.get(name, {}), **table} if isinstance(table, Mapping) else table
     config["modules"] = DEFAULT_MODULES if modules is None else modules
     return config
 
@@ -174,7 +175,7 @@ class RunningServer:
 def make_server(tmp: Path, storage_url: str, cache_url: str, extra: str = "",
                 modules: Mapping[str, Options] | None = None,
                 listeners: Mapping[str, Options] | None = None,
-                **tables: Options) -> RunningServer:
+                **tables: Any) -> RunningServer:
     """A server configured by `server_config` (plus `extra`, raw TOML appended for what the
     keywords cannot say; "{tmp}" in the config becomes `tmp`), not started."""
     cfg = tmp / "xmppd.toml"
@@ -200,10 +201,13 @@ def register_accounts(srv: RunningServer, accounts: Mapping[str, str]) -> None:
 
 
 class ServerFactory:
-    """Started test servers on one backend pair, each in a fresh directory from `mktemp`;
+    """Started test servers on one backend pair, each in a directory from `mktemp`;
     `close()` (or the end of a `with` block) stops them and removes their data."""
 
-    def __init__(self, kind: str, mktemp: Callable[[], Path]) -> None:
+    def __init__(self, kind: str | tuple[str, str], mktemp: Callable[[], Path]) -> None:
+        """`kind`: a backend pair by name, each server with a fresh database and Redis key
+        space, or (storage URL, cache URL) of backends the caller owns (a fault test's private
+        instances)."""
         self.kind = kind
         self.mktemp = mktemp
         self.servers: list[RunningServer] = []
@@ -212,11 +216,14 @@ class ServerFactory:
     def __call__(self, modules: Mapping[str, Options] | None = None,
                  users: Iterable[str] | Mapping[str, str] = DEFAULT_USERS, *,
                  listeners: Mapping[str, Options] | None = None, extra: str = "",
-                 **tables: Options) -> RunningServer:
+                 **tables: Any) -> RunningServer:
         """A started server (see `server_config` for the arguments). `users`: names, each
         with the password "<name>-pw", or a mapping name -> password."""
         tmp = self.mktemp()
-        storage_url, cache_url, cleanups = backend_urls(self.kind, tmp)
+        if isinstance(self.kind, str):
+            storage_url, cache_url, cleanups = backend_urls(self.kind, tmp)
+        else:
+            (storage_url, cache_url), cleanups = self.kind, []
         self.cleanups.extend(cleanups)
         srv = make_server(tmp, storage_url, cache_url, extra, modules, listeners, **tables)
         self.servers.append(srv)
