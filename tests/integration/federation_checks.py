@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from tests.harness.clients import XmppClient
+from tests.harness.clients import run as run_client
 from tests.harness.fedservers import LabServer, logs_of
 
 
@@ -55,9 +56,10 @@ class Client(XmppClient):
 
 
 def run(coro: Any, *sides: Side) -> Any:
-    """Run a check; if it fails, print the servers' logs of `sides` (shown by pytest)."""
+    """Run a check (tests/harness/clients.py's run); if it fails, print the logs of the
+    servers of `sides` (pytest shows them)."""
     try:
-        return asyncio.run(asyncio.wait_for(coro, 120))
+        return run_client(coro)
     except BaseException:
         if sides:
             print(logs_of(*(s.server for s in sides)))

@@ -5,30 +5,16 @@ against a real server restarted in between, on both backend pairs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
-from tests.harness.backends import backend_urls
 from tests.harness.clients import XmppClient
 from tests.harness.raw import RawClient
-from tests.harness.server_proc import RunningServer, make_server
+from tests.harness.server_proc import RunningServer, ServerFactory
 
 
-@pytest.fixture(params=["sqlite+memory", "postgresql+redis"])
-def server(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[RunningServer]:
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp_path)
-    srv = make_server(tmp_path, storage_url, cache_url)
-    try:
-        for user in ("alice", "bob"):
-            assert srv.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture
+def server(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(users=("alice", "bob"))     # its own: the test restarts it
 
 
 MESSAGE = ("<message to='bob@localhost' type='chat' id='{id}'><body>{body}</body>"
