@@ -28,6 +28,7 @@ from xmppd.s2s.stream import STANZA_NAMES, BaseStream, Limits, Stanza, domain_of
 from xmppd.xmlstream import StreamOpen
 
 _E = etree._Element
+_STANZAS = frozenset("{%s}%s" % (ns.COMPONENT, n) for n in STANZA_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ class ComponentStream(BaseStream):
         if tag == "{%s}handshake" % ns.COMPONENT and self.state == "handshake":
             self._handshake((el.text or "").strip().lower())
             return False
-        if tag in ("{%s}%s" % (ns.COMPONENT, n) for n in STANZA_NAMES):
+        if tag in _STANZAS:
             if self.state != "open":
                 raise StreamError.not_authorized("the handshake comes first")
             self._stanza(el)

@@ -43,6 +43,7 @@ from xmppd.s2s.stream import (STANZA_NAMES, BaseStream, Limits, StartTLS, Stanza
 from xmppd.xmlstream import StreamOpen
 
 _E = etree._Element
+_STANZAS = frozenset("{%s}%s" % (ns.SERVER, n) for n in STANZA_NAMES)
 _SASL = "{%s}" % ns.SASL
 _MAX_PENDING = 100            # dialback verifications in flight per stream
 
@@ -188,7 +189,7 @@ class IncomingStream(BaseStream):
         if tag == "{%s}bidi" % ns.BIDI:
             self.bidi = True        # XEP-0288 §2: before SASL or dialback
             return False
-        if tag in ("{%s}%s" % (ns.SERVER, n) for n in STANZA_NAMES):
+        if tag in _STANZAS:
             self._stanza(el)
             return False
         raise StreamError.unsupported_stanza_type(f"unexpected element {tag}")

@@ -35,6 +35,7 @@ from xmppd.s2s.stream import (STANZA_NAMES, BaseStream, Limits, StartTLS, Stanza
 from xmppd.xmlstream import StreamOpen
 
 _E = etree._Element
+_STANZAS = frozenset("{%s}%s" % (ns.SERVER, n) for n in STANZA_NAMES)
 _SASL = "{%s}" % ns.SASL
 
 
@@ -145,7 +146,7 @@ class OutgoingStream(BaseStream):
         if tag.startswith(DB):
             self._dialback(el, tag[len(DB):])
             return False
-        if tag in ("{%s}%s" % (ns.SERVER, n) for n in STANZA_NAMES) and self.state == "ready":
+        if tag in _STANZAS and self.state == "ready":
             self._stanza(el)
             return False
         raise StreamError.unsupported_stanza_type(f"unexpected element {tag}")
