@@ -67,6 +67,7 @@ class Offline(Module[OfflineOptions]):
             self._delete, name="offline delete")
         self.in_flight: dict[JID, set[int]] = {}    # stored messages a session has, unacked
         self.clean: set[JID] = set()                # available users with nothing to deliver
+        self.stored = ctx.metrics.counter("offline_stored", "messages stored for offline users")
         ctx.disco_feature(FEATURE)
         ctx.hook(hooks.message_offline, self.keep)
         ctx.hook(hooks.session_available, self.deliver)
@@ -89,7 +90,13 @@ class Offline(Module[OfflineOptions]):
         user = ev.to.bare
         self.clean.discard(user)
         d = self.adds.add(NewOffline(user, self.ctx.clock.now(), serialize(ev.stanza)))
-        return d.addCallbacks(lambda stored: STOP if stored else None, self._not_stored)
+        return d.addCallbacks(self._stored, self._not_stored)
+
+    def _stored(self, stored: bool) -> Any:
+        if not stored:
+            return None             # past max_messages: the router answers the sender
+        self.stored.inc()
+        return STOP
 
     def _not_stored(self, failure: Failure) -> None:
         self.ctx.log.warning("offline message not stored: %s", failure.value)

@@ -12,10 +12,16 @@ other, which keeps arrival order without relying on the database.
 the batch's error: every item of a failed batch fails). `flushed()` fires once everything added
 so far is written. On the inline runner of the tests and the CLI every write completes inside
 `add`.
+
+Metrics (storage/metrics.py reads them at scrape time): each instance counts its transactions,
+items written and failed, and batch sizes in fixed buckets, as plain ints; `live()` are the
+instances of this process not yet garbage (their queue depths).
 """
 from __future__ import annotations
 
 import logging
+import weakref
+from bisect import bisect_left
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar, Union
 
@@ -27,6 +33,14 @@ I = TypeVar("I")
 R = TypeVar("R")
 Write = Callable[[list[I]], Union["defer.Deferred[Sequence[R]]",
                                   Coroutine[Any, Any, Sequence[R]]]]
+
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)   # items per transaction (le)
+_LIVE: weakref.WeakSet[GroupCommit[Any, Any]] = weakref.WeakSet()
+
+
+def live() -> list[GroupCommit[Any, Any]]:
+    """The group commits of this process that still exist (for queue-depth metrics)."""
+    return list(_LIVE)
 
 
 class GroupCommit(Generic[I, R]):
@@ -45,6 +59,20 @@ class GroupCommit(Generic[I, R]):
         self._written_count = 0
         self._waiters: list[tuple[int, defer.Deferred[None]]] = []
         self.transactions = 0               # for tests and metrics
+        self.items_batched = 0              # handed to a transaction
+        self.items_written = 0
+        self.items_failed = 0
+        self.batch_sizes = [0] * (len(BATCH_BUCKETS) + 1)     # last: more than the top bound
+        _LIVE.add(self)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def in_flight(self) -> bool:
+        """A transaction is running."""
+        return self._busy
 
     def __len__(self) -> int:
         """Items waiting for a transaction (not counting the batch in flight)."""
@@ -72,6 +100,8 @@ class GroupCommit(Generic[I, R]):
         batch, self._queue = self._queue[:self._max], self._queue[self._max:]
         self._busy = True
         self.transactions += 1
+        self.batch_sizes[bisect_left(BATCH_BUCKETS, len(batch))] += 1
+        self.items_batched += len(batch)
         d: defer.Deferred[Sequence[R]]
         try:
             written = self._write([item for item, _ in batch])
@@ -86,9 +116,11 @@ class GroupCommit(Generic[I, R]):
         # Items added by these callbacks queue (still busy), so results fire in order.
         if isinstance(result, Failure):
             log.warning("%s: a batch of %d failed: %s", self._name, len(batch), result.value)
+            self.items_failed += len(batch)
             for _, d in batch:
                 d.errback(result)
         else:
+            self.items_written += len(batch)
             for (_, d), r in zip(batch, result, strict=True):
                 d.callback(r)
         self._written_count += len(batch)

@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("http listening on %s:%d (tls %s): WebSocket %s, BOSH %s", lst.bind,
                          web.bound_port, "on" if lst.tls else "off", lst.websocket_path,
                          lst.bosh_path)
+            elif lst.type == "metrics":
+                from xmppd.listeners import metrics
+                port = metrics.listen(r, server, lst)
+                log.info("metrics on http://%s:%d/metrics", lst.bind, port.getHost().port)
             elif lst.type == "c2s_tls":
                 # XEP-0368 §3: ALPN "xmpp-client" on direct TLS.
                 direct = stream_context(cert, key, alpn=["xmpp-client"])

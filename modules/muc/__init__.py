@@ -81,6 +81,10 @@ class Muc(Module[MucOptions]):
         ctx.service_domain(domain, self.service.receive)
         ctx.disco_item(domain, o.name)      # XEP-0045 §6.1: the host lists its MUC service
         ctx.hook(hooks.server_stopping, lambda ev: self.service.shutting_down())
+        rooms = self.service.rooms
+        ctx.metrics.gauge("muc_rooms", "rooms in use (loaded)", lambda: len(rooms))
+        ctx.metrics.gauge("muc_occupants", "occupants (nicks) in all rooms",
+                          lambda: sum(len(r.occupants) for r in rooms.values()))
 
     async def stop(self) -> None:
         await self.service.stop()

@@ -40,6 +40,7 @@ class C2SConnection(protocol.Protocol):
 
     def __init__(self, factory: C2SFactory) -> None:
         self.factory = factory
+        self.kind = "c2s_tls" if factory.direct_tls else "c2s"    # for metrics
         self.session: ClientSession | None = None
         self._tls: TlsLayer | None = None
         self._abort: IDelayedCall | None = None

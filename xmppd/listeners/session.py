@@ -42,6 +42,7 @@ from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
 from xmppd import c2s, hooks
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent, StanzaEvent
+from xmppd.metrics import transport_kind
 from xmppd.module import IqRequest
 from xmppd.sessions import SessionKey, SessionState
 from xmppd.xmlstream import serialize
@@ -105,7 +106,10 @@ class ClientSession(SessionState):
         self._max_backlog = server.config.limits.max_output_buffer
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
+        self._count = server.metrics.core
+        self._auth_pending = False            # a SASL exchange asked for credentials
         self.server.connections.add(self)
+        self._count.connection_opened(transport_kind(transport))
         self._arm_timer()
 
     # -- what modules read -----------------------------------------------------------------
@@ -118,6 +122,11 @@ class ClientSession(SessionState):
     def closing(self) -> bool:
         """The stream ended (its transport may still be flushing)."""
         return self._closing or self.stream.closed
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes waiting for the transport to drain (a slow reader)."""
+        return self._backlog_bytes
 
     @property
     def last_activity(self) -> float:
@@ -140,6 +149,7 @@ class ClientSession(SessionState):
             if timer is not None and timer.active():
                 timer.cancel()
         self.server.connections.discard(self)
+        self._auth_over(False)
         self.stream.connection_lost()
         self._leave(self._clean_end)
         self._paused = False
@@ -253,6 +263,7 @@ class ClientSession(SessionState):
         transport = self.transport
         if transport is None:
             return
+        self._count.stanzas_out(units)
         if not self._paused and not self._backlog:
             transport.send(units)
             return
@@ -329,9 +340,12 @@ class ClientSession(SessionState):
             else:
                 stream.close(StreamError.internal_server_error("TLS is not available"))
         elif isinstance(ev, c2s.NeedCredentials):
+            self._auth_over(False)              # an earlier attempt on this stream failed
+            self._auth_pending = True
             d = defer.ensureDeferred(self.server.stores.accounts.get(ev.username, ev.host))
             d.addCallbacks(self._credentials, self._storage_failed)
         elif isinstance(ev, c2s.Authenticated):
+            self._auth_over(True)
             log.info("authenticated %s from %s", ev.jid, self.peer_ip)
         elif isinstance(ev, c2s.BindRequest):
             self._bind(ev)
@@ -355,6 +369,15 @@ class ClientSession(SessionState):
                 if units:
                     transport.send(units)       # past any backlog: nothing more follows
                 transport.close()
+
+    def _auth_over(self, success: bool) -> None:
+        """Count a SASL attempt that asked for credentials: a login, or a failure (another
+        attempt or the end of the connection came first)."""
+        if success:
+            self._count.logins += 1
+        elif self._auth_pending:
+            self._count.login_failures += 1
+        self._auth_pending = False
 
     def _credentials(self, account: Any) -> None:
         self.stream.credentials_found(account.credentials if account is not None else None)
