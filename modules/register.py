@@ -9,19 +9,27 @@
 - Logged in: `get` answers <registered/> with the username (§3.2); `set` with username and
   password changes the password (§3.3); `set` with <remove/> deletes the account: the result
   is sent first, then the account's sessions close (§3.2, ejabberd and Prosody do the same).
+- Admins edit who may register (XEP-0133 §4.11/§4.12 through modules/admin_commands/, using
+  the `RegistrationPolicy` service): an allow list (starts as `allow_from`) and a deny list of
+  networks refused even inside it. Edited lists are stored per host and win over `allow_from`
+  from then on, across restarts. Until the stored lists are read at start, nobody registers.
 Not here: account creation from the command line (xmppd/ctl.py), account storage.
 
 Config ([modules.register]):
   allow_from            list of IP networks   default []   who may register before logging in
   min_password_length   int                   default 1    shorter passwords get <not-acceptable/>
-Storage: accounts (through the server's account operations).
+Storage: accounts (through the server's account operations); the edited lists in host
+settings "register.allow" / "register.deny" (JSON lists of networks).
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
+from twisted.internet import defer
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
@@ -37,6 +45,58 @@ class RegisterOptions:
     min_password_length: int = number(default=1, minimum=1, maximum=1024)
 
 
+class RegistrationPolicy:
+    """Who may register in-band on one host: in `allow` and not in `deny` (networks)."""
+    KEYS = {"allow": "register.allow", "deny": "register.deny"}
+
+    def __init__(self, ctx: ModuleContext[RegisterOptions]) -> None:
+        self.ctx = ctx
+        self.allow: tuple[_Network, ...] = ctx.options.allow_from
+        self.deny: tuple[_Network, ...] = ()
+        self.loaded = False
+        d = defer.Deferred.fromCoroutine(self._load())
+        d.addErrback(self._load_failed)
+
+    async def _load(self) -> None:
+        store = self.ctx.stores.settings
+        for which, key in self.KEYS.items():
+            raw = await store.get(self.ctx.host, key)
+            if raw is not None:
+                setattr(self, which, parse_networks(json.loads(raw)))
+        self.loaded = True
+
+    def _load_failed(self, failure: Any) -> None:
+        self.ctx.log.error("registration lists not read, using allow_from: %s", failure.value)
+        self.loaded = True
+
+    def permits(self, peer_ip: str | None) -> bool:
+        if not self.loaded or not self.allow or peer_ip is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer_ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.allow) and not any(addr in n for n in self.deny)
+
+    async def set(self, which: str, networks: tuple[_Network, ...]) -> None:
+        """Replace the "allow" or "deny" list, stored for good."""
+        value = json.dumps([str(n) for n in networks]).encode()
+        await self.ctx.stores.settings.put(self.ctx.host, self.KEYS[which], value,
+                                           self.ctx.clock.now())
+        setattr(self, which, networks)
+
+
+def parse_networks(values: list[str]) -> tuple[_Network, ...]:
+    """Addresses or networks ("10.0.0.0/8", "::1"); raises ValueError naming a bad one."""
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {v!r}") from None
+    return tuple(out)
+
+
 class Register(Module[RegisterOptions]):
     name = "register"
     xeps = (77,)
@@ -45,7 +105,8 @@ class Register(Module[RegisterOptions]):
     def __init__(self, ctx: ModuleContext[RegisterOptions]) -> None:
         self.ctx = ctx
         self.accounts = ctx.accounts
-        self.allow_from = ctx.options.allow_from
+        self.policy = RegistrationPolicy(ctx)
+        ctx.provide(self.policy)
         ctx.disco_feature(ns.REGISTER)
         ctx.allow_preauth_iq(self.allowed)
         ctx.stream_feature(self.feature, stage="preauth")
@@ -55,13 +116,7 @@ class Register(Module[RegisterOptions]):
         ctx.iq_set(ns.REGISTER, "query", self.change, to=("host", "self"))
 
     def allowed(self, peer_ip: str | None) -> bool:
-        if not self.allow_from or peer_ip is None:
-            return False
-        try:
-            addr = ipaddress.ip_address(peer_ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.allow_from)
+        return self.policy.permits(peer_ip)
 
     def feature(self, stream: object) -> etree._Element | None:
         if not self.allowed(getattr(stream, "peer_ip", None)):

@@ -380,7 +380,10 @@ class ClientSession(SessionState):
         self._auth_pending = False
 
     def _credentials(self, account: Any) -> None:
-        self.stream.credentials_found(account.credentials if account is not None else None)
+        # A disabled account (XEP-0133 §4.3) fails like a wrong password: <not-authorized/>,
+        # and nothing tells a guesser that the name exists.
+        usable = account is not None and not account.disabled
+        self.stream.credentials_found(account.credentials if usable else None)
         self._pump()
 
     def _storage_failed(self, failure: Failure) -> None:
