@@ -141,8 +141,9 @@ class Register(Module[RegisterOptions]):
             raise StanzaError.jid_malformed(str(e)) from None
         if not created:
             raise StanzaError.conflict("that username is taken")               # §3.1
-        self.ctx.log.info("registered %s@%s in-band from %s", username, self.ctx.host,
-                          getattr(req.session, "peer_ip", None))
+        ip = getattr(req.session, "peer_ip", None)
+        self.ctx.log.info("registered %s@%s in-band", username, self.ctx.host,
+                          extra={"event": "registered", "ip": ip})
         return iq.result(req.stanza)
 
     def registered(self, req: IqRequest) -> iq.Reply:

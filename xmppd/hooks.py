@@ -291,3 +291,17 @@ host_disco_items: FoldHook[DiscoQuery, etree._Element | StanzaError | None] = \
     FoldHook("host_disco_items")
 """Fold like `host_disco_info` for disco#items to a host with a `node` (XEP-0050 §2.2: the
 commands node lists the commands the asker may run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    command: str                  # an xmppctl command the core does not answer itself
+    host: str                     # the virtual host whose modules are asked
+
+
+control_command: FoldHook[ControlRequest, list[dict[str, Any]] | None] = \
+    FoldHook("control_command")
+"""Fold by the admin socket (xmppd/control.py) on every host for a live command that a module
+owns (`xmppctl rooms`: the MUC module lists its rooms). Initial None; the owner returns a list
+of JSON-ready records (one per room, ...), others return what they got. None on every host:
+the command is not available."""

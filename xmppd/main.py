@@ -9,22 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xmppd import logs
 from xmppd.config import Config, ConfigError, load
 
 log = logging.getLogger("xmppd")
 
 
 def setup_logging(config: Config) -> None:
-    handler: logging.Handler
-    if config.server.log_file:
-        Path(config.server.log_file).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(config.server.log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.server.log_level.upper())
+    s = config.server
+    logs.configure(s.log_level, s.log_file, s.log_format, s.log_ip)   # xmppd/logs.py
 
 
 def sqlite_dir(url: str) -> None:
@@ -95,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                            max_entries=config.cache.max_entries, prefix=config.cache.prefix)
         server = Server(config, reactor=r, db=db, cache=cache)
         server.load_modules()
+        from xmppd.runtime import Runtime
+        runtime = Runtime(server, r)            # ports, admin socket, signals, shutdown
         tls_ctx = None
         cert, key = Path(config.tls.cert), Path(config.tls.key)
         if any((lst.type == "c2s" and lst.starttls != "off") or lst.type == "c2s_tls"
@@ -131,25 +126,23 @@ def main(argv: list[str] | None = None) -> int:
                                    interface=lst.bind)
                 log.info("c2s listening on %s:%d (starttls %s)", lst.bind,
                          port.getHost().port, lst.starttls)
+            runtime.listening(lst, port)
             bound = port.getHost().port
             if lst.port_file:
                 Path(lst.port_file).write_text(f"{bound}\n")
+        runtime.start_control()
     except (ConfigError, TLSConfigError, ValueError, OSError) as e:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
     if config.server.pid_file:
         Path(config.server.pid_file).write_text(f"{os.getpid()}\n")
 
-    async def shutdown() -> None:
-        log.info("shutting down")
-        await server.stop()
-        cache.close()
-
     from twisted.internet import defer, task
     housekeeping = task.LoopingCall(_housekeeping, server, _malloc_trim())
     housekeeping.start(float(os.environ.get("XMPPD_HOUSEKEEPING_INTERVAL", "30")), now=False)
+    runtime.install_signals()
     r.addSystemEventTrigger("before", "shutdown",
-                            lambda: defer.Deferred.fromCoroutine(shutdown()))
+                            lambda: defer.Deferred.fromCoroutine(runtime.shutdown()))
     r.addSystemEventTrigger("after", "shutdown", db.close)
     log.info("xmppd serving %s", ", ".join(config.server.hosts))
     r.run()

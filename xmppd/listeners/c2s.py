@@ -23,6 +23,7 @@ from xmppd import c2s
 from xmppd.config import ListenerConfig
 from xmppd.listeners.session import ClientSession
 from xmppd.listeners.tlslayer import TlsFailed, TlsLayer
+from xmppd.logs import session_fields
 
 if TYPE_CHECKING:
     from xmppd.server import Server
@@ -73,13 +74,15 @@ class C2SConnection(protocol.Protocol):
         pass
 
     def dataReceived(self, data: bytes) -> None:
+        if self._abort is not None:
+            return          # we closed: what still comes is read and dropped (see close)
         tls = self._tls
         if tls is not None:
             try:
                 data = tls.receive(data)
                 out = tls.pending_output()
             except TlsFailed as e:
-                log.info("TLS failed from %s: %s", self.session and self.session.peer_ip, e)
+                log.info("TLS failed: %s", e, extra=session_fields(self.session, "tls_failed"))
                 self.transport.abortConnection()  # type: ignore[union-attr]
                 return
             if out and self.transport is not None:
@@ -126,9 +129,17 @@ class C2SConnection(protocol.Protocol):
             self.transport.unregisterProducer()  # type: ignore[attr-defined]
         if self._tls is not None and self._tls.handshaken:
             self.transport.write(self._tls.close())
-        self.transport.loseConnection()
-        # loseConnection waits for the write buffer to drain; a dead peer whose window is
-        # full would hold the session (and its presence) for TCP's whole retry time.
+        # RFC 6120 §4.4: after our closing tag, wait for the client's. Only the write side
+        # closes (once the buffer is flushed); the client's FIN ends the connection. Closing
+        # both at once would reset a connection the client is still writing to (a busy
+        # sender at shutdown), and a reset drops the stream error we wrote from its buffer.
+        half = getattr(self.transport, "loseWriteConnection", None)
+        if half is not None:
+            half()
+        else:
+            self.transport.loseConnection()
+        # Either waits for the write buffer to drain; a dead peer whose window is full
+        # would hold the session (and its presence) for TCP's whole retry time.
         if self._abort is None:
             self._abort = self.factory.server.clock.call_later(_CLOSE_GRACE, self._force_close)
 

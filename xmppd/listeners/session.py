@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -42,6 +43,7 @@ from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
 from xmppd import c2s, hooks
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent, StanzaEvent
+from xmppd.logs import session_fields
 from xmppd.metrics import transport_kind
 from xmppd.module import IqRequest
 from xmppd.sessions import SessionKey, SessionState
@@ -92,6 +94,8 @@ class ClientSession(SessionState):
         self.presence: _E | None = None
         self.bound = False
         self.peer_ip = peer_ip
+        self.id = secrets.token_hex(6)        # names this connection in logs and xmppctl
+        self.opened_at = server.clock.now()
         self._state: dict[SessionKey[Any], Any] = {}
         self._host: Host | None = None
         self._filters: list[tuple[int, int, OutputFilter]] = []
@@ -276,8 +280,8 @@ class ClientSession(SessionState):
         """More than `max_output_buffer` waits for a client that does not read: a dead link
         (DESIGN.md): cut the connection; the session leaves routing at once."""
         transport = self.transport
-        log.info("%s reads nothing (%d bytes waiting): cut as a dead link", self.jid,
-                 self._backlog_bytes)
+        log.info("reads nothing (%d bytes waiting): cut as a dead link", self._backlog_bytes,
+                 extra=session_fields(self, "dead_link"))
         self._closing = True
         self._clean_end = False
         self.stream.connection_lost()
@@ -346,7 +350,7 @@ class ClientSession(SessionState):
             d.addCallbacks(self._credentials, self._storage_failed)
         elif isinstance(ev, c2s.Authenticated):
             self._auth_over(True)
-            log.info("authenticated %s from %s", ev.jid, self.peer_ip)
+            log.info("authenticated %s", ev.jid, extra=session_fields(self, "authenticated"))
         elif isinstance(ev, c2s.BindRequest):
             self._bind(ev)
         elif isinstance(ev, c2s.PreAuthIq):
@@ -358,7 +362,8 @@ class ClientSession(SessionState):
             # unfinished stream stays resumable).
             self._clean_end = ev.error is None or ev.error.condition != "connection-timeout"
             if ev.error is not None:
-                log.info("stream to %s closed: %s", self.peer_ip, ev.error)
+                log.info("stream closed: %s", ev.error,
+                         extra=session_fields(self, "stream_error"))
             units = stream.take_output()        # the stream error and the closing tag
             transport = self.transport
             self._closing = True
