@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install check-config bench bench-parser bench-presence mypy clean
+.PHONY: run test install check-config wheel bench bench-parser bench-presence mypy clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml bot/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 
 check-config: $(STAMP)
 	$(BIN)/xmppctl --config conf/xmppd.toml check-config
+
+# A wheel for `pip install` on a server (default config, migrations and dashboard inside);
+# packaging/xmppd.service runs it (docs/OPERATIONS.md).
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps -w dist .
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -44,4 +49,4 @@ bench-presence: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/presence_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache *.egg-info bot/*.egg-info
+	rm -rf $(VENV) var dist build .pytest_cache .mypy_cache *.egg-info bot/*.egg-info

@@ -14,7 +14,6 @@ answers on the admin socket (live commands).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any, Coroutine, TypeVar
@@ -68,7 +67,8 @@ def _password(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="xmppctl", description="xmppd administration")
-    p.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG", "conf/xmppd.toml"))
+    p.add_argument("--config", "-c", default=None,
+                   help="config file (default as for xmppd: xmppd/paths.py)")
     p.add_argument("--json", action="store_true", help="live commands: print the data as JSON")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("register", help="create an account")
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="bring the database schema up to date")
     ctl_live.add_parsers(sub)
     args = p.parse_args(argv)
+    if args.config is None:
+        from xmppd.paths import default_config
+        args.config = default_config()
 
     try:
         config = load(args.config)

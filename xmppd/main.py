@@ -60,9 +60,13 @@ _IDLE_COMPACT_AFTER = float(os.environ.get("XMPPD_IDLE_COMPACT_AFTER", "20"))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="xmppd XMPP server")
-    parser.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG",
-                                                                 "conf/xmppd.toml"))
+    parser.add_argument("--config", "-c", default=None,
+                        help="config file (default: $XMPPD_CONFIG, ./conf/xmppd.toml, "
+                             "/etc/xmppd/xmppd.toml, the packaged default; xmppd/paths.py)")
     args = parser.parse_args(argv)
+    if args.config is None:
+        from xmppd.paths import default_config
+        args.config = default_config()
     try:
         config = load(args.config)
     except ConfigError as e:

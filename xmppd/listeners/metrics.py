@@ -26,8 +26,8 @@ HttpRequest = Any      # twisted.web.server.Request (untyped)
 
 
 def dashboard_html() -> bytes:
-    """The packaged dashboard page (xmppd/web/dashboard.html)."""
-    return resources.files("xmppd").joinpath("web/dashboard.html").read_bytes()
+    """The packaged dashboard page (xmppd/listeners/dashboard.html)."""
+    return resources.files("xmppd.listeners").joinpath("dashboard.html").read_bytes()
 
 
 class _Metrics(resource.Resource):
