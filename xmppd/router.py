@@ -44,7 +44,7 @@ from stanzas.errors import StanzaError, error_reply, escape_attr
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
 from stanzas.jid import JID, JIDError
-from xmppd.metrics import timer
+from xmppd.metrics import TIMED_EVERY, timer
 from xmppd.router_iq import IqRouting
 from xmppd.xmlstream import serialize
 
@@ -83,13 +83,15 @@ class Router(IqRouting):
         held: list[defer.Deferred[Any]] = []
         count = self.count
         count.stanza_in(el.tag)
-        started = timer()
+        count.ticks += 1
+        started = timer() if not count.ticks % TIMED_EVERY else 0.0    # latency, sampled
         done = self._route(el, session, held)
-        count.route.observe(timer() - started)
+        if started:
+            count.route.observe(timer() - started)
         if done is None and not held:
             return None
-        return defer.Deferred.fromCoroutine(_handled(done, held, el)).addBoth(
-            count.handled_after, started)
+        handled = defer.Deferred.fromCoroutine(_handled(done, held, el))
+        return handled.addBoth(count.handled_after, started) if started else handled
 
     def route(self, el: _E) -> None:
         """A stanza the server itself sends (modules, errors, replies)."""

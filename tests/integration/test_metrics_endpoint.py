@@ -113,7 +113,7 @@ def test_counters_move_by_exactly_what_was_sent(srv: RunningServer) -> None:
                  outcome="ok") == 3
     assert v(during, "xmppd_connections", transport="c2s") == 2
     assert v(during, "xmppd_sessions") == 2 and v(during, "xmppd_users_online") == 2
-    assert delta(after, during, "xmppd_route_seconds_count") >= 10
+    assert delta(after, during, "xmppd_route_seconds_count") >= 1      # 1 in 8 timed
     assert v(after, "xmppd_sql_statement_seconds_count", verb="insert") > 0
     assert v(after, "xmppd_sql_transaction_seconds_count", outcome="commit") > 0
     assert v(after, "process_resident_memory_bytes") > 10_000_000

@@ -230,10 +230,13 @@ class ClientSession(SessionState):
     # -- output ------------------------------------------------------------------------------
     def send_bytes(self, data: bytes) -> None:
         """Session: one serialised stanza for this client, through the output filters."""
+        self._count.out[data[1]] += 1          # metrics: stanzas out, by kind (xmppd/metrics.py)
         self._send_from(0, data)
 
     def send_element(self, el: _E) -> None:
-        self._send_from(0, serialize(el))
+        data = serialize(el)
+        self._count.out[data[1]] += 1
+        self._send_from(0, data)
 
     def pass_on(self, after: OutputFilter, data: bytes) -> None:
         """Hand a stanza that filter `after` took on to the filters after it (XEP-0352 sends
@@ -267,7 +270,6 @@ class ClientSession(SessionState):
         transport = self.transport
         if transport is None:
             return
-        self._count.stanzas_out(units)
         if not self._paused and not self._backlog:
             transport.send(units)
             return
@@ -314,6 +316,7 @@ class ClientSession(SessionState):
                 if plain:
                     self._emit(plain)
                     plain = []
+                self._count.out[unit[1]] += 1
                 self._send_from(0, unit)
             else:
                 plain.append(unit)
