@@ -45,3 +45,18 @@ def test_bad_values_are_named(raw: dict[str, Any], message: str) -> None:
 def test_admins_are_bare_jids() -> None:
     cfg = from_dict({"server": {"admins": ["Admin@localhost"]}})
     assert cfg.server.admins == ("Admin@localhost",)
+
+
+def test_readme_documents_every_server_key_and_listener_type() -> None:
+    import dataclasses
+    import typing
+    from pathlib import Path
+
+    from xmppd.config import ListenerConfig, ServerSection
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for f in dataclasses.fields(ServerSection):
+        assert f"`server.{f.name}`" in readme, f.name
+    for kind in typing.get_args(typing.get_type_hints(ListenerConfig)["type"]):
+        assert f'`"{kind}"`' in readme, kind
+    for name in ("adhoc", "admin_commands"):
+        assert f"| `{name}` |" in readme
