@@ -1,11 +1,25 @@
-# xmppd — `make run` starts the server on the embedded default; `make test` runs the suite
-# (the server's tests and those of the bot SDK, bot/, which is its own distribution).
+# xmppd — `make run` starts the server on the embedded default; `make test` installs what the
+# test suite needs (Debian packages, npm packages, the venv with the bot SDK, bot/, which is its
+# own distribution) and runs all of it.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+WEB    := tests/web
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test install check-config wheel bench bench-parser bench-presence mypy clean
+# Debian packages the tests drive or start: Chromium (Converse.js, tests/integration/
+# test_web_clients.py), Redis, and the servers tests start beside ours (HAProxy, coturn,
+# Prosody, ejabberd). Node.js and npm (tests/web) are checked as commands, not packages:
+# NodeSource's `nodejs` carries its own npm and conflicts with Debian's.
+TEST_DEBS    := chromium redis-server haproxy coturn prosody ejabberd
+# Installing a server must not start it (our tests pick their own ports) nor enable it at boot
+# (Prosody and ejabberd would take 5222 and 5280 from `make run`).
+QUIET_DAEMONS := haproxy coturn prosody ejabberd
+POLICY_RC    := /usr/sbin/policy-rc.d
+
+.PHONY: run test test-setup test-debs test-services install check-config wheel bench \
+	bench-memory bench-parser bench-presence mypy clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml bot/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +41,59 @@ check-config: $(STAMP)
 wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --no-deps -w dist .
 
-test: $(STAMP)
+test: test-setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# In this order (npm and python3-venv come with the Debian packages).
+test-setup: test-debs $(STAMP) $(WEB)/node_modules/.package-lock.json test-services
+
+# Missing Debian packages, installed with a policy-rc.d that forbids service starts (the
+# standard trick; an existing one is left alone), then the servers' boot start turned off.
+test-debs:
+	@missing=""; \
+	for p in $(TEST_DEBS); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "installing Debian packages:$$missing"; \
+	$(SUDO) env MISSING="$$missing" POLICY_RC="$(POLICY_RC)" QUIET="$(QUIET_DAEMONS)" sh -ec '\
+	  if [ ! -e "$$POLICY_RC" ]; then \
+	    trap "rm -f $$POLICY_RC" EXIT; \
+	    printf "#!/bin/sh\nexit 101\n" > "$$POLICY_RC"; chmod 755 "$$POLICY_RC"; \
+	  fi; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$MISSING; \
+	  for s in $$QUIET; do \
+	    case " $$MISSING " in *" $$s "*) ;; *) continue ;; esac; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now "$$s" >/dev/null 2>&1 || true; \
+	    else update-rc.d "$$s" disable >/dev/null 2>&1 || true; fi; \
+	  done'
+
+# The npm packages pinned in tests/web/package-lock.json, when node_modules is missing or older
+# than the lock file. A symlinked node_modules is someone else's install (a git worktree sharing
+# its main checkout's): `npm ci` would empty it under them, so it is left alone.
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json | test-debs
+	@if [ -L $(WEB)/node_modules ]; then \
+	  echo "$(WEB)/node_modules is a symlink: not reinstalling it"; \
+	else \
+	  cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+# PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the backend tests, started if down.
+test-services:
+	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q; then \
+	  $(SUDO) pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql | head -n1)" main start \
+	    || true; \
+	fi
+	@if command -v redis-cli >/dev/null 2>&1 && \
+	    ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+	  $(SUDO) mkdir -p /var/lib/redis /var/log/redis; \
+	  $(SUDO) redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+	    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true; \
+	fi
 
 mypy: $(STAMP)
 	$(BIN)/mypy --strict xmppd stanzas storage modules

@@ -82,6 +82,11 @@ bind = "127.0.0.1"
 port = {port}
 starttls = "required"
 
+[limits]                  # the load generator stands for many users, all on 127.0.0.1
+exempt_networks = ["127.0.0.0/8", "::1"]
+c2s_rate = "off"
+stanza_rate = "off"
+
 {mods}"""
 # ==========================================================================
 

@@ -6,9 +6,11 @@ accounts made with the server's own tool, the server's pid for CPU sampling) thi
 
   1. logs in --occupants users (raw asyncio clients from loadgen.py: STARTTLS, SCRAM-SHA-1,
      bind, initial presence),
-  2. user1 creates the room and configures it (an instant room; with "+mam", a persistent room
-     whose messages are archived: xmppd's room archive, Prosody's mod_muc_mam), everyone
-     else joins, and each client pings the server so all join presence has arrived,
+  2. user1 creates the room and configures it (a temporary room without archive: the form
+     turns archiving off, which xmppd otherwise does for temporary rooms too; with "+mam", a
+     persistent room whose messages are archived: xmppd's room archive, Prosody's
+     mod_muc_mam), everyone else joins, and each client pings the server so all join
+     presence has arrived,
   3. --senders occupants send --messages groupchat messages each, at most --window of their own
      in flight (a sender waits for the room to reflect its message back before sending more),
   4. counts every groupchat message every occupant receives, until all arrived.
@@ -173,12 +175,11 @@ async def run_room(cfg: SimpleNamespace) -> dict[str, Any]:
     owner.buf.clear()
     owner.write(f"<presence to='{ROOM}/u1'><x xmlns='{MUC}'/></presence>".encode())
     await wait_bytes(owner, b"</presence>")
-    fields = ""
-    if cfg.archive:
-        fields = ("<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig"
-                  "</value></field><field var='muc#roomconfig_persistentroom'><value>1</value>"
-                  "</field><field var='muc#roomconfig_enablelogging'><value>1</value></field>"
-                  "<field var='muc#roomconfig_enablearchiving'><value>1</value></field>")
+    on = "1" if cfg.archive else "0"          # ours and Prosody's name for the archive switch
+    fields = ("<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig"
+              f"</value></field><field var='muc#roomconfig_persistentroom'><value>{on}</value>"
+              f"</field><field var='muc#roomconfig_enablelogging'><value>{on}</value></field>"
+              f"<field var='muc#roomconfig_enablearchiving'><value>{on}</value></field>")
     owner.write(f"<iq type='set' id='cfg1' to='{ROOM}'><query xmlns='{OWNER}'>"
                 f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>".encode())
     await wait_bytes(owner, b"cfg1")

@@ -24,6 +24,8 @@ Not here: privacy lists (XEP-0016); subscription state (modules/roster.py).
 Config ([modules.blocking]):
   max_items   int   default 1000   blocklist entries per user; beyond: <not-acceptable/>
 Storage: KeyValueStore, namespace "urn:xmpp:blocking" (newline-separated JIDs).
+Optional: the roster module (RosterService, looked up when needed): a blocked domain stands
+for the user's contacts there; without it nobody is subscribed, so nobody is told.
 """
 from __future__ import annotations
 
@@ -43,10 +45,10 @@ from xmppd import hooks
 from xmppd.hooks import EARLY, FIRST, STOP, PresenceQuery, SessionEvent, StanzaEvent, Stop
 from xmppd.hooks import UserEvent
 from stanzas.jid import JID, JIDError
+from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest, Module, ModuleContext, SessionKey, number
 
 NS = ns.BLOCKING
-NS_ERRORS = ns.BLOCKING_ERRORS
 _B = "{%s}" % NS
 # this resource asked for the blocklist: it gets pushes (XEP-0191 §3.3)
 _REQUESTED: SessionKey[bool] = SessionKey("blocking.requested")
@@ -109,8 +111,8 @@ class Blocking(Module[BlockingOptions]):
         self.kv = ctx.stores.kv
         self.server_jid = JID.of(None, ctx.host)
         self.online: dict[JID, Blocklist] = {}            # users with a session here
-        self.loading: dict[JID, list[defer.Deferred[Blocklist]]] = {}
-        self.locks: dict[JID, defer.DeferredLock] = {}
+        self.loading: OneLoad[JID, Blocklist] = OneLoad(self._unreadable)
+        self.locks: KeyedLock[JID] = KeyedLock()       # one change per user at a time
         ctx.disco_feature(NS)
         ctx.iq_get(NS, "blocklist", self.blocklist, to="self")
         ctx.iq_set(NS, "block", self.block, to="self")
@@ -129,28 +131,18 @@ class Blocking(Module[BlockingOptions]):
         found = self.online.get(user)
         if found is not None:
             return found
-        d: defer.Deferred[Blocklist] = defer.Deferred()
-        waiters = self.loading.get(user)
-        if waiters is not None:
-            waiters.append(d)
-            return d
-        self.loading[user] = [d]
-        load = defer.Deferred.fromCoroutine(self.kv.get(user, NS))
-        load.addBoth(self._loaded, user)
-        return d
+        return self.loading(user, lambda: self._read(user))
 
-    def _loaded(self, result: bytes | None | Failure, user: JID) -> None:
-        waiters = self.loading.pop(user, [])
-        if isinstance(result, Failure):
-            # Deliver rather than drop everything; the next stanza tries again.
-            self.ctx.log.warning("blocklist of %s unreadable: %s", user, result.value)
-            found = EMPTY
-        else:
-            found = Blocklist.decode(result)
-            if self.ctx.sessions.resources(user):
-                self.online[user] = found
-        for d in waiters:
-            d.callback(found)
+    async def _read(self, user: JID) -> Blocklist:
+        found = Blocklist.decode(await self.kv.get(user, NS))
+        if self.ctx.sessions.resources(user):
+            self.online[user] = found
+        return found
+
+    def _unreadable(self, user: JID, failure: Failure) -> Blocklist:
+        # Deliver rather than drop everything; the next stanza tries again.
+        self.ctx.log.warning("blocklist of %s unreadable: %s", user, failure.value)
+        return EMPTY
 
     def _then(self, user: JID, fn: Any) -> Any:
         found = self.list_of(user)
@@ -168,9 +160,6 @@ class Blocking(Module[BlockingOptions]):
         if any(s is not ev.session for s in self.ctx.sessions.resources(user)):
             return
         self.online.pop(user, None)
-        lock = self.locks.get(user)
-        if lock is not None and not lock.locked:
-            del self.locks[user]
 
     async def forget(self, ev: UserEvent) -> None:
         self.online.pop(ev.user, None)
@@ -218,7 +207,8 @@ class Blocking(Module[BlockingOptions]):
             return STOP                 # never answer errors or results (RFC 6120 §8.2.3, §8.3.1)
         # "MUST return a <not-acceptable/> error containing ... <blocked/>". Straight back to the
         # sending session: routed, it would come from the blocked JID and be dropped inbound.
-        reply = error_reply(el, StanzaError("not-acceptable", app=iq.empty(NS_ERRORS, "blocked")))
+        reply = error_reply(el, StanzaError("not-acceptable",
+                                            app=iq.empty(ns.BLOCKING_ERRORS, "blocked")))
         if ev.session is not None:
             ev.session.send_element(reply)
         return STOP
@@ -241,7 +231,7 @@ class Blocking(Module[BlockingOptions]):
         if not items:
             raise StanzaError.bad_request("a block needs at least one item")   # §3.3 MUST
         user = req.sender.bare
-        async with self._lock(user):
+        async with self.locks.hold(user):
             old = await _value(self.list_of(user))
             added = [j for j in dict.fromkeys(items) if j not in old]
             if len(old) + len(added) > self.ctx.options.max_items:
@@ -260,7 +250,7 @@ class Blocking(Module[BlockingOptions]):
     async def unblock(self, req: IqRequest) -> iq.Reply:
         items = _items(req.payload)
         user = req.sender.bare
-        async with self._lock(user):
+        async with self.locks.hold(user):
             old = await _value(self.list_of(user))
             if items:
                 gone = [j for j in dict.fromkeys(items) if j in old]
@@ -276,12 +266,6 @@ class Blocking(Module[BlockingOptions]):
         return iq.result(req.stanza)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _lock(self, user: JID) -> defer.DeferredLock:
-        lock = self.locks.get(user)
-        if lock is None:
-            lock = self.locks[user] = defer.DeferredLock()
-        return lock
-
     async def _save(self, user: JID, new: Blocklist) -> None:
         if new.items:
             ok = await self.kv.put(user, NS, new.encode(), self.ctx.clock.now())
@@ -313,7 +297,7 @@ class Blocking(Module[BlockingOptions]):
 
     async def _contacts(self, user: JID) -> list[JID]:
         try:
-            roster = self.ctx.service(RosterService)
+            roster = self.ctx.service(RosterService)        # optional (module docstring)
         except LookupError:
             return []                   # no roster module: nobody is subscribed
         return list((await roster.roster(user)).items)

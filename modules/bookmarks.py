@@ -24,27 +24,23 @@ Storage: through PepService and the private module.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
 
 from lxml import etree
-from twisted.internet import defer
 
 from stanzas import ns
-from modules.pep import NodeConfig, PepService
-from modules.pep.config import NS as NS_PUBSUB
-from modules.pep.service import payload_of
+from modules.pep import NodeConfig, PepService, payload_of
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import PepEvent, PrivateQuery
 from stanzas.jid import JID, JIDError
+from xmppd.concurrency import KeyedLock
 from xmppd.module import Module, ModuleContext, NoOptions
 
 NS = ns.BOOKMARKS
 LEGACY = ns.BOOKMARKS_LEGACY
 _B, _L = "{%s}" % NS, "{%s}" % LEGACY
-_ITEM = "{%s}item" % NS_PUBSUB
+_ITEM = "{%s}item" % ns.PUBSUB
 ORIGIN = "bookmarks"
 # XEP-0402 §4 (and XEP-0223 §4): the publish-options every client uses for this node.
 PRIVATE = replace(NodeConfig(), access_model="whitelist", max_items=None,
@@ -59,7 +55,7 @@ class Bookmarks(Module[NoOptions]):
     def __init__(self, ctx: ModuleContext[NoOptions]) -> None:
         self.ctx = ctx
         self.pep = ctx.service(PepService)
-        self.locks: dict[JID, defer.DeferredLock] = {}
+        self.locks: KeyedLock[JID] = KeyedLock()     # one conversion per user at a time
         ctx.disco_feature(NS + "#compat", to="account")
         ctx.disco_feature(NS + "#compat-pep", to="account")
         ctx.hook(hooks.private_get, self.private_get)
@@ -78,7 +74,7 @@ class Bookmarks(Module[NoOptions]):
             return
         rooms = [c for s in q.elements if s.tag == _L + "storage"
                  for c in s.findall(_L + "conference")]
-        await self._locked(q.user, lambda: self._apply(q.user, rooms, refresh=True))
+        await self.locks.run(q.user, lambda: self._apply(q.user, rooms, refresh=True))
 
     # -- PEP -------------------------------------------------------------------------------
     async def pep_changed(self, ev: PepEvent) -> None:
@@ -87,9 +83,9 @@ class Bookmarks(Module[NoOptions]):
         if ev.node == LEGACY and ev.kind == "publish" and ev.item is not None:
             storage = ev.item.find(_L + "storage")
             rooms = storage.findall(_L + "conference") if storage is not None else []
-            await self._locked(ev.owner, lambda: self._apply(ev.owner, rooms, refresh=False))
+            await self.locks.run(ev.owner, lambda: self._apply(ev.owner, rooms, refresh=False))
         elif ev.node == NS:
-            await self._locked(ev.owner, lambda: self._refresh(ev.owner))
+            await self.locks.run(ev.owner, lambda: self._refresh(ev.owner))
 
     # -- conversion ------------------------------------------------------------------------
     async def _apply(self, user: JID, rooms: list[etree._Element], refresh: bool) -> None:
@@ -144,18 +140,6 @@ class Bookmarks(Module[NoOptions]):
         for url in urls:
             storage.append(_copy(url))
         return storage
-
-    async def _locked(self, user: JID, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        lock = self.locks.get(user)
-        if lock is None:
-            lock = self.locks[user] = defer.DeferredLock()
-        await lock.acquire()
-        try:
-            await fn()
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self.locks.pop(user, None)
 
 
 def to_native(room: etree._Element, old: etree._Element | None) -> etree._Element:

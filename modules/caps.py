@@ -44,6 +44,7 @@ from storage.errors import StorageError
 from xmppd import hooks
 from xmppd.hooks import CapsChanged, StanzaEvent
 from stanzas.jid import JID
+from xmppd.concurrency import OneLoad
 from xmppd.module import IqTimeout, Module, ModuleContext, SessionKey, duration
 
 NS = ns.CAPS
@@ -101,7 +102,9 @@ class EntityCaps(Module[CapsOptions]):
     def __init__(self, ctx: ModuleContext[CapsOptions]) -> None:
         self.ctx = ctx
         self.memo: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
-        self.waiting: dict[tuple[str, str], list[defer.Deferred[frozenset[str] | None]]] = {}
+        # one disco#info question per verification string in flight (§5.4 3.8)
+        self.verifying: OneLoad[tuple[str, str], frozenset[str] | None] = \
+            OneLoad(self._unverified)
         self.queries: set[defer.Deferred[Any]] = set()
         ctx.provide(CapsService(ctx))
         ctx.hook(hooks.presence_broadcast, self.on_available, priority=hooks.LATE)
@@ -202,21 +205,18 @@ class EntityCaps(Module[CapsOptions]):
             cached = frozenset(f for f in stored.decode().split("\n") if f)
             self._memo(key, cached)
             return cached, False
-        waiters = self.waiting.get(key)
-        if waiters is not None:
-            d: defer.Deferred[frozenset[str] | None] = defer.Deferred()
-            waiters.append(d)
-            return await d, False
-        self.waiting[key] = []
-        features: frozenset[str] | None = None
-        try:
-            features = await self._ask(session, caps, verify=True)
-            if features is not None:
-                await self._remember(key, features)
-        finally:
-            for d in self.waiting.pop(key, []):
-                d.callback(features)
-        return features, True
+        asked_this_one = key not in self.verifying
+        features = await self.verifying(key, lambda: self._verify(session, caps))
+        return features, asked_this_one
+
+    async def _verify(self, session: Any, caps: Caps) -> frozenset[str] | None:
+        features = await self._ask(session, caps, verify=True)
+        if features is not None:
+            await self._remember((caps[0], caps[2]), features)
+        return features
+
+    def _unverified(self, key: tuple[str, str], failure: Failure) -> None:
+        self.ctx.log.error("verifying caps %s failed: %s", key[1], failure.value)
 
     async def _ask(self, session: Any, caps: Caps, verify: bool) -> frozenset[str] | None:
         algo, node, ver = caps

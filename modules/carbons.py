@@ -30,18 +30,16 @@ from typing import Any
 
 from lxml import etree
 
-from modules.receipts import NS_CARBONS, Content, classify
 from stanzas import iq, ns
+from stanzas.content import Content, classify
+from stanzas.delay import forwarded
 from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import FIRST, LAST, LATE, StanzaEvent
 from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, NoOptions, SessionKey
 
-NS = NS_CARBONS
-NS_FORWARD = ns.FORWARD
-NS_MUC_USER = ns.MUC_USER
-NS_CONFERENCE = ns.CONFERENCE
+NS = ns.CARBONS
 ENABLED: SessionKey[bool] = SessionKey("carbons.enabled")     # this resource wants copies
 _MESSAGE = "{%s}message" % ns.CLIENT
 _WRAPPERS = ("{%s}sent" % NS, "{%s}received" % NS)
@@ -106,24 +104,13 @@ class Carbons(Module[NoOptions]):
         resources = self.sessions.resources(user)
         if not any(_enabled(s) for s in resources):
             return
-        originals = self._originals(ev.to, el.get("type") or "normal")
+        # Who gets the original: the router's RFC 6121 §8.5 choice.
+        originals = self.ctx.recipients(ev.to, el.get("type") or "normal")
         if not originals:
             return                  # no live recipient: offline storage, no copies
         for s in resources:
             if _enabled(s) and s not in originals:
                 self.ctx.send(_wrap("received", el, user, s.jid))
-
-    def _originals(self, to: JID, kind: str) -> list[Any]:
-        """Who gets the original: the router's RFC 6121 §8.5 choice (xmppd/router.py)."""
-        if to.resource is not None:
-            target = self.sessions.get(to)
-            if target is not None:
-                return [target]
-        targets = self.sessions.available(to.bare)
-        if targets:
-            top = targets[0].priority
-            targets = [s for s in targets if s.priority == top]
-        return targets
 
 
 def _enabled(session: Any) -> bool:
@@ -137,15 +124,15 @@ def _eligible(el: etree._Element, content: Content, *, inbound: bool) -> bool:
         return False
     if kind not in ("chat", "normal"):
         return False
-    muc = el.find("{%s}x" % NS_MUC_USER)
+    muc = el.find("{%s}x" % ns.MUC_USER)
     if muc is not None:
         # Invitations are copied; a private message from an occupant is not (the room sends
         # it to each of the user's joined clients), one to an occupant is.
-        return muc.find("{%s}invite" % NS_MUC_USER) is not None or not inbound
+        return muc.find("{%s}invite" % ns.MUC_USER) is not None or not inbound
     if kind == "chat" or content.body or content.receipt or content.marker \
             or content.chat_state:
         return True
-    return el.find("{%s}x" % NS_CONFERENCE) is not None      # XEP-0249
+    return el.find("{%s}x" % ns.CONFERENCE) is not None      # XEP-0249
 
 
 def _wrap(direction: str, original: etree._Element, user: JID, to: JID) -> etree._Element:
@@ -156,7 +143,5 @@ def _wrap(direction: str, original: etree._Element, user: JID, to: JID) -> etree
     if kind is not None:
         out.set("type", kind)
     wrapper = etree.SubElement(out, "{%s}%s" % (NS, direction), nsmap={None: NS})  # type: ignore[dict-item]
-    forwarded = etree.SubElement(wrapper, "{%s}forwarded" % NS_FORWARD,
-                                 nsmap={None: NS_FORWARD})  # type: ignore[dict-item]
-    forwarded.append(copy.deepcopy(original))
+    forwarded(copy.deepcopy(original), parent=wrapper)
     return out

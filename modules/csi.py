@@ -27,16 +27,16 @@ from typing import Any
 
 from lxml import etree
 
-from modules.receipts import NS_CARBONS, NS_CHATSTATES, classify
 from stanzas import ns
+from stanzas.content import classify
 from xmppd import hooks
 from xmppd.hooks import EARLY, STOP, SessionEvent, StanzaEvent
 from xmppd.module import Module, ModuleContext, SessionKey, number
 
 NS = ns.CSI
 _CSI = "{%s}" % NS
-_CHATSTATES = NS_CHATSTATES.encode()
-_FORWARDED = "{urn:xmpp:forward:0}forwarded/{%s}message" % ns.CLIENT
+_CHATSTATES = ns.CHATSTATES.encode()
+_FORWARDED = "{%s}forwarded/{%s}message" % (ns.FORWARD, ns.CLIENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class _Held:
             el = etree.fromstring(data)
             inner = el
             for wrapper in ("sent", "received"):
-                found = el.find("{%s}%s/%s" % (NS_CARBONS, wrapper, _FORWARDED))
+                found = el.find("{%s}%s/%s" % (ns.CARBONS, wrapper, _FORWARDED))
                 if found is not None:
                     inner = found
             if classify(inner).chat_state_only:

@@ -44,7 +44,7 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.web.server import NOT_DONE_YET
 
-from stanzas import iq, ns
+from stanzas import forms, iq, ns
 from stanzas.errors import StanzaError, error_reply
 from storage.files import DiskFileStorage, FileStorage, Slot, UploadStore
 from stanzas.jid import JID
@@ -76,7 +76,6 @@ class UploadOptions:
 class HttpUpload(Module[UploadOptions]):
     name = "http_upload"
     xeps = (363,)
-    depends = ("disco",)
     Options = UploadOptions
 
     def __init__(self, ctx: ModuleContext[UploadOptions]) -> None:
@@ -131,13 +130,9 @@ class HttpUpload(Module[UploadOptions]):
                          name="HTTP File Upload")
         for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, NS):
             etree.SubElement(q, d + "feature", var=feature)
-        x = etree.SubElement(q, "{jabber:x:data}x", type="result")     # XEP-0128, §3
-        for var, value, hidden in (("FORM_TYPE", NS, True),
-                                   ("max-file-size", str(self.ctx.options.max_file_size), False)):
-            field = etree.SubElement(x, "{jabber:x:data}field", var=var)
-            if hidden:
-                field.set("type", "hidden")
-            etree.SubElement(field, "{jabber:x:data}value").text = value
+        q.append(forms.build("result", [                                 # XEP-0128, §3
+            forms.Field("max-file-size", None, values=[str(self.ctx.options.max_file_size)])],
+            form_type=NS))
         return iq.result(req.stanza, q)
 
     def disco_items(self, req: IqRequest) -> iq.Reply:

@@ -22,6 +22,8 @@
 Config ([modules.offline]):
   max_messages  int  default 1000  stored messages per user; more: <service-unavailable/>
 Storage: OfflineStore (table offline_messages), written by group commit (storage/batch.py).
+Optional: the stream_mgmt module (StreamManagementService, looked up when delivering): without
+it a message is deleted once written to the client's connection.
 """
 from __future__ import annotations
 
@@ -32,10 +34,12 @@ from typing import Any
 from lxml import etree
 from twisted.python.failure import Failure
 
-from modules.receipts import classify, delay
 from modules.stream_mgmt import StreamManagementService
-from stanzas import ns
-from storage.batch import GroupCommit
+from stanzas.content import classify
+from stanzas.errors import StanzaError, error_reply
+from stanzas.delay import delay, delayed_by, stamp
+from storage.batch import MAX_PENDING, GroupCommit
+from storage.errors import StorageError
 from storage.offline import NewOffline
 from xmppd import hooks
 from xmppd.hooks import STOP, AvailableEvent, StanzaEvent, UserEvent, UserOffline
@@ -44,7 +48,6 @@ from xmppd.module import Module, ModuleContext, number
 from xmppd.xmlstream import serialize
 
 FEATURE = "msgoffline"
-_DELAY = "{%s}delay" % ns.DELAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +64,12 @@ class Offline(Module[OfflineOptions]):
         self.ctx = ctx
         self.store = ctx.stores.offline
         self.limit = ctx.options.max_messages
+        # Storage down: writes wait and are retried (bounded); acks wait with them.
         self.adds: GroupCommit[NewOffline, bool] = GroupCommit(
-            lambda items: self.store.add(items, self.limit), name="offline store")
+            lambda items: self.store.add(items, self.limit), name="offline store",
+            clock=ctx.clock, max_pending=MAX_PENDING)
         self.deletes: GroupCommit[tuple[JID, int], int] = GroupCommit(
-            self._delete, name="offline delete")
+            self._delete, name="offline delete", clock=ctx.clock, max_pending=MAX_PENDING)
         self.in_flight: dict[JID, set[int]] = {}    # stored messages a session has, unacked
         self.clean: set[JID] = set()                # available users with nothing to deliver
         self.stored = ctx.metrics.counter("offline_stored", "messages stored for offline users")
@@ -90,7 +95,7 @@ class Offline(Module[OfflineOptions]):
         user = ev.to.bare
         self.clean.discard(user)
         d = self.adds.add(NewOffline(user, self.ctx.clock.now(), serialize(ev.stanza)))
-        return d.addCallbacks(self._stored, self._not_stored)
+        return d.addCallbacks(self._stored, self._not_stored, errbackArgs=(ev,))
 
     def _stored(self, stored: bool) -> Any:
         if not stored:
@@ -98,8 +103,15 @@ class Offline(Module[OfflineOptions]):
         self.stored.inc()
         return STOP
 
-    def _not_stored(self, failure: Failure) -> None:
-        self.ctx.log.warning("offline message not stored: %s", failure.value)
+    def _not_stored(self, failure: Failure, ev: StanzaEvent) -> object:
+        error = failure.value
+        if isinstance(error, StorageError) and error.transient:
+            # Too much waits for storage (it is down): a transient refusal, never a permanent
+            # error for a transient fault (DESIGN.md "Storage down").
+            self.ctx.send(error_reply(ev.stanza, StanzaError.resource_constraint(
+                "messages cannot be stored right now; try again later")))
+            return STOP
+        self.ctx.log.warning("offline message not stored: %s", error)
         return None                 # the router answers <service-unavailable/>
 
     # -- delivering --------------------------------------------------------------------------
@@ -122,8 +134,8 @@ class Offline(Module[OfflineOptions]):
                 if msg.seq in busy:
                     continue
                 el = etree.fromstring(msg.stanza)
-                if not any(d.get("from") == self.ctx.host for d in el.iter(_DELAY)):
-                    el.append(delay(self.ctx.host, msg.stored_at))
+                if not delayed_by(el, self.ctx.host):
+                    delay(stamp(msg.stored_at, micro=True), self.ctx.host, el)
                 busy.add(msg.seq)
                 done = functools.partial(self._done, user, msg.seq)
                 if tracker is not None:
@@ -137,7 +149,7 @@ class Offline(Module[OfflineOptions]):
 
     def _tracker(self) -> StreamManagementService | None:
         try:
-            return self.ctx.service(StreamManagementService)
+            return self.ctx.service(StreamManagementService)    # optional (module docstring)
         except LookupError:
             return None
 

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from collections.abc import Coroutine
-from typing import Any, Callable
+from typing import Any
 
 from lxml import etree
 from twisted.internet import defer
@@ -40,6 +39,7 @@ from stanzas.errors import StanzaError, error_reply
 from xmppd import hooks
 from xmppd.hooks import STOP, AvailableEvent, PresenceQuery, StanzaEvent, UserOffline
 from stanzas.jid import JID
+from xmppd.concurrency import KeyedLock
 from xmppd.module import Module, ModuleContext, SessionKey, number
 from xmppd.xmlstream import serialize
 
@@ -48,8 +48,6 @@ _C = "{%s}" % ns.CLIENT
 ONLINE: SessionKey[bool] = SessionKey("presence.online")
 # directed presence recipients (RFC 6121 §4.6), in order
 DIRECTED: SessionKey[dict[JID, None]] = SessionKey("presence.directed")
-# orders one session's presence work
-LOCK: SessionKey[defer.DeferredLock] = SessionKey("presence.lock")
 _TYPES = frozenset({None, "unavailable", "probe", "error", "subscribe", "subscribed",
                     "unsubscribe", "unsubscribed"})
 
@@ -70,6 +68,10 @@ class Presence(Module[PresenceOptions]):
         self.roster = ctx.service(RosterService)
         self.max_directed = ctx.options.max_directed
         self.local_domains = ctx.local_domains
+        # One session's presence work runs in arrival order: a broadcast waiting for a roster
+        # load must not be overtaken by that session's next presence (keyed by full JID, which
+        # a resumed session keeps).
+        self.serial: KeyedLock[JID] = KeyedLock()
         ctx.hook(hooks.presence_in, self.on_presence)
         ctx.hook(hooks.session_closed, self.on_closed)
 
@@ -87,9 +89,9 @@ class Presence(Module[PresenceOptions]):
             return None                 # inbound presence: the router delivers it
         if el.get("to") is None:
             if kind is None:
-                return _serial(session, lambda: self.available(session, el))
+                return self.serial.run(session.jid, lambda: self.available(session, el))
             if kind == "unavailable":
-                return _serial(session, lambda: self.unavailable(session, el))
+                return self.serial.run(session.jid, lambda: self.unavailable(session, el))
             return STOP                 # a probe or error to nobody
         if kind == "probe":             # §4.3: stamped with the bare JID, then answered
             probe = _presence("probe", ev.sender.bare, ev.to.bare)
@@ -143,7 +145,7 @@ class Presence(Module[PresenceOptions]):
                 await self._gone(session, _presence("unavailable", session.jid, None), "",
                                  include_sender=False)
             return None
-        return _serial(session, gone)
+        return self.serial.run(session.jid, gone)
 
     async def _gone(self, session: Any, el: etree._Element, status: str,
                     include_sender: bool) -> None:
@@ -235,20 +237,6 @@ def _presence(kind: str | None, sender: JID, to: JID | None) -> etree._Element:
     if to is not None:
         el.set("to", str(to))
     return el
-
-
-def _serial(session: Any, work: Callable[[], Coroutine[Any, Any, object]]) -> Any:
-    """Run one session's presence work in arrival order: a broadcast waiting for a roster
-    load must not be overtaken by that session's next presence."""
-    lock = session.setdefault(LOCK, defer.DeferredLock)
-
-    async def run() -> object:
-        await lock.acquire()
-        try:
-            return await work()
-        finally:
-            lock.release()
-    return run()
 
 
 async def _settle(result: Any) -> Any:

@@ -35,6 +35,7 @@ from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import PrivateQuery, UserEvent
 from stanzas.jid import JID
+from xmppd.concurrency import KeyedLock
 from xmppd.module import IqRequest, Module, ModuleContext, number, size
 
 NS = ns.PRIVATE
@@ -59,7 +60,7 @@ class PrivateStorage(Module[PrivateOptions]):
     def __init__(self, ctx: ModuleContext[PrivateOptions]) -> None:
         self.ctx = ctx
         self.kv = ctx.stores.kv
-        self.locks: dict[JID, defer.DeferredLock] = {}
+        self.locks: KeyedLock[JID] = KeyedLock()     # one set per account at a time
         ctx.disco_feature(NS)
         ctx.iq_get(NS, "query", self.get, to="self")
         ctx.iq_set(NS, "query", self.set, to="self")
@@ -112,11 +113,7 @@ class PrivateStorage(Module[PrivateOptions]):
         return tuple(etree.fromstring(data, _PARSER)) if data else ()
 
     async def _save(self, user: JID, values: dict[str, bytes]) -> None:
-        lock = self.locks.get(user)
-        if lock is None:
-            lock = self.locks[user] = defer.DeferredLock()
-        await lock.acquire()
-        try:
+        async with self.locks.hold(user):
             index = await self._index(user)
             known = dict.fromkeys(index + list(values))
             if len(known) > self.ctx.options.max_namespaces:
@@ -127,10 +124,6 @@ class PrivateStorage(Module[PrivateOptions]):
                 changes[NS] = "\n".join(known).encode()
             if not await self.kv.update(user, changes, self.ctx.clock.now()):
                 raise StanzaError.internal_server_error("the account is gone")
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self.locks.pop(user, None)
 
     async def _index(self, user: JID) -> list[str]:
         data = await self.kv.get(user, NS)

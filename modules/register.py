@@ -6,6 +6,11 @@
   <conflict/> if the name is taken (§3.1), <not-acceptable/> if a field is missing or the
   password too short (§3.1, §3.5), <jid-malformed/> for a name that is not a valid localpart.
   The `<register/>` stream feature is offered to those addresses (§5).
+- Sign-ups are limited (xmppd/throttle.py, for the whole process): one per stream (a second:
+  <not-acceptable/>, as §3.1's "register a second identity" allows), `max_per_ip` per address
+  and `max_total` from everyone within `window`; past those <resource-constraint/> of type
+  wait (ejabberd answers the same "so quickly" error; Prosody's mod_register_limits counts
+  the same way).
 - Logged in: `get` answers <registered/> with the username (§3.2); `set` with username and
   password changes the password (§3.3); `set` with <remove/> deletes the account: the result
   is sent first, then the account's sessions close (§3.2, ejabberd and Prosody do the same).
@@ -18,6 +23,9 @@ Not here: account creation from the command line (xmppd/ctl.py), account storage
 Config ([modules.register]):
   allow_from            list of IP networks   default []   who may register before logging in
   min_password_length   int                   default 1    shorter passwords get <not-acceptable/>
+  max_per_ip            int                   default 5    sign-ups from one address per window (0: no limit)
+  max_total             int                   default 100  sign-ups from anyone per window (0: no limit)
+  window                duration              default "1 h"
 Storage: accounts (through the server's account operations); the edited lists in host
 settings "register.allow" / "register.deny" (JSON lists of networks).
 """
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +42,8 @@ from twisted.internet import defer
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
-from xmppd.module import IqRequest, Module, ModuleContext, networks, number
+from xmppd.module import IqRequest, Module, ModuleContext, duration, networks, number
+from xmppd.throttle import registration_throttle
 
 _Q = "{%s}" % ns.REGISTER
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,6 +53,9 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class RegisterOptions:
     allow_from: tuple[_Network, ...] = networks(default=())
     min_password_length: int = number(default=1, minimum=1, maximum=1024)
+    max_per_ip: int = number(default=5, minimum=0)
+    max_total: int = number(default=100, minimum=0)
+    window: float = duration(default="1 h", minimum=1)
 
 
 class RegistrationPolicy:
@@ -107,6 +120,9 @@ class Register(Module[RegisterOptions]):
         self.accounts = ctx.accounts
         self.policy = RegistrationPolicy(ctx)
         ctx.provide(self.policy)
+        # One count for the process: keyed by the account operations every host shares.
+        self.throttle = registration_throttle(ctx.accounts)
+        self.signed_up: weakref.WeakSet[object] = weakref.WeakSet()   # streams that did
         ctx.disco_feature(ns.REGISTER)
         ctx.allow_preauth_iq(self.allowed)
         ctx.stream_feature(self.feature, stage="preauth")
@@ -135,13 +151,25 @@ class Register(Module[RegisterOptions]):
         if req.payload.find(_Q + "remove") is not None:
             raise StanzaError.not_authorized("log in to delete an account")     # §3.2
         username, password = self._credentials(req)
+        opts, now = self.ctx.options, self.ctx.clock.now()
+        ip = getattr(req.session, "peer_ip", None)
+        if req.session is not None and req.session in self.signed_up:
+            raise StanzaError.not_acceptable("one account per connection")      # §3.1
+        reached = self.throttle.allowed(ip, now, window=opts.window, per_ip=opts.max_per_ip,
+                                        total=opts.max_total)
+        if reached is not None:
+            self.ctx.log.warning("in-band registration refused: %s limit reached", reached,
+                                 extra={"event": "registration_throttled", "ip": ip})
+            raise StanzaError.resource_constraint("too many new accounts; try again later")
         try:
             created = await self.accounts.register(username, self.ctx.host, password)
         except ValueError as e:
             raise StanzaError.jid_malformed(str(e)) from None
         if not created:
             raise StanzaError.conflict("that username is taken")               # §3.1
-        ip = getattr(req.session, "peer_ip", None)
+        self.throttle.registered(ip, now, window=opts.window)
+        if req.session is not None:
+            self.signed_up.add(req.session)
         self.ctx.log.info("registered %s@%s in-band", username, self.ctx.host,
                           extra={"event": "registered", "ip": ip})
         return iq.result(req.stanza)

@@ -44,6 +44,7 @@ from stanzas.errors import StanzaError
 from xmppd import hooks
 from xmppd.hooks import SessionEvent, StanzaEvent, UserEvent, VCardEvent
 from stanzas.jid import JID
+from xmppd.concurrency import OneLoad
 from xmppd.module import IqRequest, Module, ModuleContext, size
 
 NS = ns.VCARD
@@ -68,7 +69,7 @@ class VCard(Module[VCardOptions]):
         self.ctx = ctx
         self.kv = ctx.stores.kv
         self.hashes: dict[JID, str] = {}          # photo hash ("" = none) of online users
-        self.loading: dict[JID, list[defer.Deferred[str | None]]] = {}
+        self.loading: OneLoad[JID, str | None] = OneLoad(self._unreadable)
         ctx.disco_feature(NS)                     # XEP-0054 §4
         ctx.disco_feature(NS, to="account")
         ctx.iq_get(NS, "vCard", self.own, to="self")
@@ -133,34 +134,21 @@ class VCard(Module[VCardOptions]):
 
     def _load(self, user: JID) -> defer.Deferred[str | None]:
         """The user's photo hash from storage (None if unreadable); one read per user at once."""
-        d: defer.Deferred[str | None] = defer.Deferred()
-        waiters = self.loading.get(user)
-        if waiters is not None:
-            waiters.append(d)
-            return d
-        self.loading[user] = [d]
-        defer.Deferred.fromCoroutine(self._read_hash(user)).addBoth(self._loaded, user)
-        return d
+        return self.loading(user, lambda: self._read_hash(user))
 
-    async def _read_hash(self, user: JID) -> str:
+    async def _read_hash(self, user: JID) -> str | None:
         stored = await self.kv.get(user, NS_UPDATE)
         if stored is not None:
-            return stored.decode()
-        card = await self.kv.get(user, NS)      # a vCard written without its hash
-        return photo_hash(_parse(card)) if card else ""
-
-    def _loaded(self, result: str | Failure, user: JID) -> None:
-        waiters = self.loading.pop(user, [])
-        found: str | None
-        if isinstance(result, Failure):
-            self.ctx.log.warning("avatar hash of %s unreadable: %s", user, result.value)
-            found = None
+            found = stored.decode()
         else:
-            found = result
-            if self.ctx.sessions.resources(user):
-                self.hashes[user] = found
-        for d in waiters:
-            d.callback(found)
+            card = await self.kv.get(user, NS)      # a vCard written without its hash
+            found = photo_hash(_parse(card)) if card else ""
+        if self.ctx.sessions.resources(user):
+            self.hashes[user] = found
+        return found
+
+    def _unreadable(self, user: JID, failure: Failure) -> None:
+        self.ctx.log.warning("avatar hash of %s unreadable: %s", user, failure.value)
 
     def warm(self, ev: SessionEvent) -> None:
         user = ev.session.jid.bare

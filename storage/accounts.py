@@ -13,7 +13,6 @@ Not here: SASL (xmppd/sasl.py), registration (modules/register.py), `xmppctl` (x
 """
 from __future__ import annotations
 
-import logging
 import re
 import struct
 from dataclasses import dataclass
@@ -23,12 +22,10 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.cache import Cache
+from storage.cached import ReadThrough
 from storage.db import Database
-from storage.errors import StorageError
 from storage.models import account_credentials, accounts
 from storage.credentials import ScramCredentials
-
-log = logging.getLogger(__name__)
 
 # RFC 4422 §3.1: a mechanism name is 1 to 20 upper-case letters, digits, hyphens or underscores.
 _MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}")
@@ -292,71 +289,34 @@ class CachedAccountStore:
 
     def __init__(self, inner: AccountStore, cache: Cache, *, ttl: float = 300.0, absent_ttl: float = 30.0) -> None:
         self._inner = inner
-        self._cache = cache
-        self._ttl = ttl
-        self._absent_ttl = absent_ttl
-        self._writes = 0
+        self._cache: ReadThrough[Account | None] = ReadThrough(
+            cache, encode=encode_account,
+            ttl=lambda account: ttl if account else absent_ttl, what="account")
 
     @staticmethod
     def _key(username: str, host: str) -> str:
         return f"account/{host}/{username}"  # '/' is not allowed in a localpart or domainpart
 
-    async def _written(self, username: str, host: str) -> None:
-        self._writes += 1
-        await self._cache.delete(self._key(username, host))
-
-    async def _fill(self, key: str, account: Account | None, writes: int) -> None:
-        if writes != self._writes:
-            return  # a write overlapped our read: what we read may be what it replaced
-        await self._cache.set(key, encode_account(account), self._ttl if account else self._absent_ttl)
-        if writes != self._writes:
-            # A write finished while the set was in flight; with a threaded cache runner its
-            # delete may have reached the cache before our set did. Delete again.
-            await self._cache.delete(key)
-
     async def get(self, username: str, host: str) -> Account | None:
-        key = self._key(username, host)
-        try:
-            cached = await self._cache.get(key)
-        except StorageError as e:
-            # Logins keep working from the database while the cache is down.
-            log.warning("account cache unavailable, reading the database: %s", e)
-            return await self._inner.get(username, host)
-        if cached is not None:
-            try:
-                return decode_account(cached, username, host)
-            except ValueError:
-                pass  # written by another version of us; read through and overwrite
-        writes = self._writes
-        account = await self._inner.get(username, host)
-        try:
-            await self._fill(key, account, writes)
-        except StorageError as e:
-            log.warning("account cache unavailable, not caching: %s", e)
-        return account
+        # Logins keep working from the database while the cache is down.
+        return await self._cache.get(self._key(username, host),
+                                     lambda: self._inner.get(username, host),
+                                     decode=lambda data: decode_account(data, username, host))
 
     async def create(
         self, username: str, host: str, credentials: dict[str, ScramCredentials], created_at: float
     ) -> bool:
-        self._writes += 1
-        try:
-            return await self._inner.create(username, host, credentials, created_at)
-        finally:
-            await self._written(username, host)
+        return await self._cache.invalidating(
+            self._key(username, host),
+            lambda: self._inner.create(username, host, credentials, created_at))
 
     async def set_credentials(self, username: str, host: str, credentials: dict[str, ScramCredentials]) -> bool:
-        self._writes += 1
-        try:
-            return await self._inner.set_credentials(username, host, credentials)
-        finally:
-            await self._written(username, host)
+        return await self._cache.invalidating(
+            self._key(username, host), lambda: self._inner.set_credentials(username, host, credentials))
 
     async def delete(self, username: str, host: str) -> bool:
-        self._writes += 1
-        try:
-            return await self._inner.delete(username, host)
-        finally:
-            await self._written(username, host)
+        return await self._cache.invalidating(
+            self._key(username, host), lambda: self._inner.delete(username, host))
 
     async def list_users(self, host: str) -> list[str]:
         return await self._inner.list_users(host)
@@ -365,11 +325,8 @@ class CachedAccountStore:
         return await self._inner.count(host)
 
     async def set_disabled(self, username: str, host: str, disabled: bool) -> bool:
-        self._writes += 1
-        try:
-            return await self._inner.set_disabled(username, host, disabled)
-        finally:
-            await self._written(username, host)
+        return await self._cache.invalidating(
+            self._key(username, host), lambda: self._inner.set_disabled(username, host, disabled))
 
     async def disabled_users(self, host: str) -> list[str]:
         return await self._inner.disabled_users(host)

@@ -13,7 +13,7 @@
   without holes (XEP-0313 §3.2: deleted messages are the oldest).
 Indexes: (host, username, seq) primary key for time-ordered pages, (host, username, peer, seq)
 for 'with', (host, username, id) for id look-ups, (seq) for retention.
-Not here: what is archived, stanza-ids, query syntax (modules/mam.py).
+Not here: what is archived, stanza-ids, query syntax (modules/mam/).
 """
 from __future__ import annotations
 

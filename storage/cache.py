@@ -66,7 +66,8 @@ def _check_ttl(ttl: float | None) -> None:
 
 
 def _wrong_type(key: str) -> StorageError:
-    return StorageError(f"WRONGTYPE: key {key!r} holds a different kind of value")
+    return StorageError(f"WRONGTYPE: key {key!r} holds a different kind of value",
+                        transient=False)
 
 
 class MemoryCache:
@@ -219,7 +220,7 @@ class RedisCache:
             return fn(self._redis)
         except ResponseError as e:
             if str(e).startswith("WRONGTYPE"):
-                raise StorageError(f"WRONGTYPE: {e}") from e
+                raise StorageError(f"WRONGTYPE: {e}", transient=False) from e
             raise StorageError(f"Redis: {e}") from e
         except RedisError as e:
             raise StorageError(f"Redis: {type(e).__name__}: {e}") from e

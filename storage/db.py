@@ -198,7 +198,8 @@ class Database:
                 # even the implicit context: PostgreSQL's DETAIL ("Failing row contains (…)")
                 # could hold credentials. The traceback (where it failed) is kept.
                 cause = DatabaseFailure(_describe(e)).with_traceback(e.__traceback__)
-        raise StorageError(str(cause)) from cause
+                transient = not isinstance(e, (exc.IntegrityError, exc.DataError))
+        raise StorageError(str(cause), transient=transient) from cause
 
 
 def _passing(result: T, then: Callable[[], Any]) -> T:

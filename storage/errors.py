@@ -11,4 +11,13 @@ from __future__ import annotations
 
 
 class StorageError(Exception):
-    """A storage backend failed in a way the caller should expect and survive."""
+    """A storage backend failed in a way the caller should expect and survive.
+
+    `transient`: the backend is unreachable, overloaded or restarting (connection refused or
+    lost, timeouts, "database is locked"): the same operation can succeed later, so a write the
+    server promised must be retried, and a client may only be told to wait. False for failures
+    that repeating will not fix (a constraint violation, a value the column cannot hold)."""
+
+    def __init__(self, message: str = "", *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

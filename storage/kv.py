@@ -13,7 +13,6 @@ Not here: what a namespace's value means (the modules), caches (`storage/cache.p
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -22,12 +21,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from storage.cache import Cache
+from storage.cached import ReadThrough
 from storage.db import Database
-from storage.errors import StorageError
 from storage.models import kv_items
 from stanzas.jid import JID
-
-log = logging.getLogger(__name__)
 
 MAX_NAMESPACE = 255    # kv_items.namespace is String(255)
 
@@ -135,6 +132,18 @@ _ABSENT = b"\x00"
 _PRESENT = b"\x01"
 
 
+def _encode(value: bytes | None) -> bytes:
+    return _ABSENT if value is None else _PRESENT + value
+
+
+def _decode(data: bytes) -> bytes | None:
+    if data == _ABSENT:
+        return None
+    if data[:1] == _PRESENT:
+        return data[1:]
+    raise ValueError("not a kv cache record")
+
+
 class CachedKeyValueStore:
     """`KeyValueStore` with `get` served from a cache; writes go to `inner`, then invalidate.
 
@@ -149,11 +158,13 @@ class CachedKeyValueStore:
     def __init__(self, inner: KeyValueStore, cache: Cache, *, ttl: float = 3600.0,
                  absent_ttl: float = 300.0, max_cached_size: int = 16384) -> None:
         self._inner = inner
-        self._cache = cache
-        self._ttl = ttl
-        self._absent_ttl = absent_ttl
-        self._max_cached_size = max_cached_size
-        self._writes = 0
+
+        def lifetime(value: bytes | None) -> float | None:
+            if value is None:
+                return absent_ttl
+            return ttl if len(value) <= max_cached_size else None     # not cached
+        self._cache: ReadThrough[bytes | None] = ReadThrough(
+            cache, encode=_encode, decode=_decode, ttl=lifetime, what="kv")
 
     @staticmethod
     def _key(user: JID, namespace: str) -> str:
@@ -162,58 +173,20 @@ class CachedKeyValueStore:
 
     async def get(self, user: JID, namespace: str) -> bytes | None:
         _check_namespace(namespace)
-        key = self._key(user, namespace)
-        try:
-            cached = await self._cache.get(key)
-        except StorageError as e:
-            log.warning("kv cache unavailable, reading the database: %s", e)
-            return await self._inner.get(user, namespace)
-        if cached == _ABSENT:
-            return None
-        if cached is not None and cached[:1] == _PRESENT:
-            return cached[1:]
-        writes = self._writes
-        value = await self._inner.get(user, namespace)
-        try:
-            await self._fill(key, value, writes)
-        except StorageError as e:
-            log.warning("kv cache unavailable, not caching: %s", e)
-        return value
-
-    async def _fill(self, key: str, value: bytes | None, writes: int) -> None:
-        if writes != self._writes:
-            return      # a write overlapped our read: what we read may be what it replaced
-        if value is None:
-            await self._cache.set(key, _ABSENT, self._absent_ttl)
-        elif len(value) <= self._max_cached_size:
-            await self._cache.set(key, _PRESENT + value, self._ttl)
-        else:
-            return
-        if writes != self._writes:
-            await self._cache.delete(key)   # a write finished while our set was in flight
-
-    async def _invalidate(self, user: JID, namespaces: list[str]) -> None:
-        self._writes += 1
-        for namespace in namespaces:
-            await self._cache.delete(self._key(user, namespace))
+        return await self._cache.get(self._key(user, namespace),
+                                     lambda: self._inner.get(user, namespace))
 
     async def put(self, user: JID, namespace: str, value: bytes, updated_at: float) -> bool:
         return await self.update(user, {namespace: value}, updated_at)
 
     async def delete(self, user: JID, namespace: str) -> bool:
         _check_namespace(namespace)
-        self._writes += 1
-        try:
-            return await self._inner.delete(user, namespace)
-        finally:
-            await self._invalidate(user, [namespace])
+        return await self._cache.invalidating(self._key(user, namespace),
+                                              lambda: self._inner.delete(user, namespace))
 
     async def update(self, user: JID, changes: Mapping[str, bytes | None],
                      updated_at: float) -> bool:
         for namespace in changes:
             _check_namespace(namespace)
-        self._writes += 1
-        try:
-            return await self._inner.update(user, changes, updated_at)
-        finally:
-            await self._invalidate(user, list(changes))
+        return await self._cache.invalidating([self._key(user, n) for n in changes],
+                                              lambda: self._inner.update(user, changes, updated_at))

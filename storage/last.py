@@ -10,7 +10,6 @@ Not here: who may read it (modules/last.py).
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,12 +17,10 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.cache import Cache
+from storage.cached import ReadThrough
 from storage.db import Database
-from storage.errors import StorageError
 from storage.models import last_activity
 from stanzas.jid import JID
-
-log = logging.getLogger(__name__)
 
 MAX_STATUS = 4096       # characters kept of the status text (the column's size)
 
@@ -113,11 +110,11 @@ def decode_last(data: bytes) -> LastSeen | None:
 
 
 class CachedLastActivityStore:
-    """`LastActivityStore` with reads from a cache.
+    """`LastActivityStore` with reads from a cache (storage/cached.py `ReadThrough`).
 
     `put` writes the database, then the cache (write-through); `delete` removes both. A `get`
-    that overlapped a write on this node does not fill the cache (write counter). If the cache
-    fails, reads go to the database and writes still reach it.
+    that overlapped a write on this node does not fill the cache. If the cache fails, reads
+    go to the database and writes still reach it.
 
     Args:
         ttl: seconds an entry lives in the cache; bounds staleness across nodes.
@@ -125,51 +122,19 @@ class CachedLastActivityStore:
 
     def __init__(self, inner: LastActivityStore, cache: Cache, *, ttl: float = 86400.0) -> None:
         self._inner = inner
-        self._cache = cache
-        self._ttl = ttl
-        self._writes = 0
+        self._cache: ReadThrough[LastSeen | None] = ReadThrough(
+            cache, encode=encode_last, decode=decode_last, ttl=ttl, what="last-activity")
 
     @staticmethod
     def _key(user: JID) -> str:
         return f"last/{user}"
 
     async def get(self, user: JID) -> LastSeen | None:
-        key = self._key(user)
-        try:
-            cached = await self._cache.get(key)
-        except StorageError as e:
-            log.warning("last-activity cache unavailable, reading the database: %s", e)
-            return await self._inner.get(user)
-        if cached is not None:
-            try:
-                return decode_last(cached)
-            except ValueError:
-                pass
-        writes = self._writes
-        seen = await self._inner.get(user)
-        if writes == self._writes:
-            try:
-                await self._cache.set(key, encode_last(seen), self._ttl)
-                if writes != self._writes:
-                    await self._cache.delete(key)
-            except StorageError as e:
-                log.warning("last-activity cache unavailable, not caching: %s", e)
-        return seen
+        return await self._cache.get(self._key(user), lambda: self._inner.get(user))
 
     async def put(self, user: JID, seen: LastSeen) -> None:
-        self._writes += 1
-        try:
-            await self._inner.put(user, seen)
-        except BaseException:
-            await self._cache.delete(self._key(user))
-            raise
-        self._writes += 1
-        seen = LastSeen(seen.at, seen.status[:MAX_STATUS])
-        await self._cache.set(self._key(user), encode_last(seen), self._ttl)
+        await self._cache.writing_through(self._key(user), lambda: self._inner.put(user, seen),
+                                          LastSeen(seen.at, seen.status[:MAX_STATUS]))
 
     async def delete(self, user: JID) -> None:
-        self._writes += 1
-        try:
-            await self._inner.delete(user)
-        finally:
-            await self._cache.delete(self._key(user))
+        await self._cache.invalidating(self._key(user), lambda: self._inner.delete(user))

@@ -3,9 +3,10 @@
 configuration and affiliations, and each room's message archive.
 
 - `MucStore` is the contract; `SqlMucStore` its SQL implementation (SQLite, PostgreSQL).
-  Only persistent rooms are stored (XEP-0045 §10.2 "Make Room Persistent?"); a temporary room
-  lives in memory and goes away with its last occupant. A room's configuration is an opaque
-  JSON object that modules/muc/ interprets.
+  Persistent rooms are stored (XEP-0045 §10.2 "Make Room Persistent?"), and so are temporary
+  rooms that keep an archive, for as long as they last (the archive hangs off its room's row;
+  modules/muc/ deletes the row with the room). A room's configuration is an opaque JSON object
+  that modules/muc/ interprets.
 - Affiliations (§5.2) are kept per (room, bare JID or domain), with the reserved nickname and
   the reason given; `set_affiliations` applies several changes in one transaction, so an admin
   IQ changing three members is all or nothing. Deleting a room deletes its affiliations and

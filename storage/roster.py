@@ -15,7 +15,6 @@ Not here: the rules deciding what to write (modules/roster/).
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -23,12 +22,10 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.cache import Cache
+from storage.cached import ReadThrough
 from storage.db import Database
-from storage.errors import StorageError
 from storage.models import roster_items, roster_versions
 from stanzas.jid import JID
-
-log = logging.getLogger(__name__)
 
 Subscription = Literal["none", "to", "from", "both"]
 SUBSCRIPTIONS: tuple[Subscription, ...] = ("none", "to", "from", "both")
@@ -203,12 +200,12 @@ def decode_roster(data: bytes) -> Roster:
 
 
 class CachedRosterStore:
-    """`RosterStore` with `get` served from a cache.
+    """`RosterStore` with `get` served from a cache (storage/cached.py `ReadThrough`).
 
     Writes go to `inner` first, then delete the cache entry; a `get` that overlapped a write on
-    this node does not fill the cache (a write counter checked before and after the fill), so
-    it cannot put back what the write replaced. Across nodes sharing Redis the same race is
-    bounded by `ttl`. If the cache fails, reads go to the database.
+    this node does not fill the cache, so it cannot put back what the write replaced. Across
+    nodes sharing Redis the same race is bounded by `ttl`. If the cache fails, reads go to the
+    database.
 
     Args:
         ttl: seconds a cached roster lives.
@@ -216,61 +213,26 @@ class CachedRosterStore:
 
     def __init__(self, inner: RosterStore, cache: Cache, *, ttl: float = 3600.0) -> None:
         self._inner = inner
-        self._cache = cache
-        self._ttl = ttl
-        self._writes = 0
+        self._cache: ReadThrough[Roster] = ReadThrough(
+            cache, encode=encode_roster, decode=decode_roster, ttl=ttl, what="roster")
 
     @staticmethod
     def _key(user: JID) -> str:
         return f"roster/{user}"
 
     async def get(self, user: JID) -> Roster:
-        key = self._key(user)
-        try:
-            cached = await self._cache.get(key)
-        except StorageError as e:
-            log.warning("roster cache unavailable, reading the database: %s", e)
-            return await self._inner.get(user)
-        if cached is not None:
-            try:
-                return decode_roster(cached)
-            except ValueError:
-                pass    # written by another version of us: read through and overwrite
-        writes = self._writes
-        roster = await self._inner.get(user)
-        if writes == self._writes:
-            try:
-                await self._cache.set(key, encode_roster(roster), self._ttl)
-                if writes != self._writes:
-                    await self._cache.delete(key)   # a write finished while the set was in flight
-            except StorageError as e:
-                log.warning("roster cache unavailable, not caching: %s", e)
-        return roster
-
-    async def _invalidate(self, user: JID) -> None:
-        self._writes += 1
-        await self._cache.delete(self._key(user))
+        return await self._cache.get(self._key(user), lambda: self._inner.get(user))
 
     async def put(self, user: JID, item: RosterItem, *, bump: bool = True) -> int:
-        self._writes += 1
-        try:
-            return await self._inner.put(user, item, bump=bump)
-        finally:
-            await self._invalidate(user)
+        return await self._cache.invalidating(
+            self._key(user), lambda: self._inner.put(user, item, bump=bump))
 
     async def remove(self, user: JID, contact: JID, *, bump: bool = True) -> int:
-        self._writes += 1
-        try:
-            return await self._inner.remove(user, contact, bump=bump)
-        finally:
-            await self._invalidate(user)
+        return await self._cache.invalidating(
+            self._key(user), lambda: self._inner.remove(user, contact, bump=bump))
 
     async def delete_user(self, user: JID) -> None:
-        self._writes += 1
-        try:
-            await self._inner.delete_user(user)
-        finally:
-            await self._invalidate(user)
+        await self._cache.invalidating(self._key(user), lambda: self._inner.delete_user(user))
 
     async def holders(self, contact: JID) -> list[JID]:
         return await self._inner.holders(contact)

@@ -8,7 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED = [*ROOT.glob("modules/**/*.py"), *ROOT.glob("stanzas/**/*.py"),
            ROOT / "xmppd/c2s.py", ROOT / "xmppd/xmlstream.py", ROOT / "xmppd/router.py",
-           ROOT / "xmppd/sessions.py", ROOT / "xmppd/hooks.py", ROOT / "xmppd/module.py"]
+           ROOT / "xmppd/sessions.py", ROOT / "xmppd/hooks.py", ROOT / "xmppd/module.py",
+           *ROOT.glob("xmppd/s2s/*.py"),       # federation's sans-IO core and its service
+           ROOT / "xmppd/concurrency.py"]
 FORBIDDEN = re.compile(r"from twisted\.internet import reactor|time\.time\(|time\.monotonic\(|"
                        r"asyncio\.sleep\(|^\s*print\(")
 

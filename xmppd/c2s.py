@@ -75,6 +75,13 @@ class Authenticated:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """SASL ended in `not-authorized` for `username`@`host` (counted by xmppd/throttle.py)."""
+    username: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
 class BindRequest:
     """Bind `resource` (None: server chooses); answer `bind_succeeded` or `bind_failed`."""
     user: JID
@@ -106,8 +113,8 @@ class Closed:
     error: StreamError | None = None
 
 
-Event = Union[StartTLS, NeedCredentials, Authenticated, BindRequest, PreAuthIq, Stanza, Nonza,
-              Closed]
+Event = Union[StartTLS, NeedCredentials, Authenticated, AuthFailed, BindRequest, PreAuthIq,
+              Stanza, Nonza, Closed]
 _Item = Union[StreamOpen, StreamClose, _E, StreamError]   # what the parser gave, in order
 
 
@@ -122,6 +129,7 @@ class C2SSettings:
     preauth_stanza_size: int = 8192
     preauth_elements: int = 32
     auth_timeout: float = 60.0
+    scram_iterations: int = 4096     # new credentials' count: what unknown users are shown
     # stream -> extra <stream:features/> children before auth (e.g. XEP-0077's <register/>)
     preauth_features: Callable[[C2SStream], list[_E]] = field(default=lambda stream: [])
     # stream -> extra features after auth (stream management, CSI, ...)
@@ -161,6 +169,7 @@ class C2SStream:
         self._initial_pending = False          # <auth/> came without an initial response
         self._mechanism = ""
         self._sasl_failures = 0
+        self._sasl_user: str | None = None     # who the exchange in progress is for
         self.framed = settings.framing != "tcp"
         self.parser = XmlStreamParser(max_stanza_size=settings.preauth_stanza_size,
                                       max_depth=settings.max_depth,
@@ -282,11 +291,9 @@ class C2SStream:
                 assert self._plain is not None
                 username, password = self._plain
                 self._plain = None
-                ok = False
-                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
-                    if creds and mech in creds:
-                        ok = PlainServer.verify(password, creds[mech], mech)
-                        break
+                # An unknown user costs the same PBKDF2 as a known one (no timing oracle).
+                ok = PlainServer.check(password, creds,
+                                       iterations=self.settings.scram_iterations)
                 if not ok:
                     raise SaslFailure("not-authorized")
                 self._succeed(username, b"")
@@ -493,6 +500,7 @@ class C2SStream:
             # RFC 6120 §6.4.2: a new <auth/> while one is in progress: "the receiving entity
             # MUST discard the ongoing handshake and MUST process a new handshake".
             self._sasl, self._plain, self._initial_pending = None, None, False
+            self._sasl_user = None
             mech = el.get("mechanism", "")
             if mech not in self._mechanisms():
                 self._sasl_fail(SaslFailure("invalid-mechanism"))
@@ -538,8 +546,10 @@ class C2SStream:
                 self._sasl = None
                 self._plain = (user, password)
             else:
-                self._sasl = ScramServer(self._mechanism, host=self.host)
+                self._sasl = ScramServer(self._mechanism, host=self.host,
+                                         fake_iterations=self.settings.scram_iterations)
                 user = self._valid_user(self._sasl.first(data))
+            self._sasl_user = user
             self._waiting = True
             self._events.append(NeedCredentials(user, self.host))
         except SaslFailure as f:
@@ -604,6 +614,9 @@ class C2SStream:
         self._out.append(("<failure xmlns='%s'><%s/>%s</failure>"
                           % (ns.SASL, failure.condition, text)).encode())
         self._sasl_failures += 1
+        if failure.condition == "not-authorized" and self._sasl_user and self.host:
+            self._events.append(AuthFailed(self._sasl_user, self.host))
+        self._sasl_user = None
         if self._sasl_failures >= _MAX_SASL_FAILURES:
             self.close(StreamError.policy_violation("too many failed authentication attempts"))
 

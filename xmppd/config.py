@@ -19,7 +19,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
+
+if TYPE_CHECKING:
+    from xmppd.s2s.options import ComponentConfig, S2SSection
 
 T = TypeVar("T")
 
@@ -64,6 +67,32 @@ def parse_size(value: object, where: str) -> int:
         if m and (m.group(2) or "b").lower() in _UNITS_SIZE:
             return int(float(m.group(1)) * _UNITS_SIZE[(m.group(2) or "b").lower()])
     raise ConfigError(f"{where}: expected a size such as \"256 KiB\" or \"10 MiB\", got {value!r}")
+
+
+def parse_rate(value: object, where: str) -> float | None:
+    """A rate per second: "256 KiB/s" (bytes), "100/s" (a count), or "off" (None)."""
+    if value == "off" or value is False:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 \
+            and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str) and value.rstrip().endswith("/s"):
+        amount = value.rstrip()[:-2]
+        try:
+            n = parse_size(amount, where) if not re.fullmatch(r"\s*[0-9.]+\s*", amount) \
+                else float(amount)
+        except (ConfigError, ValueError):
+            n = 0
+        if n > 0:
+            return float(n)
+    raise ConfigError(f"{where}: expected a rate such as \"256 KiB/s\" or \"100/s\", or "
+                      f"\"off\", got {value!r}")
+
+
+def rate(*, default: str | None) -> Any:
+    """A dataclass field holding a rate per second (float), or None for "off"."""
+    return field(default=parse_rate(default, "default") if default is not None else None,
+                 metadata={"kind": "rate"})
 
 
 def duration(*, default: float | str | None, minimum: float | None = None,
@@ -119,6 +148,8 @@ def _convert(value: object, hint: Any, meta: typing.Mapping[str, Any], where: st
         if seconds is not None and meta.get("minimum") is not None and seconds < meta["minimum"]:
             raise ConfigError(f"{where}: must be at least {meta['minimum']} s, got {value!r}")
         return seconds
+    if kind == "rate":
+        return parse_rate(value, where)
     if kind == "size":
         n = parse_size(value, where)
         if n < meta.get("minimum", 0):
@@ -211,10 +242,12 @@ class ListenerConfig:
     port: int = number(default=5222, minimum=0, maximum=65535)
     # "c2s": STARTTLS (RFC 6120); "c2s_tls": TLS at once (XEP-0368);
     # "http": WebSocket (RFC 7395), BOSH (XEP-0206), host-meta (XEP-0156) and HTTP upload;
+    # "s2s": other servers, STARTTLS (RFC 6120); "s2s_tls": other servers, TLS at once
+    # (XEP-0368); "component": external components (XEP-0114);
     # "metrics": Prometheus /metrics and the dashboard page (xmppd/listeners/metrics.py)
-    type: Literal["c2s", "c2s_tls", "http", "metrics"] = "c2s"
+    type: Literal["c2s", "c2s_tls", "http", "s2s", "s2s_tls", "component", "metrics"] = "c2s"
     bind: str = "127.0.0.1"
-    starttls: Literal["required", "optional", "off"] = "required"     # c2s only
+    starttls: Literal["required", "optional", "off"] = "required"     # c2s and s2s only
     port_file: str = ""           # write the bound port here (tests bind port 0)
     # -- http only --
     tls: bool = False             # HTTPS on this port
@@ -226,7 +259,8 @@ class ListenerConfig:
     upload_path: str = "/upload"
 
 
-_DEFAULT_PORTS = {"c2s": 5222, "c2s_tls": 5223, "http": 5280, "metrics": 5281}
+_DEFAULT_PORTS = {"c2s": 5222, "c2s_tls": 5223, "http": 5280, "s2s": 5269, "s2s_tls": 5270,
+                  "component": 5347, "metrics": 5281}
 _HTTP_ONLY = ("tls", "behind_tls_proxy", "cors_origins", "public_url", "websocket_path",
               "bosh_path", "upload_path")
 
@@ -238,9 +272,9 @@ def _listener(table: object, where: str) -> ListenerConfig:
         for key in _HTTP_ONLY:
             if key in table:
                 raise ConfigError(f"{where}.{key}: only for type = \"http\" listeners")
-    if lst.type != "c2s" and "starttls" in table:
-        raise ConfigError(f"{where}.starttls: only for type = \"c2s\" listeners "
-                          "(c2s_tls and http carry TLS themselves)")
+    if lst.type not in ("c2s", "s2s") and "starttls" in table:
+        raise ConfigError(f"{where}.starttls: only for type = \"c2s\" and \"s2s\" listeners "
+                          "(c2s_tls, s2s_tls and http carry TLS themselves; components have none)")
     if lst.type == "http":
         for key in ("websocket_path", "bosh_path", "upload_path"):
             path = getattr(lst, key)
@@ -271,6 +305,29 @@ class LimitsSection:
     max_sessions_per_user: int = number(default=16, minimum=1)
     # bytes waiting for a client that does not read; past it the link counts as dead
     max_output_buffer: int = size(default="1 MiB", minimum=64 * 1024)
+    # Connections (xmppd/limits.py): sockets of every listener, and BOSH sessions.
+    max_connections_per_ip: int = number(default=256, minimum=1)
+    max_unauthenticated_per_ip: int = number(default=32, minimum=1)
+    max_unauthenticated: int = number(default=4096, minimum=1)   # lowered below the fd limit
+    exempt_networks: tuple[Any, ...] = networks(default=())      # e.g. a reverse proxy
+    # HTTP: total time for a request's headers; for its body, plus 1 s per min-rate bytes
+    http_header_timeout: float = duration(default="20 s", minimum=1)
+    http_body_timeout: float = duration(default="30 s", minimum=1)
+    http_body_min_rate: float | None = rate(default="4 KiB/s")
+    # Traffic shaping of what a client sends (paused reads, never dropped data)
+    preauth_rate: float | None = rate(default="8 KiB/s")
+    preauth_burst: int = size(default="32 KiB", minimum=1024)
+    c2s_rate: float | None = rate(default="256 KiB/s")
+    c2s_burst: int = size(default="1 MiB", minimum=1024)
+    stanza_rate: float | None = rate(default="100/s")
+    stanza_burst: int = number(default=1000, minimum=1)
+    # Failed authentication (xmppd/throttle.py), per IP address and per account
+    auth_window: float = duration(default="10 min", minimum=1)
+    auth_delay_after: int = number(default=3, minimum=1)
+    auth_max_delay: float = duration(default="5 s", minimum=0)
+    auth_max_failures_per_ip: int = number(default=20, minimum=1)
+    auth_max_failures_per_account: int = number(default=50, minimum=1)
+    auth_ban_time: float = duration(default="10 min", minimum=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +350,8 @@ class Config:
     limits: LimitsSection
     auth: AuthSection
     modules: dict[str, dict[str, Any]]   # raw tables; each module validates its own
+    s2s: S2SSection = field(default_factory=lambda: _s2s_options().S2SSection())
+    components: tuple[ComponentConfig, ...] = ()
 
 
 _SECTIONS: dict[str, type] = {"server": ServerSection, "storage": StorageSection,
@@ -314,7 +373,7 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
-    known = set(_SECTIONS) | {"listeners", "modules"}
+    known = set(_SECTIONS) | {"listeners", "modules", "s2s", "components"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r} (known: "
@@ -353,4 +412,14 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
         if m not in _MECHANISMS:
             raise ConfigError(f"auth.mechanisms[{i}]: unknown mechanism {m!r} "
                               f"(known: {', '.join(sorted(_MECHANISMS))})")
-    return Config(path=path, listeners=listeners, modules=dict(modules), **sections)
+    options = _s2s_options()
+    s2s = options.parse_s2s(raw.get("s2s", {}))
+    components = options.parse_components(raw.get("components", []), server.hosts)
+    return Config(path=path, listeners=listeners, modules=dict(modules), s2s=s2s,
+                  components=components, **sections)
+
+
+def _s2s_options() -> Any:
+    """xmppd/s2s/options.py, which builds on this module's helpers (imported late)."""
+    from xmppd.s2s import options
+    return options

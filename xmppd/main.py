@@ -1,4 +1,4 @@
-# tests: tests/integration/test_ctl.py, tests/integration/test_core_slixmpp.py
+# tests: tests/integration/test_ctl.py, tests/integration/test_limits.py, tests/integration/test_core_slixmpp.py
 """`xmppd`: start the server from a config file (default conf/xmppd.toml)."""
 from __future__ import annotations
 
@@ -73,13 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
     setup_logging(config)
+    # Every connection is a file descriptor: take all the kernel allows us (xmppd/limits.py
+    # keeps strangers below it).
+    from xmppd.limits import raise_fd_limit
+    soft, hard = raise_fd_limit()
+    log.info("file descriptor limit %d (hard %d)", soft, hard)
 
     from twisted.internet import reactor
 
     from storage.cache import open_cache
     from storage.db import Database
     from xmppd.listeners.c2s import C2SFactory
-    from xmppd.listeners.http import HttpListener
+    from xmppd.listeners.http import HttpListener, TlsSiteFactory
     from xmppd.server import Server
     from xmppd.tls import TLSConfigError, ensure_certificate, server_context, stream_context
 
@@ -96,19 +101,25 @@ def main(argv: list[str] | None = None) -> int:
         runtime = Runtime(server, r)            # ports, admin socket, signals, shutdown
         tls_ctx = None
         cert, key = Path(config.tls.cert), Path(config.tls.key)
-        if any((lst.type == "c2s" and lst.starttls != "off") or lst.type == "c2s_tls"
-               or (lst.type == "http" and lst.tls) for lst in config.listeners):
+        if any((lst.type in ("c2s", "s2s") and lst.starttls != "off")
+               or lst.type in ("c2s_tls", "s2s_tls") or (lst.type == "http" and lst.tls)
+               for lst in config.listeners):
             if ensure_certificate(cert, key, list(config.server.hosts),
                                   generate=config.tls.generate_self_signed):
                 log.warning("generated a self-signed certificate at %s (development only)", cert)
             tls_ctx = stream_context(cert, key)
+        from xmppd.listeners import federation
+        s2s = federation.start(server, r, cert, key)
         for lst in config.listeners:
-            if lst.type == "http":
+            if lst.type in federation.TYPES:
+                assert s2s is not None
+                port = federation.listen(r, s2s, lst)
+            elif lst.type == "http":
                 web = HttpListener(server, lst)
                 if lst.tls:
-                    port = r.listenSSL(lst.port, web.site,
-                                       server_context(cert, key, alpn=[b"http/1.1"]),
-                                       interface=lst.bind)
+                    site_tls = TlsSiteFactory(server_context(cert, key, alpn=[b"http/1.1"]),
+                                              False, web.site)
+                    port = r.listenTCP(lst.port, site_tls, interface=lst.bind)
                 else:
                     port = r.listenTCP(lst.port, web.site, interface=lst.bind)
                 web.bound_port = port.getHost().port

@@ -140,42 +140,43 @@ class Router(IqRouting):
         host = self.server.hosts.get(to.domain)
         if host is not None:
             return self._dispatch(el, sender, to, host, session, held)
+        own = self.server.hosts.get(sender.domain) if session is not None else None
+        if el.tag == _PRESENCE and own is not None and own.hooks.has(hooks.presence_in):
+            # RFC 6121 §3.1.2, §4.6: the sender's server processes outbound subscription
+            # requests and directed presence, whatever domain they go to (roster states,
+            # bare-JID stamping; the presence module remembers rooms joined).
+            handled = own.hooks.run(hooks.presence_in, StanzaEvent(el, sender, to, session))
+            if isinstance(handled, defer.Deferred):
+                return handled.addCallback(self._after_outbound_presence, el, sender, to)
+            if handled:
+                return None
+        return self._elsewhere(el, sender, to)
+
+    def _after_outbound_presence(self, handled: bool, el: _E, sender: JID, to: JID) -> _Done:
+        return None if handled else self._elsewhere(el, sender, to)
+
+    def _elsewhere(self, el: _E, sender: JID, to: JID) -> _Done:
+        """To a service domain of ours, or to a remote server (federation). A service's answer
+        says when `el` is handled: None, or a Deferred (a room's archive write: the sender's
+        XEP-0198 ack waits for it)."""
         service = self.services.get(to.domain)
         if service is not None:
-            own = self.server.hosts.get(sender.domain) if session is not None else None
-            if el.tag == _PRESENCE and own is not None and own.hooks.has(hooks.presence_in):
-                # RFC 6121 §4.6: the sender's server processes outbound directed presence
-                # (the presence module remembers a room joined, to leave it on disconnect).
-                handled = own.hooks.run(hooks.presence_in, StanzaEvent(el, sender, to, session))
-                if isinstance(handled, defer.Deferred):
-                    return handled.addCallback(self._after_service_presence, service, el,
-                                               sender, to)
-                if handled:
-                    return None
-            self._to_service(service, el, sender, to)
-            return None
-        if self.remote is not None:
             try:
-                self.remote(el, sender, to)
-            except StanzaError as e:
-                self._bounce(el, e, sender)
+                done = service(el, sender, to)
+            except Exception:
+                log.exception("service %s failed on %s", to.domain, summary(el))
+                self._bounce(el, StanzaError.internal_server_error(), sender)
+                return None
+            return done if isinstance(done, defer.Deferred) else None
+        if self.remote is None:
+            self._bounce(el, StanzaError.remote_server_not_found(
+                f"this server does not federate with {to.domain}"), sender)
             return None
-        self._bounce(el, StanzaError.remote_server_not_found(
-            f"this server does not federate with {to.domain}"), sender)
-        return None
-
-    def _after_service_presence(self, handled: bool, service: Callable[[_E, JID, JID], Any],
-                                el: _E, sender: JID, to: JID) -> None:
-        if not handled:
-            self._to_service(service, el, sender, to)
-
-    def _to_service(self, service: Callable[[_E, JID, JID], Any], el: _E, sender: JID,
-                    to: JID) -> None:
         try:
-            service(el, sender, to)
-        except Exception:
-            log.exception("service %s failed on %s", to.domain, summary(el))
-            self._bounce(el, StanzaError.internal_server_error(), sender)
+            self.remote(el, sender, to)
+        except StanzaError as e:
+            self._bounce(el, e, sender)
+        return None
 
     def _dispatch(self, el: _E, sender: JID, to: JID, host: Host,
                   session: Session | None, held: _Held = None) -> _Done:

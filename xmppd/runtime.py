@@ -4,7 +4,8 @@ reload, and a graceful, bounded shutdown (issue 17 §3, §4).
 
 - SIGHUP: `reload()` (xmppd/reload.py: config, certificates, log file reopened for logrotate).
 - SIGTERM (and SIGINT, Ctrl-C): `shutdown()` runs as the reactor's "before shutdown" trigger:
-  1. every listening port stops accepting;
+  1. every listening port stops accepting (client, HTTP, federation, metrics, admin socket);
+     federation's streams end;
   2. `Server.stop`: modules say goodbye while clients are connected (`server_stopping`: rooms
      send 332), every client stream is closed with <system-shutdown/> — stream management
      ends those sessions, and what a client had not acknowledged goes to offline storage —
@@ -102,6 +103,8 @@ class Runtime:
             closing.append(defer.maybeDeferred(self.control.stopListening))
         await defer.DeferredList(closing, consumeErrors=True)
         began = self.server.clock.now()
+        if self.server.s2s is not None:         # federation: outgoing streams end first
+            self.server.s2s.stop()
         await self.server.stop()
         budget = self.server.config.server.shutdown_timeout - 1.0
         while any(len(gc) or gc.in_flight for gc in batch.live()) and \

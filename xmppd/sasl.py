@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
 import secrets
 import stringprep
 import unicodedata
+from collections.abc import Mapping
 
 from stanzas.jid import JID, JIDError, nameprep, nodeprep
 from storage.credentials import ScramCredentials
@@ -451,6 +453,13 @@ class ScramServer:
 # --- PLAIN (RFC 4616) -----------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _dummy_credentials(iterations: int) -> ScramCredentials:
+    """A SCRAM-SHA-256 credential nobody knows the password of (PLAIN's unknown users)."""
+    return derive_scram(secrets.token_urlsafe(24), "SCRAM-SHA-256", iterations=iterations)
+
+
+
 class PlainServer:
     """PLAIN (RFC 4616): `[authzid] NUL authcid NUL passwd`, checked against SCRAM credentials.
 
@@ -486,6 +495,23 @@ class PlainServer:
             authzid = saslprep(authzid, allow_unassigned=True)
         _check_authzid(authzid, authcid, host)
         return authzid, authcid, password
+
+    @staticmethod
+    def check(password: str, creds: Mapping[str, ScramCredentials] | None, *,
+              iterations: int = DEFAULT_ITERATIONS) -> bool:
+        """Whether `password` matches an account's credentials (`creds` by mechanism; None for
+        no such account), checked against the strongest stored mechanism.
+
+        An unknown account costs the same work as a known one: the password is checked against
+        a dummy SCRAM-SHA-256 credential with `iterations` (the count new credentials get), so
+        the answer's timing does not tell whether the account exists (RFC 5802 §9 asks the
+        same of SCRAM).
+        """
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+            if creds and mechanism in creds:
+                return PlainServer.verify(password, creds[mechanism], mechanism)
+        PlainServer.verify(password, _dummy_credentials(iterations), "SCRAM-SHA-256")
+        return False
 
     @staticmethod
     def verify(password: str, creds: ScramCredentials, mechanism: str) -> bool:

@@ -115,6 +115,7 @@ class Server:
         self.connections: set[Any] = set()      # every live C2S connection, bound or not
         # HTTP listeners started for this server (xmppd/listeners/http.py), in config order
         self.http_listeners: list[Any] = []
+        self.s2s: Any = None    # federation and components (xmppd/s2s/service.py), if configured
 
     def load_modules(self) -> None:
         """Instantiate the configured modules on every host (raises ConfigError)."""

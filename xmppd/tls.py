@@ -1,8 +1,11 @@
-# tests: tests/core/test_tlslayer.py, tests/core/test_config.py
+# tests: tests/core/test_tlslayer.py, tests/core/test_config.py, tests/integration/test_limits.py
 """TLS contexts for listeners, and a self-signed certificate for development start-ups.
 
-- TLS 1.2+ only (RFC 7590 §3.1 recommends against older versions), the platform's default
-  cipher suites, no compression, no renegotiation by the client.
+- TLS 1.2+ only (RFC 7590 §3.1 recommends against older versions). On TLS 1.2 only the
+  forward-secret AEAD suites of Mozilla's "intermediate" profile with ECDHE (RFC 7525 §4.2,
+  kept by RFC 9325 §4.2): no RSA key exchange, CBC, SHA-1 MACs, RC4 or 3DES; TLS 1.3's suites
+  are all AEAD and stay as OpenSSL has them. The client picks among them (it knows whether it
+  has AES hardware). No compression, no renegotiation by the client.
 - `ensure_certificate` writes a self-signed RSA-2048 certificate naming every virtual host
   (as subjectAltName dNSName) when the configured files are missing and generation is on.
 - `reload_certificates(cert, key)` loads a new pair into every context made here (SIGHUP,
@@ -24,6 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
+
+CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"))
+"""TLS 1.2 cipher suites offered (OpenSSL names)."""
 
 
 class TLSConfigError(Exception):
@@ -74,6 +83,7 @@ def stream_context(cert: Path, key: Path, *, alpn: list[str] | None = None) -> s
     TLS 1.2+, no compression, no renegotiation, optional ALPN (XEP-0368: `xmpp-client`)."""
     ctx = stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = stdlib_ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(CIPHERS)
     ctx.options |= stdlib_ssl.OP_NO_COMPRESSION | stdlib_ssl.OP_NO_RENEGOTIATION
     try:
         ctx.load_cert_chain(str(cert), str(key))
@@ -100,7 +110,9 @@ def server_context(cert: Path, key: Path, *, alpn: list[bytes] | None = None
     options = ssl.CertificateOptions(
         privateKey=pkey, certificate=leaf, extraCertChain=extra or None,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2, enableSessions=False,
-        acceptableProtocols=alpn)
+        acceptableProtocols=alpn,
+        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(  # type: ignore[no-untyped-call]
+            CIPHERS))
     # OpenSSL keeps ~34 KiB of read/write buffers per connection unless told to release them
     # when idle; most XMPP connections are idle most of the time (memory per idle connection is
     # a product goal, docs/PERFORMANCE.md).

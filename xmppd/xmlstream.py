@@ -1,4 +1,4 @@
-# tests: tests/core/test_xmlstream.py
+# tests: tests/core/test_xmlstream.py, tests/core/test_fuzz_parser.py
 """Incremental XML stream parser for XMPP (RFC 6120 §4, §11), sans-IO.
 
 - Fed bytes in any split; returns the stream header, each top-level element (an lxml element,
@@ -10,6 +10,11 @@
   occur literally in well-formed character data), so no DTD or entity is ever processed. Only an
   XML declaration at the very start of a document passes. CDATA sections are allowed; `&`, `<!`
   or `<?` inside one are refused too (no client sends them).
+- Namespaces in XML §3: the `xml` prefix bound to anything but its namespace, the `xmlns`
+  prefix declared, either reserved namespace bound to another prefix or made the default →
+  `<not-well-formed/>`. libxml2 only notes these and drops the declaration, so the byte scan
+  finds them too (xmppd/xmlreserved.py); one cut by the end of a read is held back until it
+  is whole, as a cut `&ref` is.
 - Malformed XML → `<not-well-formed/>`; a wrong stream namespace or root element →
   `<invalid-namespace/>`; an encoding other than UTF-8 → `<unsupported-encoding/>`; a stanza
   nested deeper than `max_depth` or with more than `max_elements` elements → `<policy-violation/>`.
@@ -44,8 +49,9 @@ Not here: what the header's attributes mean (xmppd/c2s.py).
 """
 from __future__ import annotations
 
+import codecs
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Literal, Union
 from xml.sax.saxutils import quoteattr
 
@@ -53,6 +59,7 @@ from lxml import etree
 
 from stanzas import ns
 from stanzas.errors import StreamError
+from xmppd.xmlreserved import NS_TAIL, ns_suspect, reserved_namespace_declaration
 
 _E = etree._Element
 _STREAM_TAG = "{%s}stream" % ns.STREAMS
@@ -64,6 +71,9 @@ _LANG = "{%s}lang" % ns.XML
 _RESTART_AFTER = 1 << 20
 _MIN_SLICE = 512
 _SUSPECT = re.compile(rb"&|<[!?]")
+_CONTROLS = bytes(c for c in range(0x20) if c not in b"\t\n\r")
+_CONTROL = re.compile(b"[" + re.escape(_CONTROLS) + b"]")
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 _GOOD_REF = re.compile(rb"&(?:lt|gt|amp|apos|quot|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});")
 _REF_PREFIX = re.compile(rb"&(?:[a-z]{0,4}|#[0-9]{0,7}|#x[0-9a-fA-F]{0,6})\Z")
 _XML_DECL = re.compile(rb"<\?xml\s[^<>]*?\?>")
@@ -86,6 +96,9 @@ _LAST_TAG = re.compile(
 class StreamOpen:
     attrs: dict[str, str]       # header attributes; xml:lang as "xml:lang"
     default_ns: str | None      # the content namespace declared on the header (jabber:client)
+    # every namespace the header declares, by prefix ("" for the default); s2s reads the
+    # dialback declaration (XEP-0220 §2.4.1: xmlns:db signals dialback support)
+    namespaces: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +164,8 @@ class XmlStreamParser:
         self._tail: bytes | None = b""  # the bytes since the last '<' (see _track_tail)
         self._doc_head = b""        # the document's first bytes, to place an XML declaration
         self._doc_fed = 0
+        self._started = False       # a byte other than a BOM or whitespace was seen
+        self._utf8 = _UTF8()        # validity across slices (libxml2 reports it lazily)
         self._since_restart = 0
 
     def _restart_clean(self) -> None:
@@ -257,6 +272,8 @@ class XmlStreamParser:
             self._compacted = False
             self._restart_clean()
         refused = self._scan(body) if _SUSPECT.search(body) is not None else None
+        if refused is None and ns_suspect(body):
+            refused = reserved_namespace_declaration(body, b"")
         if refused is not None:
             raise refused[1]
         try:
@@ -282,7 +299,7 @@ class XmlStreamParser:
         step = max(_MIN_SLICE, self.max_stanza_size // 8)
         pos, size = 0, len(data)
         while pos < size and not self.closed:
-            end = min(pos + step, size)
+            start, end = pos, min(pos + step, size)
             chunk = data[pos:end]
             keep = self._complete_prefix(chunk)
             if keep < len(chunk):
@@ -296,35 +313,62 @@ class XmlStreamParser:
                     end = pos + keep
             pos = end
             if chunk:
-                self._feed_slice(chunk, out)
+                # What follows in this read lets a declaration the cut went through be judged
+                # whole now (xmppd/xmlreserved.py).
+                after = start + len(chunk)
+                self._feed_slice(chunk, out, data[after:after + 1024])
 
     def _complete_prefix(self, chunk: bytes) -> int:
-        """Length of `chunk` without an incomplete `&ref`, `<`, `<![CDATA[` or XML declaration."""
+        """Length of `chunk` without an incomplete `&ref`, `<`, `<![CDATA[`, XML declaration
+        or reserved-namespace declaration (see the module docstring)."""
+        keep = len(chunk)                   # the earliest incomplete construct wins
+        ns = NS_TAIL.search(chunk, max(0, keep - 480))
+        if ns is not None:
+            keep = ns.start()
         amp = chunk.rfind(b"&", -12)
         if amp >= 0 and _REF_PREFIX.match(chunk, amp):
-            return amp
+            keep = min(keep, amp)
         if chunk[-1:] == b"<":
-            return len(chunk) - 1
+            keep = min(keep, len(chunk) - 1)
         lt = chunk.rfind(b"<!", -9)
         if lt >= 0 and _CDATA.startswith(chunk[lt:]):
-            return lt
+            keep = min(keep, lt)
         if not self._opened:
             # An XML declaration split across reads: scan it whole (it is short).
             lt = chunk.rfind(b"<?")
             if lt >= 0 and chunk.find(b">", lt) < 0 and len(chunk) - lt < 1024:
-                return lt
-        return len(chunk)
+                keep = min(keep, lt)
+        return keep
 
-    def _feed_slice(self, chunk: bytes, out: list[Event]) -> None:
+    def _feed_slice(self, chunk: bytes, out: list[Event], ahead: bytes = b"") -> None:
         was_clean = self._clean
         self._ended = 0
         self._opened_now = False
         refused = self._scan(chunk) if _SUSPECT.search(chunk) is not None else None
+        if len(chunk.translate(None, _CONTROLS)) != len(chunk):
+            # C0 controls but TAB, LF, CR are never XML (1.0 §2.2); libxml2 reports them only
+            # once the text around them ends, so split reads disagreed on what came first.
+            at = _CONTROL.search(chunk)
+            assert at is not None
+            if refused is None or at.start() < refused[0]:
+                refused = at.start(), StreamError.not_well_formed(
+                    "a control character is not an XML character")
+        bad_utf8 = self._utf8_error(chunk)
+        if bad_utf8 is not None and (refused is None or bad_utf8[0] < refused[0]):
+            refused = bad_utf8
+        if not self._opened and not self._started:
+            early = self._document_start(chunk)
+            if early is not None and (refused is None or early[0] < refused[0]):
+                refused = early
+        if ns_suspect(chunk + ahead if ahead else chunk):
+            bad_ns = reserved_namespace_declaration(chunk + ahead, self._tail, within=len(chunk))
+            if bad_ns is not None and (refused is None or bad_ns[0] < refused[0]):
+                refused = bad_ns
         if refused is not None:
             # libxml2 still reads what precedes the refused construct, so the outcome is the one
             # byte-by-byte reads give: an earlier error wins, and `</stream:stream>` before it is
             # a clean close.
-            chunk = chunk[:refused[0]]
+            chunk = chunk[:max(0, refused[0])]
         try:
             self._parser.feed(chunk)
             self._drain(out)
@@ -427,6 +471,41 @@ class XmlStreamParser:
                 return i, StreamError("unsupported-encoding", "only UTF-8 (RFC 6120 §11.6)")
         return None
 
+    def _utf8_error(self, chunk: bytes) -> tuple[int, StreamError] | None:
+        """Where `chunk` stops being UTF-8 (RFC 6120 §11.6), judged with the bytes before it:
+        libxml2 finds bad bytes only once more follow them, so split reads disagreed on which
+        error came first."""
+        if chunk.isascii() and not self._utf8.getstate()[0]:
+            return None
+        held = len(self._utf8.getstate()[0])
+        try:
+            self._utf8.decode(chunk)
+        except UnicodeDecodeError as e:
+            self._utf8.reset()
+            # Negative when the bad sequence began in an earlier slice: it comes first.
+            return e.start - held, StreamError.not_well_formed("invalid UTF-8")
+        return None
+
+    def _document_start(self, chunk: bytes) -> tuple[int, StreamError] | None:
+        """Before the root: after a BOM and whitespace the document must begin with '<'.
+        libxml2 judges other first bytes by how many it got at once (four NULs may be UTF-32);
+        deciding here gives every split the same answer."""
+        pos = 0
+        if self._doc_fed < len(_BOM) and self._doc_head == _BOM[:self._doc_fed]:
+            rest = _BOM[self._doc_fed:]
+            if rest.startswith(chunk):
+                return None         # all of it may still be a BOM
+            if chunk.startswith(rest):
+                pos = len(rest)
+        body = chunk[pos:].lstrip(_WS)
+        if not body:
+            return None
+        self._started = True
+        if body[:1] != b"<" or body[1:2] == b"/":
+            return len(chunk) - len(body), StreamError.not_well_formed(
+                "an XML document starts with '<'")
+        return None
+
     def _at_document_start(self, chunk: bytes, i: int) -> bool:
         """Whether position `i` of `chunk` is the start of the document (after a BOM, if any)."""
         return self._doc_fed + i <= len(_BOM) and self._doc_head + chunk[:i] in (b"", _BOM)
@@ -481,7 +560,7 @@ class XmlStreamParser:
         decls = " ".join("xmlns%s=%s" % (":" + p if p else "", quoteattr(uri))
                          for p, uri in root.nsmap.items())
         self._synthetic = ("<%s:stream %s>" % (root.prefix, decls)).encode()
-        return StreamOpen(attrs, default_ns)
+        return StreamOpen(attrs, default_ns, {p or "": uri for p, uri in root.nsmap.items()})
 
     def _detach(self, el: _E) -> _E:
         """A copy of the finished stanza that outlives the stream document.

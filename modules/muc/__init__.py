@@ -59,7 +59,6 @@ class MucOptions:
 class Muc(Module[MucOptions]):
     name = "muc"
     xeps = (45, 249, 313, 359, 410, 421)
-    depends = ("disco",)
     Options = MucOptions
 
     def __init__(self, ctx: ModuleContext[MucOptions]) -> None:

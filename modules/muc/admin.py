@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from modules.muc import codec, forms
+from modules.muc import codec
 from modules.muc.affiliations import (AFF_RANK, ADMIN, AFFILIATIONS, MEMBER, ROLES, Role,
                                       check_affiliation_change, check_role_change)
+from modules.muc.changes import (affiliation_changed, configuration_changed, members_only_now,
+                                 set_role)
 from modules.muc.codec import NS_ADMIN, NS_OWNER
 from modules.muc.messages import invitation
 from modules.muc.room import Occupant, Room
-from stanzas import iq
+from stanzas import forms, iq
 from stanzas.errors import StanzaError
 from storage.muc import Affiliation, AffiliationEntry
 from stanzas.jid import JID, JIDError
@@ -138,7 +140,7 @@ async def admin_set(service: MucService, room: Room, req: IqRequest) -> iq.Reply
                 else:
                     room.affiliations[key] = entry
             for key in changes:
-                room.affiliation_changed(key, old[key], actor, reasons[key])
+                affiliation_changed(room, key, old[key], actor, reasons[key])
             if room.config.members_only:
                 inviter = str(req.sender.bare)
                 for key, entry in changes.items():
@@ -147,7 +149,7 @@ async def admin_set(service: MucService, room: Room, req: IqRequest) -> iq.Reply
                         service.send(invitation(room, inviter, None, None, JID.parse(key)))
         for occ, role, reason in roles:
             if occ.nick in room.occupants:
-                room.set_role(occ, role, actor, reason)
+                set_role(room, occ, role, actor, reason)
     finally:
         room.lock.release()
     return iq.result(req.stanza)
@@ -279,7 +281,7 @@ async def configure(service: MucService, room: Room, form: forms.Submitted,
                 changes[key] = AffiliationEntry(aff, current.nick if current else "")
     if changes:
         _check_owners_left(room, changes)
-    was_locked = room.locked
+    was_archiving = room.archiving
     await service.store_config(room, new, changes)
     room.config = new
     room.locked = False
@@ -292,18 +294,7 @@ async def configure(service: MucService, room: Room, form: forms.Submitted,
             room.affiliations[key] = entry
     actor = room.by_session.get(sender)
     for key in changes:
-        room.affiliation_changed(key, old_affs[key], actor, None)
+        affiliation_changed(room, key, old_affs[key], actor, None)
     if new.members_only and not old.members_only:
-        room.members_only_now()
-    if not was_locked:
-        # §10.2.1: privacy changes get their own codes, anything else 104.
-        codes = set()
-        if new.archived != old.archived:
-            codes.add(170 if new.archived else 171)
-        if new.whois != old.whois:
-            codes.add(172 if new.non_anonymous else 173)
-        if new != old and not codes:
-            codes.add(104)
-        if codes and room.occupants:
-            room.announce(codes)
-
+        members_only_now(room)
+    configuration_changed(room, old, was_archiving)

@@ -7,13 +7,12 @@ extended presence information from an occupant, it MUST NOT reflect it"; XEP-042
 from __future__ import annotations
 
 import copy
-import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lxml import etree
 
-from stanzas import ns
+from stanzas import delay, ns
 from stanzas.errors import StanzaError, error_reply
 from stanzas.jid import JID
 
@@ -26,9 +25,6 @@ NS_STABLE_ID = NS_MUC + "#stable_id"
 NS_SELF_PING = NS_MUC + "#self-ping-optimization"       # XEP-0410 §3.3
 NS_OCCUPANT_ID = ns.OCCUPANT_ID               # XEP-0421
 NS_CONFERENCE = ns.CONFERENCE                   # XEP-0249
-NS_MAM = ns.MAM
-NS_RSM = ns.RSM
-NS_FORWARD = ns.FORWARD
 
 _C = "{%s}" % ns.CLIENT
 _E = etree._Element
@@ -38,7 +34,7 @@ STANZA_ID = "{%s}stanza-id" % ns.STANZA_ID
 DELAY = "{%s}delay" % ns.DELAY
 BODY, SUBJECT, THREAD = _C + "body", _C + "subject", _C + "thread"
 
-# XEP-0045 §16 Ghost Users: "delivery-related errors" after which an occupant is removed.
+# XEP-0045 §18.1.2 Ghost Users: "delivery-related errors" after which an occupant is removed.
 # RFC 6121 §8.5.3.2.1 makes a server answer a groupchat message to a gone resource with
 # <service-unavailable/>, so that counts too.
 DELIVERY_ERRORS = frozenset({"gone", "item-not-found", "recipient-unavailable", "redirect",
@@ -68,27 +64,17 @@ def stanza(kind: str, sender: JID | str, to: JID | str | None = None, *, type: s
     return out
 
 
-def stamp(t: float) -> str:
-    """XEP-0082 DateTime in UTC."""
-    when = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
-    frac = f".{when.microsecond // 1000:03d}" if when.microsecond else ""
-    return when.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
-
-
 def parse_stamp(text: str) -> float:
     """XEP-0082 DateTime to POSIX seconds; bad-request if it is not one."""
-    value = text.strip()
     try:
-        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise StanzaError.bad_request(f"not an XEP-0082 DateTime: {text!r}") from None
-    if when.tzinfo is None:
-        raise StanzaError.bad_request(f"a DateTime needs a time zone: {text!r}")
-    return when.timestamp()
+        return delay.parse_stamp(text)
+    except ValueError as e:
+        raise StanzaError.bad_request(str(e)) from None
 
 
 def add_delay(msg: _E, room: JID, at: float) -> None:
-    el("delay", ns.DELAY, msg, **{"from": str(room), "stamp": stamp(at)})
+    """History and the subject on join say when they were sent (§7.2.15, XEP-0203)."""
+    delay.delay(delay.stamp(at, micro=True), str(room), msg)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,21 @@
 """A room's configuration (XEP-0045 §10.2, §15.5.3 muc#roomconfig) and what it shows in
 service discovery (§6.4: room features, the muc#roominfo form).
 
-Every field offered is honoured and nothing else is offered. `muc#roomconfig_enablelogging`
-turns the room archive (MAM, XEP-0313) on or off; a persistent room with it on keeps its
-messages in the database, and joiners get status 170 (§7.2.12: "the discussions are logged").
-A submitted field we do not know is ignored (clients fill forms from other servers), a known
-one with a bad value is refused: booleans and numbers with <bad-request/>, values outside the
-options and policy violations (a password-protected room without a password, §10.1.3) with
-<not-acceptable/>.
+Every field offered is honoured and nothing else is offered. A submitted field we do not know
+is ignored (clients fill forms from other servers), a known one with a bad value is refused:
+booleans and numbers with <bad-request/>, values outside the options and policy violations (a
+password-protected room without a password, §10.1.3) with <not-acceptable/>.
+
+- The room archive (MAM, XEP-0313), on by default, is offered as `muc#roomconfig_enablelogging`
+  and also set by the names other servers offer: `muc#roomconfig_enablearchiving` (Prosody) and
+  `mam` (ejabberd); of several submitted, one that changes the setting wins (a client may echo
+  the field we offered and set another). Every room with it on keeps its messages in the
+  database, a temporary one until it goes away; joiners get 170 (§7.2.12).
+- A password protects: a form that sets a non-empty `muc#roomconfig_roomsecret` turns
+  password protection on unless the same form turns it off (from on to off: a form echoing the
+  "off" we offered does not count). Turning it off forgets the password, so the form sent back
+  unchanged later does not turn it on again; a form that sets an empty secret without saying
+  anything about protection turns it off.
 """
 from __future__ import annotations
 
@@ -18,8 +26,8 @@ from typing import Any, Literal
 from lxml import etree
 
 from stanzas import ns
-from modules.muc import forms
-from modules.muc.forms import Field, Submitted
+from stanzas import forms
+from stanzas.forms import Field, Submitted
 from stanzas.errors import StanzaError
 
 NS_ROOMCONFIG = ns.MUC_ROOMCONFIG
@@ -30,6 +38,8 @@ BROADCAST_ROLES = ("moderator", "participant", "visitor")
 _PM_OPTIONS = (("Anyone", "anyone"), ("Anyone with Voice", "participants"),
                ("Moderators Only", "moderators"), ("Nobody", "none"))
 _MAXUSERS = (10, 20, 30, 50, 100, 200, 500, 1000, 5000, 10000)
+# The archive switch: ours (XEP-0045's registered field), Prosody's and ejabberd's.
+ARCHIVE_FIELDS = ("muc#roomconfig_enablelogging", "muc#roomconfig_enablearchiving", "mam")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +82,14 @@ class RoomConfig:
 
     @property
     def archived(self) -> bool:
-        """Messages go to the database archive: only persistent rooms are stored."""
-        return self.persistent and self.logging
+        """Messages go to the room's archive (MAM)."""
+        return self.logging
+
+    @property
+    def in_store(self) -> bool:
+        """The room is in the database: persistent, or its archive is on (a temporary room's
+        archive hangs off its row, and goes with it)."""
+        return self.persistent or self.logging
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -157,6 +173,7 @@ class RoomConfig:
         if not 0 <= history <= limits.history_limit:
             raise StanzaError.not_acceptable(
                 f"muc#maxhistoryfetch: from 0 to {limits.history_limit}")
+        protected, password = self._password(form)
         new = replace(
             self,
             name=form.text("muc#roomconfig_roomname", self.name),
@@ -166,9 +183,8 @@ class RoomConfig:
             public=form.boolean("muc#roomconfig_publicroom", self.public),
             members_only=form.boolean("muc#roomconfig_membersonly", self.members_only),
             moderated=form.boolean("muc#roomconfig_moderatedroom", self.moderated),
-            password_protected=form.boolean("muc#roomconfig_passwordprotectedroom",
-                                            self.password_protected),
-            password=form.text("muc#roomconfig_roomsecret", self.password),
+            password_protected=protected,
+            password=password,
             max_users=max_users,
             whois="anyone" if form.choice("muc#roomconfig_whois", self.whois,
                                           ("moderators", "anyone")) == "anyone" else "moderators",
@@ -181,11 +197,27 @@ class RoomConfig:
             get_member_list=form.choices("muc#roomconfig_getmemberlist", self.get_member_list,
                                          BROADCAST_ROLES),
             history_length=history,
-            logging=form.boolean("muc#roomconfig_enablelogging", self.logging))
+            logging=self._archiving(form))
         if new.password_protected and not new.password:
             # §10.1.3: "because the password for a password-protected room is blank"
             raise StanzaError.not_acceptable("a password-protected room needs a password")
         return new
+
+    def _archiving(self, form: Submitted) -> bool:
+        """The archive switch after `form`: if any of its names asks for a change, the change
+        (every value is read, so a bad one is still <bad-request/>)."""
+        wanted = {form.boolean(var, self.logging) for var in ARCHIVE_FIELDS if form.has(var)}
+        return (not self.logging) if (not self.logging) in wanted else self.logging
+
+    def _password(self, form: Submitted) -> tuple[bool, str]:
+        """(password_protected, password) after `form`."""
+        secret = form.text("muc#roomconfig_roomsecret", self.password)
+        protect = form.boolean("muc#roomconfig_passwordprotectedroom", self.password_protected)
+        if self.password_protected and not protect:
+            return False, ""                                    # turned off: forgotten
+        if not form.has("muc#roomconfig_passwordprotectedroom") or not protect:
+            protect = bool(secret)      # the secret decides, unless the form turns it on
+        return protect, secret
 
     # -- what everyone sees (§6.4) ---------------------------------------------------------
     def features(self) -> list[str]:

@@ -3,8 +3,9 @@
 
 - Who may query (§5.1.2 MUC Archives): whoever may enter at the time of the query — not an
   outcast, a member or better in a members-only room, and in a password-protected room only
-  occupants and members. Others get <forbidden/>. Rooms without an archive (temporary, or
-  logging off) do not advertise urn:xmpp:mam:2 and answer <service-unavailable/>.
+  occupants and members. Others get <forbidden/>. Rooms with archiving off do not advertise
+  urn:xmpp:mam:2 and answer <service-unavailable/>; a temporary room's archive lasts as long
+  as the room (service.py deletes it with the room).
 - Filters: 'with' (an occupant JID of this room, i.e. a nickname: §4.1.1 "the publisher"),
   'start', 'end', 'after-id', 'before-id'; paging with XEP-0059 (<max/>, <after/>, <before/>,
   empty <before/> for the last page) and <flip-page/>. Pages hold at most 100 messages. An
@@ -21,11 +22,10 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from modules.muc import codec, forms
+from modules.muc import codec
 from modules.muc.affiliations import AFF_RANK, MEMBER
-from modules.muc.codec import NS_FORWARD, NS_MAM, NS_RSM
 from modules.muc.room import Room
-from stanzas import iq, ns
+from stanzas import delay, forms, iq, ns, rsm
 from stanzas.errors import StanzaError
 from storage.muc import ArchiveQuery
 from stanzas.jid import JID, JIDError
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
-_RSM = "{%s}" % NS_RSM
 
 
 def may_read(room: Room, user: JID) -> None:
@@ -52,11 +51,11 @@ def may_read(room: Room, user: JID) -> None:
 
 def fields(room: Room, req: IqRequest) -> iq.Reply:
     """§4.1.5: the query form."""
-    q = iq.empty(NS_MAM, "query")
+    q = iq.empty(ns.MAM, "query")
     q.append(forms.build("form", [
         forms.Field("with", "jid-single"), forms.Field("start", "text-single"),
         forms.Field("end", "text-single"), forms.Field("after-id", "text-single"),
-        forms.Field("before-id", "text-single")], form_type=NS_MAM))
+        forms.Field("before-id", "text-single")], form_type=ns.MAM))
     return iq.result(req.stanza, q)
 
 
@@ -65,7 +64,7 @@ async def query(service: MucService, room: Room, req: IqRequest) -> iq.Reply:
         raise StanzaError.service_unavailable("this room keeps no archive")
     may_read(room, req.sender)
     q = _parse(room, req.payload)
-    flip = req.payload.find("{%s}flip-page" % NS_MAM) is not None
+    flip = req.payload.find("{%s}flip-page" % ns.MAM) is not None
     await service.archive_settled()
     try:
         page = await service.store.query(room.jid, q)
@@ -77,11 +76,9 @@ async def query(service: MucService, room: Room, req: IqRequest) -> iq.Reply:
     messages = list(reversed(page.messages)) if flip else page.messages
     for m in messages:
         out = codec.stanza("message", room.jid, req.sender, id=secrets.token_hex(8))
-        result = codec.el("result", NS_MAM, out, id=m.stanza_id)
+        result = codec.el("result", ns.MAM, out, id=m.stanza_id)
         if query_id is not None:
             result.set("queryid", query_id)
-        fwd = codec.el("forwarded", NS_FORWARD, result)
-        codec.el("delay", ns.DELAY, fwd, stamp=codec.stamp(m.at))
         original = etree.fromstring(m.payload)
         for x in original.findall(codec.USER_X):
             original.remove(x)                                     # §8.2 spoofing
@@ -90,19 +87,17 @@ async def query(service: MucService, room: Room, req: IqRequest) -> iq.Reply:
             now = room.occupants.get(m.nick)
             role = now.role if now is not None and now.bare == sender else "none"
             codec.user_x(codec.Item(room.affiliation(sender), role, sender), (), original)
-        fwd.append(original)
+        delay.forwarded(original, when=delay.stamp(m.at, micro=True), parent=result)
         service.send(out)
-    fin = codec.el("fin", NS_MAM)
+    fin = codec.el("fin", ns.MAM)
     if page.complete:
         fin.set("complete", "true")
-    rsm = codec.el("set", NS_RSM, fin)
+    first = last = None
     if page.messages:
-        first, last = page.messages[0], page.messages[-1]
+        first, last = page.messages[0].stanza_id, page.messages[-1].stanza_id
         if flip:
             first, last = last, first
-        codec.el("first", NS_RSM, rsm, index=str(page.first_index or 0)).text = first.stanza_id
-        codec.el("last", NS_RSM, rsm).text = last.stanza_id
-    codec.el("count", NS_RSM, rsm).text = str(page.count)
+    rsm.answer(fin, first=first, last=last, first_index=page.first_index or 0, count=page.count)
     return iq.result(req.stanza, fin)
 
 
@@ -113,8 +108,8 @@ def _parse(room: Room, payload: etree._Element) -> ArchiveQuery:
     x = forms.find(payload)
     if x is not None:
         form = forms.parse_submit(x)
-        if form.form_type != NS_MAM:
-            raise StanzaError.bad_request(f"expected a {NS_MAM} form")
+        if form.form_type != ns.MAM:
+            raise StanzaError.bad_request(f"expected a {ns.MAM} form")
         unknown = set(form.values) - {"with", "start", "end", "after-id", "before-id"}
         if unknown:
             # §4.1.1: "MUST return a <bad-request/> for fields it does not understand"
@@ -131,24 +126,14 @@ def _parse(room: Room, payload: etree._Element) -> ArchiveQuery:
         end = codec.parse_stamp(form.text("end")) if form.text("end") else None
         after = form.text("after-id") or None
         before = form.text("before-id") or None
-    limit = DEFAULT_PAGE
-    rsm = payload.find(_RSM + "set")
-    if rsm is not None:
-        text = rsm.findtext(_RSM + "max")
-        if text is not None:
-            try:
-                limit = int(text)
-            except ValueError:
-                raise StanzaError.bad_request("<max/> must be a number") from None
-            if limit < 0:
-                raise StanzaError.bad_request("<max/> must not be negative")
-        if rsm.find(_RSM + "after") is not None:
-            after = rsm.findtext(_RSM + "after") or None
-        b = rsm.find(_RSM + "before")
-        if b is not None:
-            before = b.text or ""
-        if rsm.find(_RSM + "index") is not None:
-            raise StanzaError.feature_not_implemented("RSM <index/> is not supported")
+    page = rsm.parse(payload) or rsm.Request()
+    if page.index is not None:
+        # XEP-0059 §2.4: "MAY return a <feature-not-implemented/> error"
+        raise StanzaError.feature_not_implemented("RSM <index/> is not supported")
+    if page.after is not None:
+        after = page.after
+    if page.before is not None:
+        before = page.before
     return ArchiveQuery(start=start, end=end, nick=nick, after=after, before=before,
-                        limit=min(limit, MAX_PAGE))
+                        limit=page.limit(DEFAULT_PAGE, MAX_PAGE))
 

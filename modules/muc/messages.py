@@ -8,7 +8,7 @@ mediated invitations and declines (§7.8.2), and IQs to occupants (§18.4, XEP-0
 - A private message goes to every session of the recipient as a routed copy of its own (the
   recipient's archive and carbons see it, XEP-0313, XEP-0280 §6).
 - An error from an occupant's session that says the stanza could not be delivered removes
-  that session (§16 Ghost Users, 333); other errors to an occupant JID go back to the sender.
+  that session (§18.1.2 Ghost Users, 333); other errors to an occupant JID go back to the sender.
 - IQs to an occupant are relayed with our own ids, so neither side learns the other's real
   JID; a ping to oneself is answered at once (XEP-0410 §3.3).
 Not here: presence and the occupant list (room.py), admin and owner IQs (admin.py).
@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from modules.muc import codec, forms
+from modules.muc import codec
+from modules.muc.changes import affiliation_changed
 from modules.muc.affiliations import ADMIN, AFF_RANK, MEMBER
 from modules.muc.codec import NS_REQUEST, NS_USER
-from stanzas import iq, ns
+from stanzas import forms, iq, ns
 from stanzas.errors import StanzaError
 from storage.muc import AffiliationEntry
 from stanzas.jid import JID, JIDError
@@ -42,7 +43,7 @@ def receive(room: Room, el: _E, sender: JID, to: JID) -> Any:
     occ = room.by_session.get(sender)
     if kind == "error":
         if occ is not None and codec.condition(el) in codec.DELIVERY_ERRORS:
-            room.drop_session(occ, sender, codes=(333,))           # §16 Ghost Users
+            room.drop_session(occ, sender, codes=(333,))           # §18.1.2 Ghost Users
         elif occ is not None and to.resource is not None:
             relay_error(room, el, occ, to.resource)
         return None
@@ -72,6 +73,11 @@ def groupchat(room: Room, el: _E, sender: JID, occ: Occupant | None) -> None:
         return
     if occ.role == "visitor" or occ.role == "none":
         room.refuse(el, StanzaError.forbidden("you have no voice in this room"))  # §7.4
+        return
+    if room.config.archived and room.service.archive_writes.full:
+        # Storage down and the backlog full: not taken rather than not archived (DESIGN.md).
+        room.refuse(el, StanzaError.resource_constraint("the room archive is not available "
+                                                        "right now; try again later"))
         return
     if codec.is_subject_change(el):
         # §8.1: moderators; others only if muc#roomconfig_changesubject allows.
@@ -286,7 +292,7 @@ async def invite(room: Room, el: etree._Element, sender: JID, occ: Occupant | No
                 for k, entry in changes.items():
                     assert entry is not None
                     room.affiliations[k] = entry
-                    room.affiliation_changed(k, old[k], occ, None)
+                    affiliation_changed(room, k, old[k], occ, None)
         finally:
             room.lock.release()
         room.service.vacated(room)

@@ -1,6 +1,5 @@
 # tests: tests/modules/test_muc_occupants.py, tests/modules/test_muc_admin.py
-"""One room (XEP-0045): its occupants and their presence, history and subject, and what
-moderators, admins and owners change in it.
+"""One room (XEP-0045): its occupants and their presence.
 
 - Entering (§7.2): checks in this order — locked room <item-not-found/> (§7.2.11) unless an
   owner, banned <forbidden/> (§7.2.8), members-only <registration-required/> (§7.2.7), password
@@ -11,16 +10,15 @@ moderators, admins and owners change in it.
   created, +210 nick changed by us), history, subject (§7.1 order of events).
 - A second resource of the same user may take the same nick (§7.2.9 SHOULD): one occupant,
   several sessions; messages go to all of them. Presence shown is the last one a session sent.
-- Leaving (§7.14), nick change with 303 (§7.6), presence updates (§7.7); the effects of kicks
-  (307), bans (301), affiliation changes (§9, §10: 321, 322) and destruction (§10.9, or 332 at
-  shutdown).
+- Leaving (§7.14), nick change with 303 (§7.6), presence updates (§7.7), and removals by
+  others (kick, ban, affiliation: changes.py).
 - A presence without the muc <x/> from a non-occupant is answered with the kick §7.2.23
-  recommends (110, 307, 333). A delivery error from an occupant's session removes it (§16
+  recommends (110, 307, 333). A delivery error from an occupant's session removes it (§18.1.2
   Ghost Users, status 333).
 - Presence goes out at most four times serialised (with or without the real JID, self or
   others: router.fan_out).
-Not here: messages and IQs to occupants (messages.py), admin and owner IQs (admin.py), MAM
-(mam.py), loading and storing (service.py).
+Not here: history and subject for joiners (history.py), messages and IQs (messages.py), what
+moderators, admins and owners change (changes.py, admin.py), MAM (mam.py), storage (service.py).
 """
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ import base64
 import copy
 import hashlib
 import hmac
-import secrets
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,10 +34,9 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 from twisted.internet import defer
 
-from modules.muc import codec, messages
-from modules.muc.affiliations import (AFF_RANK, ADMIN, MEMBER, Role, default_role,
-                                      role_after_affiliation)
-from modules.muc.codec import Item, JoinRequest, NS_USER
+from modules.muc import codec, history, messages
+from modules.muc.affiliations import AFF_RANK, ADMIN, MEMBER, Role, default_role
+from modules.muc.codec import Item, JoinRequest
 from modules.muc.config import RoomConfig
 from stanzas import ns
 from stanzas.errors import StanzaError
@@ -141,6 +137,12 @@ class Room:
     @property
     def empty(self) -> bool:
         return not self.occupants
+
+    @property
+    def archiving(self) -> bool:
+        """Messages go to the room's archive: archiving is on and the room is configured
+        (a new room's messages are not kept until its owner has configured it, §10.1)."""
+        return self.config.archived and not self.locked
 
     # -- entry point -----------------------------------------------------------------------
     def receive(self, el: _E, sender: JID, to: JID) -> Any:
@@ -257,7 +259,7 @@ class Room:
         self_codes = set(codes) | {110}
         if self.config.non_anonymous:
             self_codes.add(100)                                     # §7.2.4
-        if self.config.archived:
+        if self.archiving:
             self_codes.add(170)                                     # §7.2.12
         mine = self.presence_of(occ, viewer_sees, self_codes)
         if join.get("id") is not None:
@@ -265,8 +267,8 @@ class Room:
         self.send_to([session], mine)
         if announce:
             self.broadcast_presence(occ, skip_self=True)
-        self.send_history(session, request)
-        self.send_subject(session)
+        history.send_history(self, session, request)
+        history.send_subject(self, session)
 
     def normalize_nick(self, nick: str) -> tuple[str, bool]:
         """§17.1: no empty or invisible nicknames. Surrounding spaces are trimmed, which the
@@ -294,7 +296,7 @@ class Room:
 
     def drop_session(self, occ: Occupant, session: JID, *, codes: Iterable[int] = (),
                      status: _E | None = None) -> None:
-        """One session leaves (§7.14) or is found gone (§16, 333). The occupant goes when its
+        """One session leaves (§7.14) or is found gone (§18.1.2, 333). The occupant goes when its
         last session does; otherwise the others stay and only this session hears 110."""
         if session not in occ.sessions:
             return
@@ -314,7 +316,7 @@ class Room:
                reason: str | None = None, status: _E | None = None,
                affiliation: str | None = None) -> None:
         """The occupant leaves the room: unavailable presence (role none) to itself with 110
-        and to everyone else (§7.14, §8.2 307, §9.1 301, §9.4 321, §10.2 322, §16 333)."""
+        and to everyone else (§7.14, §8.2 307, §9.1 301, §9.4 321, §10.2 322, §18.1.2 333)."""
         item_codes = set(codes)
         self.broadcast_presence(occ, type="unavailable", role="none", codes=item_codes,
                                 actor=actor, reason=reason, status=status,
@@ -394,104 +396,5 @@ class Room:
         if recipients:
             self.service.fan_out(stanza, recipients)
 
-    # -- history and subject (§7.2.15, §7.2.16) --------------------------------------------
-    def send_history(self, session: JID, request: JoinRequest) -> None:
-        limit = self.config.history_length
-        if request.maxstanzas is not None:
-            limit = min(limit, request.maxstanzas)
-        since = request.since
-        if request.seconds is not None:
-            since = max(since or 0.0, self.service.now() - request.seconds)
-        chosen: list[_E] = []
-        chars = 0
-        for entry in reversed(self.history):
-            if len(chosen) >= limit or (since is not None and entry.at < since):
-                break
-            out = copy.deepcopy(entry.message)
-            out.set("to", str(session))
-            codec.add_delay(out, self.jid, entry.at)
-            if request.maxchars is not None:
-                # §7.2.14: characters of the complete stanzas; never a partial one.
-                chars += len(etree.tostring(out, encoding="unicode"))
-                if chars > request.maxchars:
-                    break
-            chosen.append(out)
-        for out in reversed(chosen):
-            self.send(out)
-
-    def send_subject(self, session: JID) -> None:
-        sender = self.jid.with_resource(self.subject_nick) if self.subject_nick else self.jid
-        out = codec.stanza("message", sender, session, type="groupchat",
-                           id=secrets.token_hex(8))
-        etree.SubElement(out, codec.SUBJECT).text = self.subject
-        if self.subject_nick and self.subject_by is not None:
-            codec.el("occupant-id", codec.NS_OCCUPANT_ID, out, id=self.subject_by)  # XEP-0421
-        if self.subject_at is not None:
-            codec.add_delay(out, self.jid, self.subject_at)      # §7.2.16 SHOULD
-        self.send(out)
-
     def remember(self, message: _E, at: float, nick: str) -> None:
         self.history.append(HistoryEntry(message, at, nick))
-
-    # -- changes made by moderators, admins and owners -------------------------------------
-    def set_role(self, occ: Occupant, role: Role, actor: Occupant | None,
-                 reason: str | None) -> None:
-        if role == "none":
-            self.remove(occ, codes={307}, actor=actor.nick if actor else None,
-                        reason=reason)                                           # §8.2
-            return
-        occ.role = role
-        self.broadcast_presence(occ, reason=reason)                              # §8.3-§9.7
-
-    def affiliation_changed(self, jid: str, old: str, actor: Occupant | None,
-                            reason: str | None) -> None:
-        """After the affiliation of `jid` (a bare JID or a domain) changed: ban (301),
-        removal from a members-only room (321) or a presence update with the new affiliation
-        and role (§9.1-§9.4, §10.3-§10.8)."""
-        actor_nick = actor.nick if actor else None
-        for occ in list(self.occupants.values()):
-            if str(occ.bare) != jid and occ.bare.domain != jid:
-                continue
-            new = self.affiliation(occ.bare)
-            if new == "outcast":
-                self.remove(occ, codes={301}, actor=actor_nick, reason=reason)
-            elif self.config.members_only and AFF_RANK[new] < MEMBER:
-                # §9.4: only the unavailable presence, not a de-affiliation first.
-                self.remove(occ, codes={321}, actor=actor_nick, reason=reason)
-            else:
-                occ.role = role_after_affiliation(old, new, occ.role, self.config.moderated)
-                self.broadcast_presence(occ, reason=reason)
-
-    def members_only_now(self) -> None:
-        """§10.2 (322): non-members leave a room that became members-only."""
-        for occ in list(self.occupants.values()):
-            if AFF_RANK[self.affiliation(occ.bare)] < MEMBER:
-                self.remove(occ, codes={322})
-
-    def announce(self, codes: Iterable[int]) -> None:
-        """§10.2.1: a configuration change, as a message from the room with status codes."""
-        out = codec.stanza("message", self.jid, type="groupchat", id=secrets.token_hex(8))
-        codec.user_x(None, codes, out)
-        self.send_to(self.sessions(), out)
-
-    def destroy(self, reason: str | None, alternate: JID | None, password: str | None,
-                codes: Iterable[int] = ()) -> None:
-        """§10.9: one unavailable presence to each occupant, with <destroy/>; or, at service
-        shutdown, 332 (§11.2)."""
-        for occ in list(self.occupants.values()):
-            for session in occ.sessions:
-                out = codec.stanza("presence", self.jid.with_resource(occ.nick), session,
-                                   type="unavailable")
-                x = codec.user_x(Item("none", "none"), set(codes) | ({110} if codes else set()),
-                                 out)
-                if not codes:
-                    d = codec.el("destroy", NS_USER, x)
-                    if alternate is not None:
-                        d.set("jid", str(alternate))
-                    if reason:
-                        codec.el("reason", NS_USER, d).text = reason
-                    if password:
-                        codec.el("password", NS_USER, d).text = password
-                self.send(out)
-        self.occupants.clear()
-        self.by_session.clear()

@@ -12,11 +12,14 @@ keeps rooms and their archives in the database.
   "admins" (the `admins` list); others get <not-allowed/> (§10.1.1). A new room is locked
   until its owner configures it (or accepts the defaults: an instant room).
 - Rooms load lazily: a stanza for a room not in memory waits for one store read; stanzas
-  arriving meanwhile queue behind it in order. An empty temporary room goes away; an empty
-  persistent room leaves memory and is read again when someone comes back.
-- Archive writes are batched: what arrives while a write runs goes in the next transaction
-  (group commit), off the delivery path. MAM queries wait for writes in flight.
-Not here: occupants and messages (room.py), admin/owner IQs (admin.py), MAM (mam.py).
+  arriving meanwhile queue behind it in order. An empty temporary room goes away, with its
+  archive if it kept one (also at shutdown; one a crash left behind is deleted when read);
+  an empty persistent room leaves memory and is read again when someone comes back.
+- Archive writes are group-committed (storage/batch.py): what arrives while a write runs goes
+  in the next transaction, off the delivery path; `receive` tells the router when a stanza's
+  write is committed. MAM queries wait for writes in flight.
+Not here: occupants and messages (room.py, messages.py), admin/owner IQs (admin.py), MAM
+(mam.py), discovery answers (disco.py), effects of admin/owner changes (changes.py).
 """
 from __future__ import annotations
 
@@ -30,14 +33,17 @@ from lxml import etree
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from modules.muc import admin, codec, mam
-from modules.muc.codec import NS_ADMIN, NS_MAM, NS_MUC, NS_OWNER, NS_RSM
+from modules.muc import admin, codec, disco, mam
+from modules.muc.changes import room_destroyed
+from modules.muc.codec import NS_ADMIN, NS_OWNER
 from modules.muc.config import Limits, RoomConfig
 from modules.muc.room import HistoryEntry, Occupant, Room
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
+from storage.batch import MAX_PENDING, GroupCommit
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
+from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest
 from xmppd.xmlstream import serialize
 
@@ -56,48 +62,6 @@ class Policy:
     name: str
 
 
-class ArchiveWriter:
-    """Group commit: messages queue while a write is in flight and go in the next one."""
-
-    def __init__(self, store: MucStore, ctx: ModuleContext[Any]) -> None:
-        self.store = store
-        self.ctx = ctx
-        self.pending: list[ArchivedMessage] = []
-        self.busy = False
-        self.waiters: list[defer.Deferred[None]] = []
-
-    def add(self, message: ArchivedMessage) -> None:
-        self.pending.append(message)
-        if not self.busy:
-            self._write()
-
-    def _write(self) -> None:
-        batch, self.pending = self.pending, []
-        self.busy = True
-        d = defer.Deferred.fromCoroutine(self.store.archive(batch))
-        d.addBoth(self._written, len(batch))
-
-    def _written(self, result: Any, size: int) -> None:
-        if isinstance(result, Failure):
-            self.ctx.log.warning("room archive write of %d messages failed: %s", size,
-                                 result.value)
-        self.busy = False
-        if self.pending:
-            self._write()
-            return
-        waiters, self.waiters = self.waiters, []
-        for w in waiters:
-            w.callback(None)
-
-    def settled(self) -> defer.Deferred[None]:
-        """Fires once everything queued so far is written (or failed)."""
-        if not self.busy and not self.pending:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self.waiters.append(d)
-        return d
-
-
 class MucService:
     def __init__(self, ctx: ModuleContext[Any], domain: str, limits: Limits,
                  policy: Policy) -> None:
@@ -108,9 +72,13 @@ class MucService:
         self.policy = policy
         self.store: MucStore = ctx.stores.muc
         self.rooms: dict[JID, Room] = {}
-        self.loading: dict[JID, list[tuple[etree._Element, JID, JID]]] = {}
-        self.writer = ArchiveWriter(self.store, ctx)
-        self.writes: dict[JID, defer.Deferred[Any]] = {}   # per room: the last queued write
+        self.loading: OneLoad[JID, Room | None] = OneLoad()
+        # Storage down: writes wait and are retried (the senders' acks wait with them); past
+        # MAX_PENDING, messages for archived rooms are refused with a wait-type error.
+        self.archive_writes: GroupCommit[ArchivedMessage, None] = GroupCommit(
+            self._write_archive, name="room archive", clock=ctx.clock, max_pending=MAX_PENDING)
+        self._due: list[defer.Deferred[None]] | None = None    # archive writes of a stanza
+        self.writes: KeyedLock[JID] = KeyedLock()   # one room's writes, in the order made
 
     # -- plumbing used by rooms ------------------------------------------------------------
     def now(self) -> float:
@@ -131,28 +99,31 @@ class MucService:
         self.ctx.log.error("MUC %s failed: %s", what, f.getTraceback())
 
     # -- routing ---------------------------------------------------------------------------
-    def receive(self, el: etree._Element, sender: JID, to: JID) -> None:
-        """The router's handler for everything addressed to the service domain."""
+    def receive(self, el: etree._Element, sender: JID, to: JID) -> defer.Deferred[None] | None:
+        """The router's handler for everything addressed to the service domain. None once
+        `el` is handled, else a Deferred that fires when it is: after the room was read from
+        the store and the archive write `el` caused is committed (an XEP-0198 ack for a
+        groupchat message waits for it, as for a 1:1 archive write: DESIGN.md "✓ sent")."""
         if to.local is None:
             self.to_service(el, sender, to)
-            return
+            return None
         room = self.rooms.get(to.bare)
         if room is not None:
-            self.dispatch(room, el, sender, to)
-            return
-        queued = self.loading.get(to.bare)
-        if queued is not None:
-            queued.append((el, sender, to))
-            return
-        self.loading[to.bare] = [(el, sender, to)]
-        d = defer.Deferred.fromCoroutine(self._load(to.bare))
-        d.addBoth(self._loaded, to.bare)
+            return self._durable(lambda: self.dispatch(room, el, sender, to))
+        # One store read per room; stanzas arriving meanwhile wait for it, in order.
+        first = to.bare not in self.loading
+        d = self.loading(to.bare, lambda: self._load(to.bare))
+        return d.addCallbacks(self._loaded, self._not_loaded, callbackArgs=(el, sender, to),
+                              errbackArgs=(el, to.bare, first))
 
     async def _load(self, jid: JID) -> Room | None:
         """A stored room with its last messages as the join history (§7.2.15), which an
-        archived room keeps across restarts."""
+        archived room keeps across restarts; in memory before any waiting stanza runs."""
         stored = await self.store.load_room(jid)
         if stored is None:
+            return None
+        if not RoomConfig.from_json(stored.config).persistent:
+            await self.store.delete_room(jid)   # a temporary room's archive, left by a crash
             return None
         room = Room.from_stored(self, stored)
         if room.config.archived:
@@ -160,28 +131,39 @@ class MucService:
                 el = etree.fromstring(m.payload)
                 if el.find(codec.BODY) is not None:
                     room.history.append(HistoryEntry(el, m.at, m.nick))
+        if jid not in self.rooms:
+            self.rooms[jid] = room
         return room
 
-    def _loaded(self, result: Any, jid: JID) -> None:
-        queued = self.loading.pop(jid, [])
-        if isinstance(result, Failure):
-            self.ctx.log.warning("cannot load room %s: %s", jid, result.value)
-            for el, _, _ in queued:
-                if el.get("type") not in ("error", "result"):
-                    self.send(codec.error(el, StanzaError.internal_server_error(type="wait"),
-                                          jid))
-            return
-        if result is not None and jid not in self.rooms:
-            self.rooms[jid] = result
-        for el, sender, to in queued:
-            try:
-                room = self.rooms.get(jid)
-                if room is None:
-                    self.no_room(el, sender, to)
-                else:
-                    self.dispatch(room, el, sender, to)
-            except Exception:
-                self.ctx.log.exception("MUC failed on a stanza for %s", jid)
+    def _loaded(self, _: Room | None, el: etree._Element, sender: JID, to: JID
+                ) -> defer.Deferred[None] | None:
+        try:
+            room = self.rooms.get(to.bare)
+            if room is None:
+                self.no_room(el, sender, to)
+                return None
+            return self._durable(lambda: self.dispatch(room, el, sender, to))
+        except Exception:
+            self.ctx.log.exception("MUC failed on a stanza for %s", to.bare)
+            return None
+
+    def _durable(self, handle: Callable[[], None]) -> defer.Deferred[None] | None:
+        """Run `handle()`; the archive writes it made (None if none) as one Deferred."""
+        due: list[defer.Deferred[None]] = []
+        self._due = due
+        try:
+            handle()
+        finally:
+            self._due = None
+        if not due:
+            return None
+        return defer.gatherResults(due).addCallback(lambda _: None)
+
+    def _not_loaded(self, failure: Failure, el: etree._Element, jid: JID, first: bool) -> None:
+        if first:
+            self.ctx.log.warning("cannot load room %s: %s", jid, failure.value)
+        if el.get("type") not in ("error", "result"):
+            self.send(codec.error(el, StanzaError.internal_server_error(type="wait"), jid))
 
     def dispatch(self, room: Room, el: etree._Element, sender: JID, to: JID) -> None:
         if el.tag == _C + "iq" and to.resource is None:
@@ -232,6 +214,8 @@ class MucService:
             return
         if not room.config.persistent or room.locked or not room.lock.locked:
             del self.rooms[room.jid]
+            if not room.config.persistent:
+                self.forget(room)
 
     # -- service JID -----------------------------------------------------------------------
     def to_service(self, el: etree._Element, sender: JID, to: JID) -> None:
@@ -245,68 +229,13 @@ class MucService:
         payload = iq.payload(el)
         handler: Callable[[IqRequest], Any] | None = None
         if payload is not None and kind == "get":
-            handler = {"{%s}query" % ns.DISCO_INFO: self.service_info,
-                       "{%s}query" % ns.DISCO_ITEMS: self.service_items,
+            handler = {"{%s}query" % ns.DISCO_INFO: lambda req: disco.service_info(self, req),
+                       "{%s}query" % ns.DISCO_ITEMS: lambda req: disco.service_items(self, req),
                        "{%s}ping" % ns.PING: lambda req: iq.result(req.stanza)}.get(payload.tag)
         if handler is None or payload is None:
             self.send(codec.error(el, StanzaError.service_unavailable(), self.jid))
             return
         self.ctx.call_iq(handler, IqRequest(el, sender, to, payload), self.send)
-
-    def service_info(self, req: IqRequest) -> iq.Reply:
-        if req.payload.get("node"):
-            raise StanzaError.item_not_found("no such node")
-        q = iq.empty(ns.DISCO_INFO, "query")
-        codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
-                 name=self.policy.name)
-        # XEP-0421 §5: occupant ids are on in every room, so the service says so too.
-        for feature in sorted({ns.DISCO_INFO, ns.DISCO_ITEMS, NS_MUC, codec.NS_STABLE_ID,
-                               codec.NS_SELF_PING, codec.NS_OCCUPANT_ID, ns.PING}):
-            codec.el("feature", ns.DISCO_INFO, q, var=feature)
-        return iq.result(req.stanza, q)
-
-    async def service_items(self, req: IqRequest) -> iq.Reply:
-        """§6.3: the public rooms (hidden and locked ones are not listed), with XEP-0059."""
-        if req.payload.get("node"):
-            raise StanzaError.item_not_found("no such node")
-        listed: dict[JID, str] = {}
-        for summary in await self.store.list_rooms(self.domain):
-            cfg = RoomConfig.from_json(summary.config)
-            if cfg.public:
-                listed[summary.room] = cfg.name
-        for room in self.rooms.values():
-            listed.pop(room.jid, None)
-            if room.config.public and not room.locked:
-                listed[room.jid] = room.config.name
-        jids = sorted(listed, key=str)
-        q = iq.empty(ns.DISCO_ITEMS, "query")
-        rsm = req.payload.find("{%s}set" % NS_RSM)
-        start, limit = 0, len(jids)
-        if rsm is not None:
-            after = rsm.findtext("{%s}after" % NS_RSM)
-            if after:
-                names = [str(j) for j in jids]
-                if after not in names:
-                    raise StanzaError.item_not_found("no such room to page after")
-                start = names.index(after) + 1
-            text = rsm.findtext("{%s}max" % NS_RSM)
-            if text is not None:
-                try:
-                    limit = max(0, int(text))
-                except ValueError:
-                    raise StanzaError.bad_request("<max/> must be a number") from None
-        page = jids[start:start + limit]
-        for jid in page:
-            item = codec.el("item", ns.DISCO_ITEMS, q, jid=str(jid))
-            if listed[jid]:
-                item.set("name", listed[jid])
-        if rsm is not None:
-            s = codec.el("set", NS_RSM, q)
-            if page:
-                codec.el("first", NS_RSM, s, index=str(start)).text = str(page[0])
-                codec.el("last", NS_RSM, s).text = str(page[-1])
-            codec.el("count", NS_RSM, s).text = str(len(jids))
-        return iq.result(req.stanza, q)
 
     # -- room JIDs -------------------------------------------------------------------------
     def room_iq(self, room: Room, el: etree._Element, sender: JID, to: JID) -> None:
@@ -343,34 +272,9 @@ class MucService:
             return then()
         self.ctx.call_iq(call, IqRequest(el, sender, to, payload), self.send)
 
-    def room_info(self, room: Room, req: IqRequest) -> iq.Reply:
-        node = req.payload.get("node")
-        q = iq.empty(ns.DISCO_INFO, "query")
-        if node == "x-roomuser-item":
-            # §7.12: the user's reserved nickname, or an empty query.
-            q.set("node", node)
-            entry = room.affiliations.get(str(req.sender.bare))
-            if entry is not None and entry.nick:
-                codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
-                         name=entry.nick)
-            return iq.result(req.stanza, q)
-        if node:
-            raise StanzaError.item_not_found("no such node")
-        codec.el("identity", ns.DISCO_INFO, q, category="conference", type="text",
-                 name=room.config.name or room.jid.local or "")
-        features = {ns.DISCO_INFO, ns.DISCO_ITEMS, NS_MUC, codec.NS_STABLE_ID,
-                    codec.NS_SELF_PING, codec.NS_OCCUPANT_ID, ns.STANZA_ID, ns.PING,
-                    *room.config.features()}
-        if room.config.archived:
-            features.add(NS_MAM)
-        for feature in sorted(features):
-            codec.el("feature", ns.DISCO_INFO, q, var=feature)
-        q.append(room.config.roominfo(len(room.occupants), room.subject, room.owners()))
-        return iq.result(req.stanza, q)
-
     # -- persistence -----------------------------------------------------------------------
     def stored(self, room: Room) -> bool:
-        return room.config.persistent and not room.locked
+        return room.config.in_store and not room.locked
 
     async def store_affiliations(self, room: Room,
                                  changes: dict[str, AffiliationEntry | None]) -> None:
@@ -379,7 +283,7 @@ class MucService:
 
     async def store_config(self, room: Room, config: RoomConfig,
                            changes: dict[str, AffiliationEntry | None]) -> None:
-        if config.persistent:
+        if config.in_store:
             affs = dict(room.affiliations)
             for k, e in changes.items():
                 if e is None:
@@ -400,54 +304,66 @@ class MucService:
 
     async def _serial(self, room: Room, write: Callable[[], Awaitable[Any]]) -> Any:
         """One room's writes reach the database in the order they were made."""
-        previous = self.writes.get(room.jid)
-        mine: defer.Deferred[Any] = defer.Deferred()
-        self.writes[room.jid] = mine
-        try:
-            if previous is not None:
-                try:
-                    await previous
-                except Exception:
-                    pass            # its caller heard about it
-            return await write()
-        finally:
-            if self.writes.get(room.jid) is mine:
-                del self.writes[room.jid]
-            mine.callback(None)
+        return await self.writes.run(room.jid, write)
 
     def archive(self, room: Room, message: etree._Element, at: float, occ: Occupant) -> None:
+        """Queue `message` for the room archive (group commit: what arrives while a write
+        runs goes in the next transaction); the stanza being handled waits for it."""
         if not room.config.archived or room.locked:
             return
         sid = message.find(codec.STANZA_ID)
         if sid is None:
             return
-        self.writer.add(ArchivedMessage(room.jid, sid.get("id") or "", at, occ.nick,
-                                        str(occ.bare), serialize(message)))
+        written = self.archive_writes.add(ArchivedMessage(
+            room.jid, sid.get("id") or "", at, occ.nick, str(occ.bare), serialize(message)))
+        written.addErrback(lambda f: self.ctx.log.warning("not in the room archive: %s",
+                                                          f.value))
+        if self._due is not None:
+            self._due.append(written)
+
+    async def _write_archive(self, batch: list[ArchivedMessage]) -> list[None]:
+        await self.store.archive(batch)
+        return [None] * len(batch)
 
     def archive_settled(self) -> defer.Deferred[None]:
-        return self.writer.settled()
+        """Fires once every archive write queued so far is committed (or failed)."""
+        return self.archive_writes.flushed()
+
+    async def _delete(self, room: Room) -> None:
+        """Delete a stored room and its archive once the archive writes queued so far are
+        done (none may land after the delete, in a new room of the same name)."""
+        async def delete() -> Any:
+            await self.archive_settled()
+            return await self.store.delete_room(room.jid)
+        if self.stored(room):
+            await self._serial(room, delete)
+
+    def forget(self, room: Room) -> None:
+        """A temporary room went away: its archive goes with it."""
+        d = defer.Deferred.fromCoroutine(self._delete(room))
+        d.addErrback(self._failed, f"deleting {room.jid}")
 
     async def destroy(self, room: Room, reason: str | None, alternate: JID | None,
                       password: str | None) -> None:
         """§10.9: forget the room (and its archive), then tell each occupant."""
-        if self.stored(room):
-            await self._serial(room, lambda: self.store.delete_room(room.jid))
-        room.destroy(reason, alternate, password)
+        await self._delete(room)
+        room_destroyed(room, reason, alternate, password)
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
 
     def shutting_down(self) -> None:
         """§11.2: occupants hear 332 when the service shuts down."""
         for room in list(self.rooms.values()):
-            room.destroy(None, None, None, codes=(332,))
+            room_destroyed(room, None, None, None, codes=(332,))
+            if not room.config.persistent:
+                self.forget(room)
         self.rooms.clear()
 
     async def stop(self) -> None:
         """Archive writes are flushed."""
         self.shutting_down()
-        await self.writer.settled()
-        for d in list(self.writes.values()):
-            await d
+        await self.archive_writes.flushed()
+        await self.writes.drained()
 
 
 def _admin_get(s: MucService, r: Room, q: IqRequest) -> Any:
@@ -455,14 +371,13 @@ def _admin_get(s: MucService, r: Room, q: IqRequest) -> Any:
 
 
 ROOM_IQS: dict[tuple[str, str], Callable[[MucService, Room, IqRequest], Any]] = {
-    ("get", "{%s}query" % ns.DISCO_INFO): lambda s, r, q: s.room_info(r, q),
-    ("get", "{%s}query" % ns.DISCO_ITEMS): lambda s, r, q: iq.result(
-        q.stanza, iq.empty(ns.DISCO_ITEMS, "query")),          # §6.5: occupants stay private
+    ("get", "{%s}query" % ns.DISCO_INFO): lambda s, r, q: disco.room_info(r, q),
+    ("get", "{%s}query" % ns.DISCO_ITEMS): lambda s, r, q: disco.room_items(r, q),
     ("get", "{%s}query" % NS_ADMIN): _admin_get,
     ("set", "{%s}query" % NS_ADMIN): admin.admin_set,
     ("get", "{%s}query" % NS_OWNER): admin.owner_get,
     ("set", "{%s}query" % NS_OWNER): admin.owner_set,
-    ("get", "{%s}query" % NS_MAM): lambda s, r, q: mam.fields(r, q),
-    ("set", "{%s}query" % NS_MAM): mam.query,
+    ("get", "{%s}query" % ns.MAM): lambda s, r, q: mam.fields(r, q),
+    ("set", "{%s}query" % ns.MAM): mam.query,
     ("get", "{%s}ping" % ns.PING): lambda s, r, q: iq.result(q.stanza),
 }

@@ -38,7 +38,8 @@ from modules.pep.avatar import FEATURE as VCARD_CONVERSION, AvatarConversion
 from modules.pep.config import (
     NODE_CONFIG, NS, NS_OWNER, PUBLISH_OPTIONS, NodeConfig, PepOptions, apply,
     config_form, meta_data_form, parse_form, pubsub_error, unsupported)
-from modules.pep.service import SENT, PepService, check_node, item_element
+from modules.pep.last_items import SENT, LastItems
+from modules.pep.service import PepService, check_node, item_element, payload_of
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from xmppd import hooks
@@ -46,7 +47,7 @@ from xmppd.hooks import DiscoQuery, UserEvent
 from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext
 
-__all__ = ["Pep", "PepService", "NodeConfig", "SENT"]
+__all__ = ["Pep", "PepService", "NodeConfig", "SENT", "payload_of"]
 
 _P, _O = "{%s}" % NS, "{%s}" % NS_OWNER
 _INFO, _ITEMS = "{%s}" % ns.DISCO_INFO, "{%s}" % ns.DISCO_ITEMS
@@ -69,14 +70,16 @@ class Pep(Module[PepOptions]):
         self.ctx = ctx
         self.service = PepService(ctx)
         ctx.provide(self.service)
+        last_items = LastItems(ctx, self.service)
+        ctx.provide(last_items)                 # the peer that sends an owner's items
         for feature in FEATURES:
             ctx.disco_feature(feature, to="account")
         ctx.iq_set(NS, "pubsub", self.pubsub_set, to=("self", "bare"))
         ctx.iq_get(NS, "pubsub", self.pubsub_get, to=("self", "bare"))
         ctx.iq_set(NS_OWNER, "pubsub", self.owner_set, to=("self", "bare"))
         ctx.iq_get(NS_OWNER, "pubsub", self.owner_get, to=("self", "bare"))
-        ctx.hook(hooks.caps_changed, self.service.on_caps_changed)
-        ctx.hook(hooks.presence_in, self.service.on_presence, priority=hooks.LATE)
+        ctx.hook(hooks.caps_changed, last_items.on_caps_changed)
+        ctx.hook(hooks.presence_in, last_items.on_presence, priority=hooks.LATE)
         ctx.hook(hooks.account_disco_info, self.disco_info)
         ctx.hook(hooks.account_disco_items, self.disco_items)
         ctx.hook(hooks.user_deleted, self.forget)

@@ -39,7 +39,7 @@ FEATURE = ns.PEP_VCARD_CONVERSION
 NS_DATA = ns.AVATAR_DATA
 NS_METADATA = ns.AVATAR_METADATA
 _M = "{%s}" % NS_METADATA
-_V = "{vcard-temp}"
+_V = "{%s}" % ns.VCARD
 _ITEM = "{%s}item" % NS
 ORIGIN = "vcard"
 OPEN = replace(NodeConfig(), access_model="open")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from lxml import etree
 
-from stanzas import iq, ns
+from stanzas import forms, iq, ns
 from stanzas.errors import StanzaError
 from xmppd.module import number, size
 
@@ -25,7 +25,6 @@ NS_ERRORS = NS + "#errors"
 NODE_CONFIG = NS + "#node_config"
 PUBLISH_OPTIONS = NS + "#publish-options"
 META_DATA = NS + "#meta-data"
-_X = "{%s}" % ns.DATA_FORMS
 
 ACCESS_MODELS = ("open", "presence", "roster", "whitelist")
 SEND_LAST = ("never", "on_sub", "on_sub_and_presence")
@@ -122,24 +121,11 @@ def parse_form(x: etree._Element | None, form_type: str) -> dict[str, list[str]]
     Raises:
         StanzaError: bad-request for no form, a wrong FORM_TYPE or a field given twice.
     """
-    if x is None or x.tag != _X + "x":
-        raise StanzaError.bad_request("expected a jabber:x:data form")
-    if x.get("type") == "cancel":
+    if x is not None and x.tag == forms.X and x.get("type") == "cancel":
         return None
-    if x.get("type") not in ("submit", None):
-        raise StanzaError.bad_request("expected a form of type 'submit'")
-    out: dict[str, list[str]] = {}
-    for f in x.findall(_X + "field"):
-        var = f.get("var")
-        if not var:
-            continue
-        if var in out:
-            raise StanzaError.bad_request(f"field {var} appears twice")
-        out[var] = [v.text or "" for v in f.findall(_X + "value")]
-    given = out.pop("FORM_TYPE", [form_type])
-    if given != [form_type]:
-        raise StanzaError.bad_request(f"FORM_TYPE must be {form_type}")
-    return out
+    if x is None:
+        raise StanzaError.bad_request("expected a jabber:x:data form")
+    return dict(forms.parse_submit(x, form_type).values)
 
 
 def apply(config: NodeConfig, values: dict[str, list[str]], server_max: int) -> NodeConfig:
@@ -216,16 +202,14 @@ def _max_items(value: str, server_max: int) -> int | None:
 def config_form(config: NodeConfig, kind: str, groups: tuple[str, ...] = ()) -> etree._Element:
     """The node_config form (XEP-0060 §8.2.1) with `config` as values; `kind` is 'form' for
     the owner to fill in, 'result' for notifications and meta-data."""
-    x = iq.empty(ns.DATA_FORMS, "x")
-    x.set("type", kind)
-    _field(x, "FORM_TYPE", "hidden", None, [NODE_CONFIG])
+    out = []
     for var, (attr, ftype, label, options) in FIELDS.items():
         if var == "pubsub#publish_model":
             values = ["publishers"]
         else:
             value = getattr(config, attr)
             if ftype == "boolean":
-                values = ["1" if value else "0"]
+                values = [forms.boolean(value)]
             elif var == "pubsub#max_items":
                 values = ["max" if value is None else str(value)]
             elif ftype == "list-multi":
@@ -233,33 +217,18 @@ def config_form(config: NodeConfig, kind: str, groups: tuple[str, ...] = ()) -> 
                 options = tuple(dict.fromkeys(groups + tuple(value)))
             else:
                 values = [value] if value else []
-        f = _field(x, var, ftype, label if kind == "form" else None, values)
-        if kind == "form":
-            for o in options:
-                opt = etree.SubElement(f, _X + "option")
-                etree.SubElement(opt, _X + "value").text = o
-    return x
+        form = kind == "form"
+        out.append(forms.Field(var, ftype, label if form else "", values,
+                               [("", o) for o in options] if form else ()))
+    return forms.build(kind, out, form_type=NODE_CONFIG)
 
 
 def meta_data_form(config: NodeConfig, owner: str) -> etree._Element:
     """XEP-0060 §5.4 node meta-data: what a disco#info on the node tells whoever may see it."""
-    x = iq.empty(ns.DATA_FORMS, "x")
-    x.set("type", "result")
-    _field(x, "FORM_TYPE", "hidden", None, [META_DATA])
-    _field(x, "pubsub#title", "text-single", None, [config.title] if config.title else [])
-    _field(x, "pubsub#description", "text-single", None,
-           [config.description] if config.description else [])
-    _field(x, "pubsub#access_model", "list-single", None, [config.access_model])
-    _field(x, "pubsub#owner", "jid-multi", None, [owner])
-    _field(x, "pubsub#publisher", "jid-multi", None, [owner])
-    return x
-
-
-def _field(x: etree._Element, var: str, ftype: str, label: str | None,
-           values: list[str]) -> etree._Element:
-    f = etree.SubElement(x, _X + "field", var=var, type=ftype)
-    if label:
-        f.set("label", label)
-    for v in values:
-        etree.SubElement(f, _X + "value").text = v
-    return f
+    return forms.build("result", [
+        forms.Field("pubsub#title", values=[config.title] if config.title else []),
+        forms.Field("pubsub#description",
+                    values=[config.description] if config.description else []),
+        forms.Field("pubsub#access_model", "list-single", values=[config.access_model]),
+        forms.Field("pubsub#owner", "jid-multi", values=[owner]),
+        forms.Field("pubsub#publisher", "jid-multi", values=[owner])], form_type=META_DATA)

@@ -24,41 +24,28 @@ configuration checks see the state they change.
 from __future__ import annotations
 
 import copy
-import datetime
 import secrets
-from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeVar
-
 from lxml import etree
 from twisted.internet import defer
 
 from modules.caps import CapsService
 from modules.pep.config import (
     NS, NS_EVENT, NodeConfig, PepOptions, apply, pubsub_error, unmet, unsupported)
-from modules.roster import RosterService, has_from, has_to
-from stanzas import ns
+from modules.roster import RosterService, has_from
+from stanzas import delay, ns
 from stanzas.errors import StanzaError
-from storage.pubsub import MAX_ITEM_ID, MAX_NODE, Item, LastItem, Node
+from storage.pubsub import MAX_ITEM_ID, MAX_NODE, Item, Node
 from storage.roster import RosterItem
 from xmppd import hooks
 from xmppd.hooks import PepEvent, PresenceQuery
 from stanzas.jid import JID
-from xmppd.module import ModuleContext, SessionKey
+from xmppd.concurrency import KeyedLock
+from xmppd.module import ModuleContext
 
-T = TypeVar("T")
 _C = "{%s}" % ns.CLIENT
 _EV = "{%s}" % NS_EVENT
-NS_ADDRESS = ns.ADDRESS
-# owners whose last items the session got since its initial presence
-SENT: SessionKey[set[JID]] = SessionKey("pep.sent")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           remove_comments=True, remove_pis=True)
-
-
-def interest(features: Iterable[str]) -> frozenset[str]:
-    """The nodes a client asked to be notified about: 'node+notify' features (§4.3)."""
-    return frozenset(f[:-7] for f in features if f.endswith("+notify") and len(f) > 7)
 
 
 def payload_of(item: Item) -> etree._Element | None:
@@ -89,7 +76,7 @@ class PepService:
         self.roster = ctx.service(RosterService)
         self.caps = ctx.service(CapsService)
         self.defaults = NodeConfig()
-        self._locks: dict[JID, defer.DeferredLock] = {}
+        self.locks: KeyedLock[JID] = KeyedLock()     # writes to one owner's nodes
 
     # -- nodes and access ------------------------------------------------------------------
     async def node(self, owner: JID, name: str) -> tuple[Node, NodeConfig]:
@@ -123,7 +110,7 @@ class PepService:
             allowed = await allowed
         return bool(allowed)
 
-    async def _auto_subscribed(self, owner: JID, config: NodeConfig, item: RosterItem) -> bool:
+    async def auto_subscribed(self, owner: JID, config: NodeConfig, item: RosterItem) -> bool:
         """XEP-0060 §9.1.2: a contact with a presence subscription is subscribed to every
         node whose access model lets it in."""
         if config.access_model == "whitelist" or not has_from(item):
@@ -163,7 +150,7 @@ class PepService:
                 dropped = await self.store.publish(owner, name, stored,
                                                    max_items=config.limit(server_max)) or []
             return config, stored, dropped
-        config, stored, _ = await self._locked(owner, run)
+        config, stored, _ = await self.locks.run(owner, run)
         if config.deliver_notifications:
             items = etree.Element(_EV + "items", node=name)
             items.append(item_element(stored, NS_EVENT, config.deliver_payloads))
@@ -207,7 +194,7 @@ class PepService:
             if not await self.store.retract(owner, name, item_id):
                 raise StanzaError.item_not_found(f"no item {item_id}")  # §7.2.3.2
             return config
-        config = await self._locked(owner, run)
+        config = await self.locks.run(owner, run)
         if config.deliver_notifications and (config.notify_retract if notify is None else notify):
             items = etree.Element(_EV + "items", node=name)
             etree.SubElement(items, _EV + "retract", id=item_id)
@@ -234,7 +221,7 @@ class PepService:
             if not await self.store.create(owner, check_node(name), config.to_json(),
                                            self.ctx.clock.now()):
                 raise StanzaError.conflict(f"node {name} exists")
-        await self._locked(owner, run)
+        await self.locks.run(owner, run)
 
     async def configure(self, owner: JID, name: str, values: dict[str, list[str]]) -> None:
         """§8.2.5: apply a submitted form; invalid values leave the node unchanged."""
@@ -242,7 +229,7 @@ class PepService:
             _, config = await self.node(owner, name)
             new = apply(config, values, self.options.max_items_per_node)
             await self.store.configure(owner, name, new.to_json())
-        await self._locked(owner, run)
+        await self.locks.run(owner, run)
 
     async def delete(self, owner: JID, name: str, redirect: str | None = None) -> None:
         """§8.4: delete the node; its subscribers are told (with the redirect URI, if any)."""
@@ -251,7 +238,7 @@ class PepService:
             targets = await self.recipients(owner, name, config) if config.notify_delete else []
             await self.store.delete(owner, name)
             return config, targets
-        config, targets = await self._locked(owner, run)
+        config, targets = await self.locks.run(owner, run)
         event = etree.Element(_EV + "delete", node=name)
         if redirect:
             etree.SubElement(event, _EV + "redirect", uri=redirect)
@@ -266,7 +253,7 @@ class PepService:
                 raise unsupported("persistent-items")                # §8.5.3.3
             await self.store.purge(owner, name)
             return config
-        config = await self._locked(owner, run)
+        config = await self.locks.run(owner, run)
         if config.deliver_notifications and config.notify_retract:
             await self.notify(owner, name, config, etree.Element(_EV + "purge", node=name))
         await self._changed(PepEvent(owner, name, "purge", None, None, "client"))
@@ -285,7 +272,7 @@ class PepService:
         if config.send_last_published_item != "never" and config.persist_items:
             last = await self.store.items(owner, name, last=1)
             if last:
-                self._send_last(owner, name, last[0], subscriber)
+                self.send_last(owner, name, last[0], subscriber)
 
     async def unsubscribe(self, owner: JID, name: str, subscriber: JID) -> None:
         """§6.2: <unexpected-request/><not-subscribed/> if there is no such subscription."""
@@ -311,7 +298,7 @@ class PepService:
                 if not has_from(item):
                     continue
                 found = interested(item.contact)
-                if found and await self._auto_subscribed(owner, config, item):
+                if found and await self.auto_subscribed(owner, config, item):
                     targets.update(dict.fromkeys(found))
         for sub in await self.store.subscribers(owner, name):
             if sub in targets or (sub.resource is None and any(t.bare == sub for t in targets)):
@@ -338,133 +325,17 @@ class PepService:
         roster = self.roster.cached(owner)
         return roster.items.get(contact.bare) if roster is not None else None
 
-    def _send_last(self, owner: JID, name: str, item: Item, to: JID) -> None:
+    def send_last(self, owner: JID, name: str, item: Item, to: JID) -> None:
         """§4.3.2: the last published item, with the time it was published (XEP-0203)."""
         items = etree.Element(_EV + "items", node=name)
         items.append(item_element(item, NS_EVENT))
         self._send(owner, [to], items, stamp=item.published_at)
-
-    async def send_last_items(self, owner: JID, found: list[LastItem], session: Any,
-                              nodes: frozenset[str]) -> None:
-        """Send `session` (a resource of the owner, or of a contact subscribed to the owner)
-        the last item of each of the owner's `nodes` it may have (§4.3.2, §4.3.4)."""
-        user = session.jid.bare
-        roster_item = None
-        if user != owner:
-            roster_item = (await self.roster.roster(owner)).items.get(user)
-            if not has_from(roster_item):
-                return
-        for li in found:
-            config = NodeConfig.from_json(li.node.config)
-            if li.item is None or li.node.name not in nodes or not config.deliver_notifications \
-                    or config.send_last_published_item != "on_sub_and_presence":
-                continue
-            if roster_item is not None and \
-                    not await self._auto_subscribed(owner, config, roster_item):
-                continue
-            self._send_last(owner, li.node.name, li.item, session.jid)
-
-    async def send_last_explicit(self, owner: JID, name: str, session: Any) -> None:
-        """At initial presence: the last item of a node `session`'s user subscribed to."""
-        node = await self.store.node(owner, name)
-        if node is None:
-            return
-        config = NodeConfig.from_json(node.config)
-        if config.send_last_published_item != "on_sub_and_presence" or \
-                not config.deliver_notifications or not config.persist_items or \
-                await self.access_error(owner, config, session.jid) is not None:
-            return
-        last = await self.store.items(owner, name, last=1)
-        if last:
-            self._send_last(owner, name, last[0], session.jid)
-
-    # -- the subscriber's side -------------------------------------------------------------
-    async def on_caps_changed(self, ev: hooks.CapsChanged) -> None:
-        """A resource's interests became known or changed (XEP-0115 via the caps module)."""
-        session = ev.session
-        user = session.jid.bare
-        new, old = interest(ev.new), interest(ev.old)
-        if ev.initial:
-            session.set(SENT, set())
-        added = new if ev.initial else new - old
-        owners: list[JID] = []
-        if added:
-            roster = await self.roster.roster(user)
-            owners = [user] + [i.contact for i in roster.items.values()
-                               if has_to(i) and i.contact.domain in self.ctx.local_domains
-                               and i.contact.local is not None]
-            sent = session.setdefault(SENT, set)
-            sent.update(owners)
-            by_owner: dict[JID, list[LastItem]] = defaultdict(list)
-            for li in await self.store.last_items(owners):
-                if li.item is not None and li.node.name in added:
-                    by_owner[li.node.owner].append(li)
-            for owner, found in by_owner.items():
-                peer = self._peer(owner.domain)
-                if peer is not None:
-                    await peer.send_last_items(owner, found, session, added)
-        if ev.initial:
-            handled = set(owners) if added else set()
-            for sub in await self.store.subscriptions_of(user):
-                if sub.owner in handled and sub.node in added:
-                    continue                    # the presence-based path covered it
-                if sub.subscriber in (user, session.jid):
-                    peer = self._peer(sub.owner.domain)
-                    if peer is not None:
-                        await peer.send_last_explicit(sub.owner, sub.node, session)
-
-    def on_presence(self, ev: hooks.StanzaEvent) -> None:
-        """The owner's available presence reaching a subscriber (a probe answer, a broadcast,
-        a subscription just approved): a resource that has not had that owner's last items
-        since its initial presence gets them now (on_sub, §4.3.4)."""
-        if ev.session is not None or ev.stanza.get("type") is not None:
-            return None
-        owner, user = ev.sender.bare, ev.to.bare
-        if owner == user or owner.local is None or owner.domain not in self.ctx.local_domains:
-            return None
-        targets = []
-        for s in self.ctx.sessions.resources(user):
-            sent = s.get(SENT) if s.available else None
-            if sent is not None and owner not in sent:
-                nodes = interest(self.caps.features(s.jid))
-                if nodes:
-                    sent.add(owner)
-                    targets.append((s, nodes))
-        if targets:
-            defer.Deferred.fromCoroutine(self._after_presence(owner, targets)).addErrback(
-                lambda f: self.ctx.log.error("last items of %s failed: %s", owner, f.value))
-        return None
-
-    async def _after_presence(self, owner: JID, targets: list[tuple[Any, frozenset[str]]]) \
-            -> None:
-        peer = self._peer(owner.domain)
-        if peer is None:
-            return
-        found = [li for li in await self.store.last_items([owner]) if li.item is not None]
-        for session, nodes in targets:
-            await peer.send_last_items(owner, found, session, nodes)
-
-    def _peer(self, domain: str) -> PepService | None:
-        """The PEP service of the owner's host (access follows the owner's rules)."""
-        return self.ctx.service_on(domain, PepService)
 
     # -- helpers ---------------------------------------------------------------------------
     async def _changed(self, ev: PepEvent) -> None:
         result = self.ctx.run(hooks.pep_changed, ev)
         if isinstance(result, defer.Deferred):
             await result
-
-    async def _locked(self, owner: JID, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        lock = self._locks.get(owner)
-        if lock is None:
-            lock = self._locks[owner] = defer.DeferredLock()
-        await lock.acquire()
-        try:
-            return await fn()
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(owner, None)
 
 
 def message(owner: JID, to: JID, event_child: etree._Element, *, replyto: JID | None = None,
@@ -478,14 +349,10 @@ def message(owner: JID, to: JID, event_child: etree._Element, *, replyto: JID | 
     event = etree.SubElement(msg, _EV + "event", nsmap={None: NS_EVENT})  # type: ignore[dict-item]
     event.append(copy.deepcopy(event_child))
     if replyto is not None:
-        addresses = etree.SubElement(msg, "{%s}addresses" % NS_ADDRESS,
-                                     nsmap={None: NS_ADDRESS})  # type: ignore[dict-item]
-        etree.SubElement(addresses, "{%s}address" % NS_ADDRESS, type="replyto",
+        addresses = etree.SubElement(msg, "{%s}addresses" % ns.ADDRESS,
+                                     nsmap={None: ns.ADDRESS})  # type: ignore[dict-item]
+        etree.SubElement(addresses, "{%s}address" % ns.ADDRESS, type="replyto",
                          jid=str(replyto))
     if stamp is not None:
-        when = datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc)
-        delay = etree.SubElement(msg, "{%s}delay" % ns.DELAY,
-                                 nsmap={None: ns.DELAY})  # type: ignore[dict-item]
-        delay.set("stamp", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        delay.set("from", str(owner))
+        delay.delay(delay.stamp(stamp), str(owner), msg)       # XEP-0163 §4.3.2, XEP-0203
     return msg

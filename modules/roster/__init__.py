@@ -280,6 +280,8 @@ class RosterModule(Module[RosterOptions]):
         peer = self._module_for(to.domain)
         if peer is not None:
             await peer.inbound(stanza)
+        elif to.domain not in self.ctx.local_domains:
+            self.ctx.send(stanza)       # a remote contact: its server processes it (s2s)
 
     def _module_for(self, domain: str) -> RosterModule | None:
         return self.ctx.service_on(domain, RosterModule)

@@ -12,13 +12,13 @@ import secrets
 from typing import Any, Callable
 
 from lxml import etree
-from twisted.internet import defer
 
 from modules.roster.states import NONE, state
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.roster import Roster, RosterItem, RosterStore, Subscription
 from stanzas.jid import JID
+from xmppd.concurrency import KeyedLock
 from xmppd.module import ModuleContext, SessionKey
 
 _Q = "{%s}" % ns.ROSTER
@@ -41,7 +41,7 @@ class RosterService:
         self._ctx = ctx
         self.store = store
         self._live: dict[JID, Roster] = {}          # users with sessions
-        self._locks: dict[JID, defer.DeferredLock] = {}
+        self._locks: KeyedLock[JID] = KeyedLock()
 
     # -- reading (public) ------------------------------------------------------------------
     def cached(self, user: JID) -> Roster | None:
@@ -55,13 +55,11 @@ class RosterService:
             return live
         if not self._ctx.sessions.resources(user):
             return await self.store.get(user)
-        roster: Roster = await self._locked(user, lambda: self._fetch(user))
-        return roster
+        return await self._locks.run(user, lambda: self._fetch(user))
 
     async def settled(self, user: JID) -> Roster:
         """Like `roster`, after the writes already under way for `user`."""
-        roster: Roster = await self._locked(user, lambda: self._fetch(user))
-        return roster
+        return await self._locks.run(user, lambda: self._fetch(user))
 
     async def get(self, user: JID) -> list[RosterItem]:
         """The items the user sees, in code point order of their JIDs."""
@@ -103,8 +101,7 @@ class RosterService:
             if new != old:
                 await self._write(user, contact, old, new)
             return old, new
-        result: tuple[RosterItem | None, RosterItem | None] = await self._locked(user, run)
-        return result
+        return await self._locks.run(user, run)
 
     async def put_item(self, user: JID, item: RosterItem) -> None:
         """Set an item as is (admin tools, tests): written, pushed, no stanzas sent."""
@@ -153,18 +150,6 @@ class RosterService:
     def forget(self, user: JID) -> None:
         if not self._ctx.sessions.resources(user):
             self._live.pop(user, None)
-
-    async def _locked(self, user: JID, fn: Callable[[], Any]) -> Any:
-        lock = self._locks.get(user)
-        if lock is None:
-            lock = self._locks[user] = defer.DeferredLock()
-        await lock.acquire()
-        try:
-            return await fn()
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(user, None)
 
 
 def item_element(item: RosterItem) -> etree._Element:

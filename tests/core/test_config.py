@@ -122,8 +122,8 @@ def test_no_listeners_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"sever": {}}, "unknown section 'sever' (known: auth, cache, limits, listeners, modules, "
-                    "server, storage, tls)"),
+    ({"sever": {}}, "unknown section 'sever' (known: auth, cache, components, limits, "
+                    "listeners, modules, s2s, server, storage, tls)"),
     ({"server": {"host": ["a"]}}, "server: unknown key 'host' (known: admin_socket, "
                                   "admin_socket_mode, admins, hosts, log_file, log_format, "
                                   "log_ip, log_level, pid_file, shutdown_timeout)"),
@@ -159,7 +159,7 @@ def test_unknown_keys_and_sections_are_named(raw: dict[str, Any], message: str) 
     ({"limits": {"max_depth": 2}}, "limits.max_depth: must be between 4 and 1024, got 2"),
     ({"listeners": {"port": 5222}}, "listeners: expected an array of tables ([[listeners]])"),
     ({"listeners": [{"port": 70000}]}, "listeners[0].port: must be between 0 and 65535, got 70000"),
-    ({"listeners": [{"type": "s2s"}]}, "listeners[0].type: expected one of 'c2s', 'c2s_tls', 'http', 'metrics', got 's2s'"),
+    ({"listeners": [{"type": "s3s"}]}, "listeners[0].type: expected one of 'c2s', 'c2s_tls', 'http', 's2s', 's2s_tls', 'component', 'metrics', got 's3s'"),
     ({"listeners": [{"starttls": True}]}, "listeners[0].starttls: expected one of 'required', "
                                           "'optional', 'off', got True"),
     ({"modules": {"ping": 1}}, "modules: expected one table per module ([modules.<name>])"),
@@ -350,3 +350,26 @@ def test_errors_in_a_file_name_the_key(tmp_path: Path) -> None:
     path.write_text("[limits]\nmax_stanza_size = \"256 KB\"\nauth_timeout = \"1 fortnight\"\n")
     with error("limits.auth_timeout: expected a duration"):
         load(path)
+
+
+@pytest.mark.parametrize(("value", "per_second"), [("8 KiB/s", 8192.0), ("256 KiB/s", 262144.0),
+                                                   ("100/s", 100.0), ("0.5/s", 0.5),
+                                                   (1000, 1000.0), ("off", None)])
+def test_rates_per_second_or_off(value: object, per_second: float | None) -> None:
+    from xmppd.config import from_dict
+    assert from_dict({"limits": {"c2s_rate": value}}).limits.c2s_rate == per_second
+
+
+@pytest.mark.parametrize("value", ["fast", "8 KiB", "0/s", "-1/s", 0, True, "8 parsecs/s"])
+def test_bad_rates_name_the_key_and_the_expectation(value: object) -> None:
+    from xmppd.config import from_dict
+    with pytest.raises(ConfigError, match=r"limits\.stanza_rate: expected a rate such as"):
+        from_dict({"limits": {"stanza_rate": value}})
+
+
+def test_exempt_networks_are_networks() -> None:
+    from xmppd.config import from_dict
+    cfg = from_dict({"limits": {"exempt_networks": ["10.0.0.0/8", "::1"]}})
+    assert ipaddress.ip_address("10.1.2.3") in cfg.limits.exempt_networks[0]
+    with pytest.raises(ConfigError, match="limits.exempt_networks"):
+        from_dict({"limits": {"exempt_networks": ["proxy"]}})

@@ -32,7 +32,7 @@ def test_metrics_listener_defaults_to_loopback_port_5281() -> None:
     ({"server": {"log_ip": "secret"}}, "server.log_ip: expected one of 'plain', 'hashed', 'off'"),
     ({"server": {"shutdown_timeout": "0.5 s"}}, "server.shutdown_timeout: must be at least 1 s"),
     ({"listeners": [{"type": "metrics", "starttls": "off"}]},
-     "listeners[0].starttls: only for type = \"c2s\" listeners"),
+     "listeners[0].starttls: only for type = \"c2s\" and \"s2s\" listeners"),
     ({"listeners": [{"type": "metrics", "cors_origins": ["*"]}]},
      "listeners[0].cors_origins: only for type = \"http\" listeners"),
 ])

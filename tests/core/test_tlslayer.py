@@ -75,3 +75,26 @@ def test_garbage_fails(context: ssl.SSLContext) -> None:
 
 def test_tls_below_1_2_is_refused(context: ssl.SSLContext) -> None:
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_close_notify_is_noticed_and_answered(context: ssl.SSLContext) -> None:
+    """A client that closes TLS properly waits for our close_notify before it closes TCP
+    (asyncio does, for 30 s): the connection and its slot of the limits must not wait too."""
+    server, client = TlsLayer(context), Client()
+    handshake(server, client)
+    client.obj.write(b"</stream:stream>")
+    try:
+        client.obj.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+    assert server.receive(client.out.read()) == b"</stream:stream>"
+    assert server.peer_closed
+    client.inc.write(server.close())
+    client.obj.unwrap()                 # our close_notify completes the client's shutdown
+
+
+def test_only_forward_secret_aead_suites_on_tls12(context: ssl.SSLContext) -> None:
+    names = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert names and all(n.startswith("ECDHE-") and ("GCM" in n or "CHACHA20" in n)
+                         for n in names), names
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2

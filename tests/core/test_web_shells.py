@@ -4,6 +4,7 @@ StringTransport for the WebSocket, fake HTTP responders for BOSH, and time only 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from lxml import etree
@@ -164,3 +165,64 @@ def test_bosh_session_logs_in_restarts_binds_and_chats(make_harness: Any) -> Non
     h.clock.advance(bosh.BoshSettings().inactivity)
     assert sid not in m.sessions
     assert h.server.sessions.resources(h.user("alice@example.org")) == []
+
+
+def test_bosh_sessions_hold_connection_slots_and_log_in_their_http_connection(
+        make_harness: Any) -> None:
+    """xmppd/limits.py: a BOSH session counts as a stranger's connection until it logs in;
+    an HTTP connection that carries a logged-in session's request then counts as a user's."""
+    import io
+
+    from twisted.internet import defer
+
+    from xmppd.limits import ConnectionGuard, ConnectionLimits
+    h = make_harness()
+    h.user("alice@example.org", password="secret")
+    limits = ConnectionLimits(per_ip=10, unauthenticated_per_ip=10, max_unauthenticated=10,
+                              max_total=10)
+    settings = c2s_settings(h.server, tls="off", tls_available=False, framing="bosh")
+    m = bosh.BoshManager(h.server, settings, bosh.BoshSettings(max_wait=30, max_hold=1),
+                         limits=limits)
+    channel_slot = limits.open("127.0.0.1")
+    assert channel_slot is not None
+
+    class Request:
+        def __init__(self, body: str) -> None:
+            self.content = io.BytesIO(body.encode())
+            self.channel = type("Ch", (), {"guard": ConnectionGuard(channel_slot)})()
+            self.out = b""
+
+        def getClientAddress(self) -> Any:
+            return type("A", (), {"host": "127.0.0.1"})()
+
+        def notifyFinish(self) -> defer.Deferred[None]:
+            return defer.Deferred()
+
+        def setResponseCode(self, code: int) -> None: ...
+
+        def setHeader(self, name: str, value: str) -> None: ...
+
+        def write(self, data: bytes) -> None:
+            self.out += data
+
+        def finish(self) -> None:
+            del self.channel            # as Twisted's Request does once answered
+
+    def send(body: str) -> bytes:
+        req = Request(body)
+        bosh.render_post(m, req, secure=True, headers=lambda r: None)
+        return req.out
+    out = send(f"<body xmlns='{HB}' xmlns:xmpp='urn:xmpp:xbosh' rid='10' to='example.org' "
+               "wait='30' hold='1' xmpp:version='1.0'/>")
+    sid = re.search(rb"sid='([^']+)'", out).group(1).decode()     # type: ignore[union-attr]
+    assert (limits.total, limits.unauthenticated) == (2, 2)
+    token = base64.b64encode(b"\0alice\0secret").decode()
+    send(f"<body xmlns='{HB}' sid='{sid}' rid='11'><auth xmlns='urn:ietf:params:xml:"
+         f"ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth></body>")
+    assert limits.unauthenticated == 0      # the session, and the connection that carried it
+    send(f"<body xmlns='{HB}' xmlns:xmpp='urn:xmpp:xbosh' sid='{sid}' rid='12' "
+         "xmpp:restart='true'/>")
+    assert (limits.total, limits.unauthenticated) == (2, 0)
+    m.close_all()
+    channel_slot.close()
+    assert (limits.total, limits.unauthenticated) == (0, 0)

@@ -342,6 +342,44 @@ BAD: list[tuple[str, bytes, str]] = [
      b"xmlns:stream='http://etherx.jabber.org/streams' to='example.org'>", "invalid-namespace"),
     ("undeclared_stream_prefix", b"<stream:stream xmlns='jabber:client' to='example.org'>",
      "invalid-namespace"),
+    # Namespaces in XML §3 (issue 13 §6): xml bound elsewhere, xmlns declared, the reserved
+    # namespaces bound to other prefixes or made the default. libxml2 drops these silently.
+    ("xml_prefix_rebound_on_stanza", HEADER + b"<message xmlns:xml='urn:evil' xml:lang='en'/>",
+     "not-well-formed"),
+    ("xml_prefix_rebound_on_payload", HEADER + b"<message><body xmlns:xml='urn:evil'>x</body>"
+     b"</message>", "not-well-formed"),
+    ("xml_prefix_rebound_on_header", b"<stream:stream xmlns='jabber:client' xmlns:xml='urn:e' "
+     b"xmlns:stream='http://etherx.jabber.org/streams' to='example.org'>", "not-well-formed"),
+    ("xml_prefix_rebound_double_quotes", HEADER + b'<message xmlns:xml = "urn:evil"/>',
+     "not-well-formed"),
+    ("xml_prefix_undeclared", HEADER + b"<message xmlns:xml=''/>", "not-well-formed"),
+    ("xml_prefix_rebound_after_long_attribute", HEADER + b"<message id='" + b"i" * 3000
+     + b"' xmlns:xml='urn:evil'/>", "not-well-formed"),
+    ("xmlns_prefix_declared", HEADER + b"<message xmlns:xmlns='urn:x'/>", "not-well-formed"),
+    ("xml_namespace_other_prefix", HEADER + b"<message xmlns:foo='http://www.w3.org/XML/1998/"
+     b"namespace'/>", "not-well-formed"),
+    ("xml_namespace_as_default", HEADER + b"<message><x xmlns='http://www.w3.org/XML/1998/"
+     b"namespace'/></message>", "not-well-formed"),
+    ("xmlns_namespace_as_default", HEADER + b"<message><x xmlns='http://www.w3.org/2000/"
+     b"xmlns/'/></message>", "not-well-formed"),
+    ("xmlns_namespace_spelt_with_references", HEADER + b"<message><x xmlns='&#104;ttp://www.w3"
+     b".org/2000/xmlns&#x2F;'/></message>", "not-well-formed"),
+]
+
+RESERVED_NAMESPACES_USED_RIGHT = [
+    # Namespaces in XML §3: the xml prefix "MAY, but need not, be declared" (to its namespace).
+    b"<message><body xmlns:xml='http://www.w3.org/XML/1998/namespace' xml:lang='en'>x</body>"
+    b"</message>",
+    b"<message><body xmlns:xml='http://www.w3.org/XML/1998/namespac&#101;'>x</body></message>",
+    # ... and a prefix that merely starts with "xml" is an ordinary one.
+    b"<message xmlns:xmlfoo='urn:ok'><xmlfoo:x/></message>",
+    # Chat about them is text, and values with references are fine.
+    b"<message><body>xmlns:xml='urn:evil' or xmlns='http://www.w3.org/2000/xmlns/'? "
+    b"It's &amp; that</body></message>",
+    b"<message><html xmlns='http://jabber.org/protocol/xhtml-im'><body xmlns='http://www.w3.org"
+    b"/1999/xhtml'><a href='https://example.org/?a=1&amp;b=xmlns:xml'>link</a></body></html>"
+    b"</message>",
+    b"<message><x a='&apos;' b=\"xmlns:xml='urn:evil'\"/></message>",
 ]
 
 
@@ -351,6 +389,32 @@ BAD: list[tuple[str, bytes, str]] = [
 def test_bad_input_gives_its_stream_error_in_every_split(data: bytes, expected: str,
                                                          how: str) -> None:
     assert condition(data, how) == expected
+
+
+@pytest.mark.parametrize("how", SPLITS)
+@pytest.mark.parametrize("data", RESERVED_NAMESPACES_USED_RIGHT)
+def test_reserved_namespaces_used_as_allowed_and_look_alikes_pass(data: bytes, how: str) -> None:
+    assert len(stanzas(data, how)) == 1
+
+
+@pytest.mark.parametrize("cut", range(1, 60))
+def test_a_rebound_xml_prefix_is_refused_wherever_the_read_is_cut(cut: int) -> None:
+    data = HEADER + b"<message to='a@example.org'><body xmlns:xml='urn:evil'>x</body></message>"
+    at = len(HEADER) + cut
+    parser = XmlStreamParser()
+    with pytest.raises(StreamError) as e:
+        parser.feed(data[:at])
+        parser.feed(data[at:])
+    assert e.value.condition == "not-well-formed"
+
+
+def test_websocket_message_with_a_rebound_xml_prefix_is_refused() -> None:
+    p = XmlStreamParser(framing="websocket")
+    events, error = p.feed_message(b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' "
+                                   b"to='example.org' version='1.0'/>")
+    assert error is None
+    events, error = p.feed_message(b"<message xmlns='jabber:client' xmlns:xml='urn:evil'/>")
+    assert error is not None and error.condition == "not-well-formed"
 
 
 def test_stanzas_before_an_error_in_the_same_read_are_returned_with_it() -> None:

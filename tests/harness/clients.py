@@ -45,9 +45,9 @@ class XmppClient(slixmpp.ClientXMPP):  # type: ignore[misc]
         if not self._ready.done():
             self._ready.set_result(False)
 
-    async def start(self, port: int, timeout: float = 15.0) -> bool:
+    async def start(self, port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> bool:
         """Connect and log in; True when the session started, False if auth failed."""
-        self.connect(host="127.0.0.1", port=port)
+        self.connect(host=host, port=port)
         return await asyncio.wait_for(asyncio.shield(self._ready), timeout)
 
     async def stop(self) -> None:

@@ -16,8 +16,11 @@ class RawClient:
         self.buf = b""
 
     @classmethod
-    async def connect(cls, port: int) -> RawClient:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(cls, port: int, source: str | None = None) -> RawClient:
+        """Connect to 127.0.0.1:`port`, from the loopback address `source` if given
+        (127.0.0.0/8 is all ours: tests pose as several clients' addresses)."""
+        r, w = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=(source, 0) if source else None)
         return cls(r, w)
 
     async def send(self, data: bytes | str) -> None:
@@ -49,9 +52,8 @@ class RawClient:
         await self.send(HEADER.format(host=host))
         return await self.read_until(b"</stream:features>")
 
-    async def login(self, user: str, password: str, host: str = "localhost",
-                    resource: str = "raw") -> None:
-        """STARTTLS, SASL PLAIN, bind: a logged-in stream."""
+    async def starttls(self, host: str = "localhost") -> bytes:
+        """Open the stream, STARTTLS, and open it again: the features after TLS."""
         await self.open(host)
         await self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         await self.read_until(b"<proceed")
@@ -60,7 +62,32 @@ class RawClient:
         ctx.verify_mode = ssl.CERT_NONE
         await self.writer.start_tls(ctx)
         self.buf = b""
-        await self.open(host)
+        return await self.open(host)
+
+    async def plain(self, user: str, password: str) -> bytes:
+        """One SASL PLAIN attempt on an open (encrypted) stream: the <success/> or <failure/>
+        answer, or b"" if the server closed the stream instead."""
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        await self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                        f"mechanism='PLAIN'>{token}</auth>")
+        async def go() -> bytes:
+            while True:
+                for start, end in ((b"<failure", b"</failure>"), (b"<success", b">")):
+                    i = self.buf.find(start)
+                    j = self.buf.find(end, i) if i >= 0 else -1
+                    if j >= 0:
+                        answer, self.buf = self.buf[i:j + len(end)], self.buf[j + len(end):]
+                        return answer
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    return b""
+                self.buf += chunk
+        return await asyncio.wait_for(go(), 30)
+
+    async def login(self, user: str, password: str, host: str = "localhost",
+                    resource: str = "raw") -> None:
+        """STARTTLS, SASL PLAIN, bind: a logged-in stream."""
+        await self.starttls(host)
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         await self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
                         f"mechanism='PLAIN'>{token}</auth>")

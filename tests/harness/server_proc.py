@@ -82,13 +82,15 @@ class RunningServer:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    fd_limits: tuple[int, int] | None = None    # (soft, hard) RLIMIT_NOFILE to start it with
 
     def start(self, timeout: float = 30.0) -> None:
         port_file = self.tmp / "port"
         port_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xmppd.main", "--config", str(self.config)],
-            cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=self._set_fd_limits if self.fd_limits else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -101,6 +103,11 @@ class RunningServer:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"xmppd did not start within {timeout} s\n{self.log()}")
+
+    def _set_fd_limits(self) -> None:
+        import resource
+        assert self.fd_limits is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.fd_limits)
 
     def stop(self) -> None:
         if self.proc is None:

@@ -1,4 +1,4 @@
-# tests: xmppd/listeners/session.py, modules/stream_mgmt.py, modules/csi.py
+# tests: xmppd/listeners/session.py, modules/stream_mgmt/, modules/csi.py
 """A client on a real `ClientSession` (xmppd/listeners/session.py) over a memory transport, in
 the in-memory harness: the same session code a TCP, WebSocket or BOSH connection runs. It logs
 in as a client would (stream header, SASL PLAIN, restart, bind, initial presence), sends bytes,

@@ -1,4 +1,4 @@
-# tests: modules/offline.py, modules/receipts.py, modules/carbons.py, modules/mam.py, modules/stream_mgmt.py, modules/csi.py
+# tests: modules/offline.py, modules/receipts.py, modules/carbons.py, modules/mam/, modules/stream_mgmt/, modules/csi.py
 """Reliable messaging driven by slixmpp and its XEP plugins (0198, 0184, 0333, 0280, 0313,
 0352, 0203) against the real server, on both backend pairs:
 

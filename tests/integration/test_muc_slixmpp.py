@@ -1,7 +1,9 @@
 # tests: modules/muc/, storage/muc.py, xmppd/router.py
 """Group chats (XEP-0045) driven by slixmpp's xep_0045, xep_0249 and xep_0313 plugins over
 real TCP + STARTTLS, on both backend pairs: a members-only persistent group where every member
-gets every message once, the refusals, history, kick and ban, both kinds of invitation, and a
+gets every message once, the refusals, history, kick and ban, both kinds of invitation, a
+temporary room's archive, configuration-change notices, members told of affiliation changes
+of people not in the room, ghosts removed on a delivery error, a password that protects, and a
 restart after which the room, its configuration, its members and its archive are back."""
 from __future__ import annotations
 
@@ -54,7 +56,12 @@ class Member(XmppClient):
         self.groupchat: asyncio.Queue[Any] = asyncio.Queue()
         self.presences: asyncio.Queue[Any] = asyncio.Queue()
         self.invites: asyncio.Queue[Any] = asyncio.Queue()
+        self.config_notices: asyncio.Queue[Any] = asyncio.Queue()
+        self.affiliation_notices: asyncio.Queue[Any] = asyncio.Queue()
         self.add_event_handler("groupchat_message", self.groupchat.put_nowait)
+        self.add_event_handler("groupchat_config_status", self.config_notices.put_nowait)
+        self.add_event_handler("groupchat_affiliation_change",
+                               self.affiliation_notices.put_nowait)
         self.add_event_handler("groupchat_presence", self.presences.put_nowait)
         self.add_event_handler("groupchat_invite", self.invites.put_nowait)
         self.add_event_handler("groupchat_direct_invite", self.invites.put_nowait)
@@ -230,6 +237,184 @@ def test_mediated_and_direct_invitations(server: RunningServer) -> None:
         pres, _, _, _ = await grace.join(direct["groupchat_invite"]["jid"])
         assert pres["muc"]["role"] == "participant"
         await stop(alice, frank, grace)
+    run(go())
+
+
+def submit_form(owner: Member, **fields: Any) -> Any:
+    """A muc#roomconfig form holding only `fields` (as some clients send: what they changed)."""
+    form = owner.plugin["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/muc#roomconfig")
+    for var, value in fields.items():
+        form.add_field(var=var, ftype="boolean" if isinstance(value, bool) else "text-single",
+                       value=value)
+    return form
+
+
+async def archive_bodies(member: Member, room: str) -> list[str]:
+    result = await member.plugin["xep_0313"].retrieve(jid=room, timeout=10)
+    return [r["mam_result"]["forwarded"]["stanza"]["body"] for r in result["mam"]["results"]]
+
+
+def test_temporary_room_keeps_an_archive_that_goes_with_it(server: RunningServer) -> None:
+    """Issue 11 §2: archiving turned on with Prosody's field (ejabberd's is `mam`) in a room
+    that is not persistent; the archive answers, and is gone with the room."""
+    room = f"adhoc@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob = await start(server, "alice", "bob")
+        pres, _, _, _ = await alice.join(room)
+        assert 201 in pres["muc"]["status_codes"]
+        await alice.muc.set_room_config(
+            room, submit_form(alice, **{"muc#roomconfig_enablearchiving": True}), timeout=10)
+        pres, _, _, _ = await bob.join(room)
+        assert 170 in pres["muc"]["status_codes"]                  # XEP-0045 §7.2.12
+        alice.send_message(mto=room, mbody="said in passing", mtype="groupchat")
+        await asyncio.wait_for(bob.groupchat.get(), 10)
+        assert await archive_bodies(bob, room) == ["said in passing"]
+        for m in (alice, bob):
+            m.muc.leave_muc(room, m.user)
+            await m.settle()
+        # The room went away with its last occupant, and its archive with it: the same name
+        # is a brand new room with an empty archive.
+        pres, _, _, _ = await alice.join(room)
+        assert 201 in pres["muc"]["status_codes"]
+        await alice.muc.set_room_config(room, submit_form(alice, mam=True), timeout=10)
+        assert await archive_bodies(alice, room) == []
+        await alice.muc.set_room_config(room, submit_form(alice, mam=False), timeout=10)
+        with pytest.raises(IqError) as refused:
+            await archive_bodies(alice, room)
+        assert refused.value.condition == "service-unavailable"
+        await stop(alice, bob)
+    run(go())
+
+
+def test_configuration_changes_are_announced_from_the_start(server: RunningServer) -> None:
+    """Issue 11 §3, XEP-0045 §10.2.1: 104 whenever the configuration changes while occupants
+    are present, with 170-173 for privacy changes, including the first configuration."""
+    room = f"notices@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob = await start(server, "alice", "bob")
+        await alice.join(room)
+        form = await alice.muc.get_room_config(room, timeout=10)
+        form.field["muc#roomconfig_whois"]["value"] = "anyone"
+        await alice.muc.set_room_config(room, form, timeout=10)
+        notice = await asyncio.wait_for(alice.config_notices.get(), 10)
+        assert notice["from"] == room and notice["type"] == "groupchat"
+        assert notice["muc"]["status_codes"] == {104, 170, 172}   # now logged, non-anonymous
+        await bob.join(room)
+        await alice.muc.set_room_config(
+            room, submit_form(alice, **{"muc#roomconfig_roomname": "Notices"}), timeout=10)
+        for m in (alice, bob):
+            notice = await asyncio.wait_for(m.config_notices.get(), 10)
+            assert notice["muc"]["status_codes"] == {104}
+        await alice.muc.set_room_config(
+            room, submit_form(alice, **{"muc#roomconfig_whois": "moderators"}), timeout=10)
+        notice = await asyncio.wait_for(bob.config_notices.get(), 10)
+        assert notice["muc"]["status_codes"] == {104, 173}
+        await stop(alice, bob)
+    run(go())
+
+
+def test_members_see_who_was_added_or_removed(server: RunningServer) -> None:
+    """Issue 11 §4: a private group (members-only, non-anonymous, as Conversations makes them):
+    its occupants hear of affiliation changes of people who are not in the room."""
+    room = f"private@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob = await start(server, "alice", "bob")
+        await create_group(alice, room, members=("bob",), **{"muc#roomconfig_whois": "anyone"})
+        await alice.settle()
+        added = alice.drain(alice.affiliation_notices)          # bob made a member, outside
+        assert [(str(m["muc"]["jid"]), m["muc"]["affiliation"]) for m in added] == \
+            [("bob@localhost", "member")]
+        await bob.join(room)
+        await alice.muc.set_affiliation(room, "member", jid="carol@localhost", timeout=10)
+        for m in (alice, bob):
+            added = await asyncio.wait_for(m.affiliation_notices.get(), 10)
+            assert added["from"] == room
+            assert (str(added["muc"]["jid"]), added["muc"]["affiliation"]) == \
+                ("carol@localhost", "member")
+        await alice.muc.set_affiliation(room, "none", jid="carol@localhost", timeout=10)
+        removed = await asyncio.wait_for(bob.affiliation_notices.get(), 10)
+        assert (str(removed["muc"]["jid"]), removed["muc"]["affiliation"]) == \
+            ("carol@localhost", "none")
+        # A change to an occupant is its presence, not such a message.
+        await alice.muc.set_affiliation(room, "admin", jid="bob@localhost", timeout=10)
+        await bob.presence_with(110)
+        await bob.settle()
+        assert bob.drain(bob.affiliation_notices) == []
+        await stop(alice, bob)
+    run(go())
+
+
+def test_an_occupant_whose_messages_bounce_is_removed(server: RunningServer) -> None:
+    """Issue 11 §5, XEP-0045 §18.1.2 "Ghost Users": a delivery error in answer to a groupchat
+    message removes the occupant, with status 333 to everyone."""
+    room = f"ghosts@{SERVICE}"
+
+    async def go() -> None:
+        alice, bob, carol = await start(server, "alice", "bob", "carol")
+        await create_group(alice, room, **{"muc#roomconfig_membersonly": False})
+        await bob.join(room)
+        await carol.join(room)
+
+        def bounce(msg: Any) -> None:
+            if msg["mucnick"] == "alice":
+                err = msg.reply(clear=False)        # to the room, as clients answer
+                err["type"] = "error"
+                err["id"] = msg["id"]
+                err["error"]["type"] = "cancel"
+                err["error"]["condition"] = "recipient-unavailable"
+                err.send()
+        bob.add_event_handler("groupchat_message", bounce)
+        alice.send_message(mto=room, mbody="anyone there?", mtype="groupchat")
+        for m in (alice, carol):
+            gone = await m.presence_with(333)
+            assert gone["from"].resource == "bob" and gone["type"] == "unavailable"
+            assert gone["muc"]["role"] == "none"
+        # bob is out: the next message reaches the others only (once carol has it, bob's copy,
+        # had there been one, would have come before the answer to his ping).
+        bob.del_event_handler("groupchat_message", bounce)
+        await bob.settle()
+        bob.drain(bob.groupchat)
+        alice.send_message(mto=room, mbody="just us", mtype="groupchat")
+
+        async def next_body(m: Member, body: str) -> None:
+            while (await m.groupchat.get())["body"] != body:
+                pass
+        await asyncio.wait_for(next_body(carol, "just us"), 10)
+        await bob.settle()
+        assert [m["body"] for m in bob.drain(bob.groupchat)] == []
+        await stop(alice, bob, carol)
+    run(go())
+
+
+def test_a_room_secret_protects_the_room(server: RunningServer) -> None:
+    """Issue 11 §6: the owner fills in the password and leaves "Password Required to
+    Enter?" as offered (off): the room is password-protected all the same."""
+    room = f"secret@{SERVICE}"
+
+    async def go() -> None:
+        alice, erin = await start(server, "alice", "erin")
+        await create_group(alice, room, **{"muc#roomconfig_membersonly": False,
+                                           "muc#roomconfig_roomsecret": "open sesame"})
+        values = (await alice.muc.get_room_config(room, timeout=10)).get_values()
+        assert values["muc#roomconfig_passwordprotectedroom"] is True
+        with pytest.raises(PresenceError) as refused:
+            await erin.join(room)
+        assert refused.value.condition == "not-authorized"            # XEP-0045 §7.2.6
+        pres, _, _, _ = await erin.join(room, password="open sesame")
+        assert pres["muc"]["role"] == "participant"
+        # Turning protection off explicitly is honoured.
+        form = await alice.muc.get_room_config(room, timeout=10)
+        form.field["muc#roomconfig_passwordprotectedroom"]["value"] = False
+        await alice.muc.set_room_config(room, form, timeout=10)
+        erin.muc.leave_muc(room, "erin")
+        await erin.settle()
+        await erin.join(room)
+        await stop(alice, erin)
     run(go())
 
 

@@ -3,7 +3,7 @@
 Chromium over WebSocket (RFC 7395) and BOSH (XEP-0206), @xmpp/client (Node.js) over WebSocket,
 slixmpp over direct TLS (XEP-0368), XEP-0156 host-meta, and what a raw HTTP client may not do.
 
-Chromium (Debian's `chromium`) and the npm packages in tests/web/ are installed by .ci/run;
+Chromium (Debian's `chromium`) and the npm packages in tests/web/ are installed by `make test`;
 without them these tests skip locally and fail under CI=true.
 """
 from __future__ import annotations
@@ -34,10 +34,11 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 def need(path: Path | str, what: str) -> None:
-    """Skip without `path` locally; under CI=true a missing tool is a failure (.ci/run)."""
+    """Skip without `path` locally; under CI=true a missing tool is a failure (`make test`
+    installs them)."""
     if Path(path).exists():
         return
-    message = f"{what} missing ({path}); .ci/run installs it"
+    message = f"{what} missing ({path}); `make test` installs it"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

@@ -1,4 +1,4 @@
-# tests: modules/offline.py, modules/stream_mgmt.py, modules/mam.py, modules/carbons.py, modules/csi.py
+# tests: modules/offline.py, modules/stream_mgmt/, modules/mam/, modules/carbons.py, modules/csi.py
 """Helpers for the messaging tests on the in-memory harness."""
 from __future__ import annotations
 

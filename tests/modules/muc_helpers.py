@@ -50,10 +50,11 @@ def field(var: str, *values: str) -> str:
 
 def configure(owner: HarnessClient, room: str = ROOM, **fields: str | bool | int | list[str]
               ) -> etree._Element:
-    """Submit muc#roomconfig fields (muc#roomconfig_<name> unless the name has a '#')."""
+    """Submit muc#roomconfig fields (muc#roomconfig_<name> unless the name has a '#' or is
+    ejabberd's `mam`)."""
     body = field("FORM_TYPE", "http://jabber.org/protocol/muc#roomconfig")
     for name, value in fields.items():
-        var = name if "#" in name else f"muc#roomconfig_{name}"
+        var = name if "#" in name or name == "mam" else f"muc#roomconfig_{name}"
         if isinstance(value, bool):
             body += field(var, "1" if value else "0")
         elif isinstance(value, list):

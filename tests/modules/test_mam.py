@@ -1,4 +1,4 @@
-# tests: modules/mam.py
+# tests: modules/mam/
 """XEP-0313 MAM on the in-memory harness: what is archived and stamped, queries, paging, errors,
 preferences, metadata, retention."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 from lxml import etree
 
-from modules.receipts import stamp_us
+from stanzas.delay import stamp_us
 from tests.harness.server import HarnessClient, Harness
 from tests.modules.contacts import make_contacts
 from tests.modules.messaging import messaging, module

@@ -1,5 +1,6 @@
 """XEP-0045 roles and affiliations: the permission tables of §5 as data (every combination),
-and the muc#admin IQs on the in-memory harness (kick 307, ban 301, 321, lists, errors)."""
+and the muc#admin IQs on the in-memory harness (kick 307, ban 301, 321, lists, errors, what
+occupants hear of changes to people who are not in the room)."""
 from __future__ import annotations
 
 import itertools
@@ -9,7 +10,7 @@ import pytest
 from modules.muc.affiliations import (AFFILIATIONS, ROLES, check_affiliation_change,
                                       check_role_change, default_role)
 from tests.harness.server import HarnessClient, Harness
-from tests.modules.muc_helpers import (ADMIN, ROOM, admin_set, codes, configure, create,
+from tests.modules.muc_helpers import (ADMIN, ROOM, USER, admin_set, codes, configure, create,
                                        error_of, h, item, join, muc)
 
 __all__ = ["h", "muc"]
@@ -126,7 +127,7 @@ def test_kick_by_moderator_with_307(h: Harness) -> None:                        
     assert item(mine).findtext("{http://jabber.org/protocol/muc#user}reason") == "Avaunt"
     theirs = s["carol"].received()[0]
     assert theirs.get("type") == "unavailable" and codes(theirs) == {307}
-    assert codes(join(s["bob"], "bob")[-2]) == {110}               # a kick is not a ban
+    assert codes(join(s["bob"], "bob")[-2]) == {110, 170}          # a kick is not a ban
 
 
 def test_kick_by_a_participant_is_forbidden(h: Harness) -> None:
@@ -271,3 +272,45 @@ def test_list_permissions(h: Harness) -> None:                                  
     s["bob"].received()
     assert lists(s["bob"], "affiliation='member'") == [("bob@example.org", "bob")]   # §9.5
     assert lists(s["bob"], "affiliation='admin'") == [("carol@example.org", None)]   # §10.8
+
+
+# -- affiliation changes of people not in the room (issue 11 §4) --------------------------
+def told(s: HarnessClient) -> list[tuple[str | None, str | None, str | None]]:
+    """(jid, affiliation, reason) of each affiliation notice `s` got from the room."""
+    out = []
+    for e in s.received():
+        i = e.find(f"{{{USER}}}x/{{{USER}}}item")
+        if e.tag == "{jabber:client}message" and e.get("from") == ROOM and i is not None:
+            assert e.get("type") is None and i.get("role") == "none"    # XEP-0045's example
+            out.append((i.get("jid"), i.get("affiliation"), i.findtext(f"{{{USER}}}reason")))
+    return out
+
+
+def test_outsiders_affiliation_changes_are_told_to_occupants(h: Harness) -> None:
+    s = room(h, "bob", whois="anyone")                      # a private group, once ...
+    admin_set(s["alice"], "<item affiliation='member' jid='bob@example.org'/>")
+    configure(s["alice"], membersonly=True)                  # ... members-only
+    assert told(s["bob"]) == []                              # an occupant's is its presence
+    admin_set(s["alice"], "<item affiliation='member' jid='carol@example.org'>"
+                          "<reason>welcome</reason></item>")
+    assert told(s["bob"]) == [("carol@example.org", "member", "welcome")]
+    assert told(s["alice"]) == [("carol@example.org", "member", "welcome")]
+    admin_set(s["alice"], "<item affiliation='member' jid='carol@example.org'/>")
+    assert told(s["bob"]) == []                              # no change, nothing to tell
+    admin_set(s["alice"], "<item affiliation='none' jid='carol@example.org'/>")
+    assert told(s["bob"]) == [("carol@example.org", "none", None)]
+    configure(s["alice"], roomadmins=["dave@example.org"])              # §10.5 full list
+    assert told(s["bob"]) == [("dave@example.org", "admin", None)]
+    h.user("erin@example.org")
+    s["alice"].send(f"<message to='{ROOM}'><x xmlns='{USER}'><invite to='erin@example.org'/>"
+                    "</x></message>")                        # §9.5: invited, so a member
+    assert told(s["bob"]) == [("erin@example.org", "member", None)]
+    admin_set(s["alice"], "<item affiliation='outcast' jid='example.net'/>")   # a server
+    assert told(s["bob"]) == [("example.net", "outcast", None)]
+
+
+def test_semi_anonymous_room_tells_only_its_moderators(h: Harness) -> None:
+    s = room(h, "bob")
+    admin_set(s["alice"], "<item affiliation='member' jid='carol@example.org'/>")
+    assert told(s["bob"]) == []                              # may not see real JIDs
+    assert told(s["alice"]) == [("carol@example.org", "member", None)]

@@ -3,11 +3,12 @@ destruction (§10.9), and persistence of rooms, configuration, subject and affil
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from modules.muc.config import Limits, RoomConfig
-from modules.muc.forms import Submitted
+from stanzas.forms import Submitted
 from stanzas.errors import StanzaError
 from tests.harness.server import HarnessClient, Harness
 from tests.modules.muc_helpers import (OWNER, ROOM, USER, admin_set, codes, configure, create,
@@ -180,15 +181,55 @@ def test_making_a_room_temporary_forgets_it(h: Harness) -> None:
     alice = h.login("alice@example.org/r")
     create(alice, "alice", persistentroom=True)
     assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is not None
-    configure(alice, persistentroom=False)
+    configure(alice, persistentroom=False)          # its archive is kept while it lasts ...
+    assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is not None
+    alice.send(f"<presence to='{ROOM}/alice' type='unavailable'/>")
+    alice.received()
+    assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is None     # ... no longer
+    create(alice, "alice", persistentroom=True)
+    configure(alice, persistentroom=False, enablelogging=False)     # no archive: forgotten now
     assert resolve(h.server.stores.muc.load_room(JID.parse(ROOM))) is None
+
+
+def password_rule(current: RoomConfig, **values: str) -> tuple[bool, str]:
+    new = current.submit(Submitted("http://jabber.org/protocol/muc#roomconfig", {
+        f"muc#roomconfig_{k}": [v] for k, v in values.items()}), LIMITS)
+    return new.password_protected, new.password
+
+
+def test_a_room_secret_turns_password_protection_on_unless_turned_off() -> None:  # issue 11
+    off = RoomConfig.defaults(LIMITS)
+    on = replace(off, password_protected=True, password="pw")
+    assert password_rule(off, roomsecret="pw") == (True, "pw")
+    # The whole form sent back with "off" as offered and a secret filled in: protected.
+    assert password_rule(off, passwordprotectedroom="0", roomsecret="pw") == (True, "pw")
+    assert password_rule(on, passwordprotectedroom="1", roomsecret="pw") == (True, "pw")
+    assert password_rule(on, roomname="Cave") == (True, "pw")
+    # Turned off explicitly: off, and the password forgotten, so the form sent back unchanged
+    # later keeps it off.
+    assert password_rule(on, passwordprotectedroom="0", roomsecret="pw") == (False, "")
+    assert password_rule(off, passwordprotectedroom="0", roomsecret="") == (False, "")
+    assert password_rule(on, roomsecret="") == (False, "")       # clearing it opens the room
+    with pytest.raises(StanzaError) as refused:
+        password_rule(on, passwordprotectedroom="1", roomsecret="")          # §10.1.3
+    assert refused.value.condition == "not-acceptable"
+
+
+def test_a_room_with_only_a_secret_asks_for_it(h: Harness) -> None:              # §7.2.6
+    alice, bob = h.login("alice@example.org/r"), h.login("bob@example.org/r")
+    create(alice, "alice", roomsecret="cauldronburn")
+    assert form_of(alice)["muc#roomconfig_passwordprotectedroom"] == ["1"]
+    bob.send(join_xml("bob"))
+    assert error_of(bob.received()[0]) == ("auth", "not-authorized")
+    got = join(bob, "bob", extra="<password>cauldronburn</password>")
+    assert codes(got[-2]) == {110, 170}
 
 
 def test_owner_lists_in_the_form_are_full_lists(h: Harness) -> None:               # §10.5
     alice, bob = h.login("alice@example.org/r"), h.login("bob@example.org/r")
     create(alice, "alice")
     configure(alice, roomowners=["alice@example.org", "bob@example.org"])
-    assert codes(join(bob, "bob")[-2]) == {110}
+    assert codes(join(bob, "bob")[-2]) == {110, 170}
     assert item(join(bob, "bob")[-2]).get("affiliation") == "owner"
     configure(alice, roomowners=["bob@example.org"])
     bob.received()

@@ -1,15 +1,21 @@
 """XEP-0313 on room JIDs on the in-memory harness: who may read, filters, XEP-0059 paging,
-what a result shows, and errors."""
+what a result shows, errors, and the archive of a temporary room (kept while the room lasts)."""
 from __future__ import annotations
 
 from lxml import etree
 
-from tests.harness.server import HarnessClient, Harness
-from tests.modules.muc_helpers import (ROOM, admin_set, configure, create, error_of, h, join,
-                                       muc)
+import pytest
+
+from modules.muc.config import Limits, RoomConfig
+from stanzas.jid import JID
+from storage.muc import ArchivedMessage, StoredRoom
+from tests.harness.server import HarnessClient, Harness, resolve
+from tests.modules.muc_helpers import (ROOM, SERVICE, admin_set, configure, create, error_of, h,
+                                       join, muc)
 
 __all__ = ["h", "muc"]
 MAM, RSM = "urn:xmpp:mam:2", "http://jabber.org/protocol/rsm"
+LIMITS = Limits(max_users=200, max_users_limit=1000, history=20, history_limit=100)
 
 
 def query(s: HarnessClient, form: str = "", rsm: str = "", extra: str = "", qid: str = "q1"
@@ -142,11 +148,72 @@ def test_open_room_archive_is_for_anyone_but_outcasts(h: Harness) -> None:
     assert bodies(query(eve)[0]) == ["m0"]
 
 
-def test_temporary_room_has_no_archive(h: Harness) -> None:
+def say(s: HarnessClient, *bodies: str) -> None:
+    for body in bodies:
+        s.send(f"<message to='{ROOM}' type='groupchat'><body>{body}</body></message>")
+    s.received()
+
+
+def stored(h: Harness) -> object:
+    return resolve(h.server.stores.muc.load_room(JID.parse(ROOM)))
+
+
+def test_temporary_room_keeps_an_archive_that_goes_with_it(h: Harness) -> None:  # issue 11
+    alice, bob = h.login("alice@example.org/r"), h.login("bob@example.org/r")
+    create(alice, "alice")                                 # temporary; archiving is on
+    join(bob, "bob")
+    say(alice, "m0", "m1")
+    bob.received()
+    assert bodies(query(bob)[0]) == ["m0", "m1"]
+    for s, nick in ((alice, "alice"), (bob, "bob")):
+        s.send(f"<presence to='{ROOM}/{nick}' type='unavailable'/>")
+        s.received()
+    assert stored(h) is None                               # gone with its last occupant
+    create(alice, "alice")                                 # the same name: a new room
+    assert bodies(query(alice)[0]) == []
+
+
+@pytest.mark.parametrize("var", ["enablelogging", "enablearchiving", "mam"])
+def test_archiving_is_switched_by_every_field_name_clients_send(h: Harness, var: str) -> None:
+    """Ours (XEP-0045's registered field), Prosody's and ejabberd's."""
+    alice = h.login("alice@example.org/r")
+    create(alice, "alice", **{var: False})
+    say(alice, "unkept")
+    assert error_of(query(alice)[1])[1] == "service-unavailable"
+    assert stored(h) is None                               # a temporary room without archive
+    configure(alice, **{var: True})
+    say(alice, "kept")
+    assert bodies(query(alice)[0]) == ["kept"]
+
+
+def test_a_changed_archiving_field_wins_over_an_echoed_one(h: Harness) -> None:
+    alice = h.login("alice@example.org/r")
+    create(alice, "alice", enablelogging=True, mam=False)
+    assert error_of(query(alice)[1])[1] == "service-unavailable"
+    configure(alice, enablelogging=False, enablearchiving=True)
+    say(alice, "kept")
+    assert bodies(query(alice)[0]) == ["kept"]
+
+
+def test_a_temporary_archive_left_by_a_crash_is_deleted(h: Harness) -> None:
+    muc = h.server.stores.muc
+    config = RoomConfig.defaults(LIMITS).to_json()          # temporary, archiving on
+    resolve(muc.put_room(StoredRoom(JID.parse(ROOM), config, "secret", 1.0)))
+    resolve(muc.archive([ArchivedMessage(JID.parse(ROOM), "old1", 2.0, "x", "x@example.org",
+                                         b"<message xmlns='jabber:client'><body>old</body>"
+                                         b"</message>")]))
+    alice = h.login("alice@example.org/r")
+    create(alice, "alice")                                 # 201: a brand new room
+    assert bodies(query(alice)[0]) == []
+
+
+def test_shutdown_deletes_temporary_archives_and_keeps_persistent_ones(h: Harness) -> None:
     alice = h.login("alice@example.org/r")
     create(alice, "alice")
-    _, fin = query(alice)
-    assert error_of(fin)[1] == "service-unavailable"
+    create(alice, "alice", room=f"kept@{SERVICE}", persistentroom=True)
+    resolve(h.server.stop())
+    assert stored(h) is None
+    assert resolve(h.server.stores.muc.load_room(JID.parse(f"kept@{SERVICE}"))) is not None
 
 
 def test_query_form(h: Harness) -> None:                                            # §4.1.5
@@ -169,3 +236,32 @@ def test_private_messages_are_not_archived(h: Harness) -> None:           # XEP-
     alice.send(f"<message to='{ROOM}/bob' type='chat'><body>secret</body></message>")
     assert [m.findtext("{jabber:client}body") for m in bob.received()] == ["secret"]
     assert query(bob)[0] == []
+
+
+def test_a_message_is_handled_once_its_archive_write_is_committed(h: Harness) -> None:
+    """DESIGN.md "✓ sent": the service says a groupchat message is handled only after the
+    room archive write it caused is committed (group commit, storage/batch.py)."""
+    from stanzas.jid import JID
+    from tests.harness.match import parse
+    from tests.modules.messaging import Gate, module
+    alice, bob = archived_room(h, 0)
+    service = module(h, "muc").service
+    gate = Gate(service.archive_writes)
+
+    def say(text: str) -> object:
+        msg = parse(f"<message from='alice@example.org/r' to='{ROOM}' type='groupchat'>"
+                    f"<body>{text}</body></message>")
+        return service.receive(msg, JID.parse("alice@example.org/r"), JID.parse(ROOM))
+    first, second = say("one"), say("two")
+    assert first is not None and second is not None
+    assert len(bob.received()) == 2                         # delivered before any commit
+    assert not first.called and not second.called           # type: ignore[attr-defined]
+    assert [len(items) for items, _ in gate.pending] == [1]  # the second waits for the first
+    gate.open()
+    assert first.called and not second.called               # type: ignore[attr-defined]
+    gate.open()
+    assert second.called                                    # type: ignore[attr-defined]
+    assert bodies(query(bob)[0]) == ["one", "two"]
+    presence = parse(f"<presence from='alice@example.org/r' to='{ROOM}/alice'/>")
+    assert service.receive(presence, JID.parse("alice@example.org/r"),
+                           JID.parse(f"{ROOM}/alice")) is None       # nothing to wait for

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.harness.server import HarnessClient, Harness
-from tests.modules.muc_helpers import (ROOM, SERVICE, USER, admin_set, codes, configure, create,
-                                       error_of, h, item, join, kinds, muc)
+from tests.modules.muc_helpers import (OWNER, ROOM, SERVICE, USER, admin_set, codes, configure,
+                                       create, error_of, h, item, join, kinds, muc)
 
 __all__ = ["h", "muc"]
 SID = "{urn:xmpp:sid:0}stanza-id"
@@ -242,12 +242,30 @@ def test_voice_request_and_approval(h: Harness) -> None:                        
 def test_config_change_is_announced_with_status_codes(h: Harness) -> None:       # §10.2.1
     alice, bob = room_of(h, "bob")
     configure(alice, whois="anyone")
-    assert codes(bob.received()[0]) == {172}
+    assert codes(bob.received()[0]) == {104, 172}       # 104 with the privacy codes: issue 11
     configure(alice, roomname="Cave")
-    assert codes(bob.received()[0]) == {104}
+    notice = bob.received()[0]
+    assert (notice.get("from"), notice.get("type"), codes(notice)) == (ROOM, "groupchat", {104})
     configure(alice, persistentroom=True)
-    assert codes(bob.received()[0]) == {170}
+    assert codes(bob.received()[0]) == {104}
     configure(alice, enablelogging=False)
-    assert codes(bob.received()[0]) == {171}
+    assert codes(bob.received()[0]) == {104, 171}
+    configure(alice, enablelogging=True)
+    assert codes(bob.received()[0]) == {104, 170}
     configure(alice, whois="moderators")
-    assert codes(bob.received()[0]) == {173}
+    assert codes(bob.received()[0]) == {104, 173}
+    configure(alice, roomname="Cave")
+    assert bob.received() == []                          # nothing changed: nothing to say
+
+
+def test_first_configuration_is_announced_too(h: Harness) -> None:          # issue 11 §3
+    alice = h.login("alice@example.org/r")
+    join(alice, "alice")                                 # a new room, locked (201)
+    alice.send(f"<iq type='set' id='c' to='{ROOM}'><query xmlns='{OWNER}'>"
+               "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_whois'>"
+               "<value>anyone</value></field></x></query></iq>")
+    got = alice.received()
+    notices = [e for e in got if e.tag == "{jabber:client}message"]
+    assert len(notices) == 1 and notices[0].get("type") == "groupchat"
+    assert codes(notices[0]) == {104, 170, 172}          # now archived and non-anonymous
+    assert got[-1].get("type") == "result"

@@ -45,7 +45,7 @@ def test_join_order_others_then_self_then_history_then_subject(h: Harness) -> No
     got = join(carol, "Carol")
     assert kinds(got) == ["presence:Alice", "presence:Bob", "presence:Carol", "message:one",
                           "subject"]
-    assert codes(got[2]) == {110}
+    assert codes(got[2]) == {110, 170}                      # archiving is on by default
     assert got[3].find("{urn:xmpp:delay}delay").get("from") == ROOM        # §7.2.15
     # The others learn of Carol; semi-anonymous: only the moderator sees her real JID.
     alice_sees = [e for e in alice.received() if e.get("from") == f"{ROOM}/Carol"]
@@ -59,7 +59,7 @@ def test_non_anonymous_room_shows_jids_and_warns_with_100(h: Harness) -> None:  
     create(alice, "Alice", whois="anyone")
     got = join(bob, "Bob")
     assert item(got[0]).get("jid") == "alice@example.org/r"
-    assert codes(got[1]) == {100, 110}
+    assert codes(got[1]) == {100, 110, 170}
     assert item(got[1]).get("jid") == "bob@example.org/r"
 
 
@@ -85,7 +85,7 @@ def test_blank_nick_is_not_acceptable_and_spaces_are_trimmed_with_210(h: Harness
     carol.send(f"<presence to='{ROOM}/ Carol '><x xmlns='{MUC}'/></presence>")
     got = carol.received()
     mine = [e for e in got if e.get("from") == f"{ROOM}/Carol"]
-    assert codes(mine[0]) == {110, 210}                                     # §7.2.3
+    assert codes(mine[0]) == {110, 170, 210}                                # §7.2.3
     dave = h.login("dave@example.org/r")
     dave.send(f"<presence to='{ROOM}/   '><x xmlns='{MUC}'/></presence>")
     assert error_of(dave.received()[0])[1] == "not-acceptable"             # §17.1
@@ -100,7 +100,7 @@ def test_password_protected_room(h: Harness) -> None:                           
     got = join(bob, "Bob", extra="<password>wrong</password>")
     assert error_of(got[0]) == ("auth", "not-authorized")
     got = join(bob, "Bob", extra="<password>cauldronburn</password>")
-    assert codes(got[-2]) == {110}
+    assert codes(got[-2]) == {110, 170}
 
 
 def test_members_only_room_refuses_non_members(h: Harness) -> None:              # §7.2.7
@@ -135,7 +135,7 @@ def test_banning_a_domain_bans_its_users(muc: Callable[..., Harness]) -> None:  
     admin_set(alice, "<item affiliation='outcast' jid='example.org'/>")
     mallory.send(join_xml("Mallory"))
     assert error_of(mallory.received()[0]) == ("auth", "forbidden")
-    assert codes(join(alice, "Alice")[-2]) == {110}     # the owner's own entry is its JID
+    assert codes(join(alice, "Alice")[-2]) == {110, 170}  # the owner's own entry: its JID
 
 
 def test_nick_conflict_and_reserved_nick(h: Harness) -> None:                     # §7.2.9
@@ -146,7 +146,7 @@ def test_nick_conflict_and_reserved_nick(h: Harness) -> None:                   
     admin_set(alice, "<item affiliation='member' jid='carol@example.org' nick='Witch'/>")
     bob.send(join_xml("Witch"))
     assert error_of(bob.received()[0]) == ("cancel", "conflict")
-    assert codes(join(carol, "Witch")[-2]) == {110}
+    assert codes(join(carol, "Witch")[-2]) == {110, 170}
 
 
 def test_full_room_is_service_unavailable_except_for_admins(h: Harness) -> None:  # §7.2.10
@@ -157,7 +157,7 @@ def test_full_room_is_service_unavailable_except_for_admins(h: Harness) -> None:
     assert error_of(carol.received()[0]) == ("wait", "service-unavailable")
     admin_set(alice, "<item affiliation='admin' jid='carol@example.org'/>")
     alice.received()
-    assert codes(join(carol, "Carol")[-2]) == {110}
+    assert codes(join(carol, "Carol")[-2]) == {110, 170}
 
 
 def test_creation_can_be_restricted(muc: Callable[..., Harness]) -> None:        # §10.1.1
@@ -253,7 +253,7 @@ def test_two_resources_share_one_nick(h: Harness) -> None:                      
     join(phone, "Bob")
     alice.received()
     got = join(laptop, "Bob")
-    assert codes(got[1]) == {110} and got[1].get("from") == f"{ROOM}/Bob"
+    assert codes(got[1]) == {110, 170} and got[1].get("from") == f"{ROOM}/Bob"
     assert alice.received() == []                           # still one occupant to the others
     alice.send(f"<message to='{ROOM}' type='groupchat'><body>both</body></message>")
     assert kinds(alice.received()) == ["message:both"]                      # reflected too
@@ -280,7 +280,7 @@ def test_rejoin_from_an_occupant_resends_everything(h: Harness) -> None:        
     assert kinds(join(bob, "Bob")) == ["presence:Alice", "presence:Bob", "subject"]
 
 
-def test_delivery_error_removes_a_ghost_with_333(h: Harness) -> None:                # §16
+def test_delivery_error_removes_a_ghost_with_333(h: Harness) -> None:            # §18.1.2
     alice, bob = h.login("alice@example.org/r"), h.login("bob@example.org/r")
     create(alice, "Alice")
     join(bob, "Bob")
@@ -290,6 +290,25 @@ def test_delivery_error_removes_a_ghost_with_333(h: Harness) -> None:           
              "</message>")
     theirs = alice.received()[0]
     assert theirs.get("type") == "unavailable" and codes(theirs) == {333}
+
+
+def test_delivery_error_to_the_room_removes_that_session_only(h: Harness) -> None:  # §18.1.2
+    """Clients answer a groupchat message to the room's bare JID (slixmpp's reply() does); a
+    user's other session under the same nick stays in the room."""
+    alice, phone, laptop = (h.login(j) for j in ("alice@example.org/r", "bob@example.org/phone",
+                                                 "bob@example.org/laptop"))
+    create(alice, "Alice")
+    join(phone, "Bob")
+    join(laptop, "Bob")
+    alice.received()
+    error = (f"<message to='{ROOM}' type='error'><error type='wait'><recipient-unavailable "
+             "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+    laptop.send(error)
+    assert codes(laptop.received()[0]) == {110, 333}
+    assert alice.received() == []                           # Bob is still here, on the phone
+    phone.send(error)
+    gone = alice.received()[0]
+    assert gone.get("type") == "unavailable" and codes(gone) == {333}
 
 
 def test_history_limits_on_join(h: Harness) -> None:                               # §7.2.14
@@ -348,7 +367,7 @@ def test_subject_on_join_carries_its_setter_and_time(h: Harness) -> None:       
 
 def test_a_gone_session_is_found_by_its_bounce(make_harness: Callable[..., Harness]) -> None:
     """Without the presence module nobody leaves for a dropped client; the first message the
-    router cannot deliver bounces back to the room, which removes the ghost (§16, 333)."""
+    router cannot deliver bounces back to the room, which removes the ghost (§18.1.2, 333)."""
     h = make_harness(modules={"disco": {}, "muc": {}})
     alice, bob = h.login("alice@example.org/r"), h.login("bob@example.org/r")
     create(alice, "Alice")

@@ -88,7 +88,7 @@ def test_room_info_features_and_roominfo(h: Harness) -> None:                   
     assert form["muc#roominfo_subject"] == "Spells"
     assert form["muc#roominfo_occupants"] == "1"
     assert form["muc#roominfo_description"] == "For witches"
-    configure(alice, persistentroom=False)
+    configure(alice, enablelogging=False)
     assert "urn:xmpp:mam:2" not in features(ask(bob, ROOM, INFO))
     assert list(ask(bob, ROOM, ITEMS).iter(f"{{{ITEMS}}}item")) == []        # §6.5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from modules.receipts import stamp
+from stanzas.delay import stamp
 from tests.harness.server import Harness
 from tests.harness.stream import StreamClient
 from tests.modules.messaging import SM, body, messaging, module, stored

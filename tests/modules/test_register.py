@@ -93,6 +93,50 @@ def test_min_password_length(make_harness: Any) -> None:
     assert condition(r) == "not-acceptable"
 
 
+def sign_up(h: Harness, name: str, stream: FakeStream) -> str | None:
+    """The error condition of one sign-up on `stream` (None: the account was made)."""
+    host = h.server.hosts["example.org"]
+    el = parse("<iq type='set' id='s'><query xmlns='jabber:iq:register'><username>%s</username>"
+               "<password>pw-%s</password></query></iq>" % (name, name))
+    out: list[etree._Element] = []
+    from stanzas.jid import JID
+    req = IqRequest(el, JID.of(None, "example.org"), JID.of(None, "example.org"), el[0], stream)
+    h.server.router.call_iq_handler(
+        host.iq_handlers[("set", "preauth", el[0].tag)], req, out.append)
+    return condition(out[0])
+
+
+def test_one_account_per_stream(make_harness: Any) -> None:
+    h = loopback(make_harness)
+    stream = FakeStream("127.0.0.1")
+    assert sign_up(h, "first", stream) is None
+    assert sign_up(h, "second", stream) == "not-acceptable"      # XEP-0077 §3.1
+    assert sign_up(h, "second", FakeStream("127.0.0.1")) is None
+
+
+def test_sign_ups_per_address_and_in_total_within_the_window(make_harness: Any) -> None:
+    h = make_harness(modules={"register": {"allow_from": ["127.0.0.0/8"], "max_per_ip": 2,
+                                           "max_total": 3, "window": "1 h"}})
+    assert sign_up(h, "a1", FakeStream("127.0.0.1")) is None
+    assert sign_up(h, "a2", FakeStream("127.0.0.1")) is None
+    assert sign_up(h, "a3", FakeStream("127.0.0.1")) == "resource-constraint"
+    assert resolve(h.server.stores.accounts.get("a3", "example.org")) is None
+    assert sign_up(h, "b1", FakeStream("127.0.0.2")) is None
+    assert sign_up(h, "c1", FakeStream("127.0.0.3")) == "resource-constraint"   # 3 in all
+    h.clock.advance(3600)
+    assert sign_up(h, "a3", FakeStream("127.0.0.1")) is None
+    assert sign_up(h, "c1", FakeStream("127.0.0.3")) is None
+
+
+def test_limit_error_is_of_type_wait(make_harness: Any) -> None:
+    h = make_harness(modules={"register": {"allow_from": ["127.0.0.0/8"], "max_per_ip": 1}})
+    assert sign_up(h, "w1", FakeStream("127.0.0.1")) is None
+    r = preauth(h, "<iq type='set' id='w'><query xmlns='jabber:iq:register'>"
+                   "<username>w2</username><password>pw</password></query></iq>")
+    assert condition(r) == "resource-constraint"
+    assert r.find("{jabber:client}error").get("type") == "wait"       # type: ignore[union-attr]
+
+
 def test_logged_in_user_sees_registered_and_changes_password(harness: Harness) -> None:
     alice = harness.login("alice@example.org/a")
     alice.send("<iq type='get' id='g1'><query xmlns='jabber:iq:register'/></iq>")

@@ -1,4 +1,4 @@
-# tests: modules/stream_mgmt.py, xmppd/listeners/session.py, xmppd/router.py
+# tests: modules/stream_mgmt/, xmppd/listeners/session.py, xmppd/router.py
 """XEP-0198 on real sessions in the in-memory harness: counting, acks that wait for
 durability, resumption without loss or duplicates, expiry to offline storage, errors."""
 from __future__ import annotations
@@ -266,7 +266,7 @@ def test_expiry_sends_unacknowledged_messages_offline_with_their_first_time(
     assert h.server.sessions.get(bob.session.jid) is None
     later = StreamClient(h, f"{BOB}/laptop")
     del later
-    from modules.receipts import stamp
+    from stanzas.delay import stamp
     assert stamp(sent_at, micro=True).encode() in kept[0].stanza
 
 
@@ -377,3 +377,23 @@ def test_unacknowledged_bytes_are_bounded_too(make_harness: Callable[..., Harnes
         alice.send(f"<message to='{BOB}' type='chat'><body>{i}{'x' * 10_000}</body></message>")
     assert bob.closed and bob.closed_with == "policy-violation"
     assert len(stored(h, BOB)) == 8                     # unacknowledged, then no session: kept
+
+
+def test_the_ack_waits_for_the_room_archive(make_harness: Callable[..., Harness]) -> None:
+    # DESIGN.md "the delivery promise": a groupchat message is handled once the room's archive
+    # write is committed, not when the fan-out is done.
+    from tests.modules.muc_helpers import MODULES as MUC, ROOM, create
+    h = make_harness(modules={**MUC, "stream_mgmt": {}})
+    owner = h.login("bob@example.org/r")
+    create(owner, "bob", persistentroom=True)
+    c = StreamClient(h, "alice@example.org/a")
+    enable(c)
+    c.send(f"<presence to='{ROOM}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    c.received()
+    owner.received()
+    gate = Gate(module(h, "muc").service.archive_writes)
+    c.send(f"<message to='{ROOM}' type='groupchat'><body>x</body></message><r xmlns='{SM}'/>")
+    assert owner.received()                                     # delivered at once
+    assert not [e for e in c.received() if e.tag == f"{{{SM}}}a"]   # not acked yet
+    gate.drain()
+    c.expect(f"<a xmlns='{SM}' h='2'/>")

@@ -107,3 +107,55 @@ def test_flushed_waits_for_what_was_added_before() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError):
         GroupCommit(lambda items: defer.succeed(items), max_batch=0)
+
+
+class Timer:
+    """call_later on a list the test runs by hand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, Any, tuple[Any, ...]]] = []
+
+    def call_later(self, delay: float, fn: Any, *args: Any) -> None:
+        self.calls.append((delay, fn, args))
+
+    def run(self) -> float:
+        delay, fn, args = self.calls.pop(0)
+        fn(*args)
+        return delay
+
+
+def test_a_transient_failure_is_retried_with_growing_delays_and_nothing_is_lost() -> None:
+    # Issue 13 §2: storage down is never a lost write nor a permanent error.
+    w, timer = SlowWriter(), Timer()
+    gc: GroupCommit[int, int] = GroupCommit(w, clock=timer)
+    got = results([gc.add(1), gc.add(2)])
+    w.calls[0][1].errback(StorageError("connection refused"))          # [1] failed
+    assert got == [] and gc.retrying
+    later = results([gc.add(3)])
+    assert timer.run() == 0.25 and [c[0] for c in w.calls] == [[1], [1]]
+    w.calls[1][1].errback(StorageError("connection refused"))
+    assert timer.run() == 0.5
+    w.finish()                                                          # back: [1] written
+    assert got[:1] == [10]
+    w.finish()                                                          # then [2, 3]
+    assert got == [10, 20] and later == [30] and not gc.retrying
+
+
+def test_a_permanent_failure_fails_its_items_and_the_rest_goes_on() -> None:
+    w, timer = SlowWriter(), Timer()
+    gc: GroupCommit[int, int] = GroupCommit(w, clock=timer)
+    got = results([gc.add(1)])
+    w.calls[0][1].errback(StorageError("check constraint", transient=False))
+    assert len(got) == 1 and isinstance(got[0].value, StorageError) and timer.calls == []
+    assert results([gc.add(2)]) == [] and [c[0] for c in w.calls] == [[1], [2]]
+
+
+def test_past_max_pending_adds_are_refused_as_backlogged() -> None:
+    from storage.batch import Backlogged
+    w, timer = SlowWriter(), Timer()
+    gc: GroupCommit[int, int] = GroupCommit(w, clock=timer, max_pending=3)
+    results([gc.add(i) for i in range(3)])
+    assert gc.full
+    refused = results([gc.add(9)])
+    assert isinstance(refused[0].value, Backlogged) and refused[0].value.transient
+    assert gc.refused == 1

@@ -58,6 +58,7 @@ def test_constraint_violation_becomes_storage_error_and_rolls_back(db: Database)
     with pytest.raises(StorageError) as info:
         resolve(db.run(txn))
     assert "IntegrityError" in str(info.value) or "UniqueViolation" in str(info.value)
+    assert info.value.transient is False        # repeating it will not help: no retry
     assert resolve(db.run(_usernames)) == []
 
 
@@ -122,8 +123,9 @@ def test_savepoint_rolls_back_alone_inside_a_transaction(db: Database) -> None:
 def test_unreachable_database_is_storage_error(url: str) -> None:
     database = Database(url, runner=ImmediateRunner())
     try:
-        with pytest.raises(StorageError):
+        with pytest.raises(StorageError) as info:
             resolve(database.run(lambda conn: conn.execute(text("SELECT 1")).scalar()))
+        assert info.value.transient is True     # an outage: writes due are retried
     finally:
         database.close()
 

@@ -25,6 +25,9 @@ per child).
   empty requests of a polling session closer than `polling` seconds, end the session with
   `policy-violation` (§11, §12).
 - `inactivity` seconds with no request held end the session silently (§10).
+- Each session holds a slot of the process's connection limits (xmppd/limits.py) until it
+  ends; past them a creation request is refused with `policy-violation`. An HTTP connection
+  that carries a request of an authenticated session no longer counts as a stranger's.
 - `xmpp:restart='true'` restarts the stream after SASL (XEP-0206 §5); `type='terminate'`
   forwards its payloads, closes the stream and answers `type='terminate'` (§13). A stream the
   server closes with an error answers `type='terminate' condition='remote-stream-error'` with
@@ -47,6 +50,7 @@ from stanzas import ns
 from stanzas.errors import StreamError, escape_attr
 from xmppd import c2s
 from xmppd.clock import Clock
+from xmppd.limits import ConnectionGuard, ConnectionLimits
 from xmppd.listeners.session import ClientSession
 from xmppd.xmlstream import StreamOpen, parse_document
 
@@ -169,6 +173,7 @@ class BoshSession:
         self._inactive: IDelayedCall | None = None
         self._last_empty_at: float | None = None    # polling check (§12)
         self._last_response_empty = False
+        self.guard: ConnectionGuard | None = None   # its slot of the connection limits
 
     # -- requests ------------------------------------------------------------------------
     def request(self, attrs: dict[str, str], children: list[_E], responder: Responder) -> None:
@@ -375,6 +380,8 @@ class BoshSession:
         client, self.client = self.client, None
         if client is not None:
             client.connection_lost()
+        if self.guard is not None:
+            self.guard.close()
         self.on_end(self)
 
 
@@ -396,10 +403,12 @@ class BoshManager:
     """The sessions of one HTTP listener, by `sid`."""
 
     def __init__(self, server: Server, settings: c2s.C2SSettings, bosh: BoshSettings, *,
-                 make_client: Callable[..., BoshClient] | None = None) -> None:
+                 make_client: Callable[..., BoshClient] | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         self.server = server
         self.settings = settings
         self.bosh = bosh
+        self.limits = limits
         self.sessions: dict[str, BoshSession] = {}
         self._make_client = make_client or self._client_session
 
@@ -443,9 +452,13 @@ class BoshManager:
             raise BoshError("host-unknown", f"this server does not serve {to!r}")
         wait = min(_int_attr(attrs, "wait"), int(self.bosh.max_wait))
         hold = min(_int_attr(attrs, "hold"), self.bosh.max_hold)
+        slot = self.limits.open(peer_ip) if self.limits is not None else None
+        if self.limits is not None and slot is None:
+            raise BoshError("policy-violation", "too many connections")
         sid = secrets.token_urlsafe(18)     # §7.1: opaque, unpredictable (144 bits)
         session = BoshSession(sid, clock=self.server.clock, host=to, rid=rid, wait=wait,
                               hold=hold, settings=self.bosh, on_end=self._ended)
+        session.guard = ConnectionGuard(slot)
         self.sessions[sid] = session
         client = self._make_client(session, peer_ip=peer_ip, secure=secure)
         session.client = client
@@ -515,8 +528,13 @@ def render_post(manager: BoshManager, request: HttpRequest, *, secure: bool,
     responder = HttpResponder(request, headers)
     peer = request.getClientAddress()
 
+    # (Twisted drops `request.channel` once the request is answered, maybe within handle)
+    channel_guard = getattr(getattr(request, "channel", None), "guard", None)
     session = manager.handle(data, responder, peer_ip=getattr(peer, "host", None),
                              secure=secure)
+    if session is not None and session.guard is not None and session.guard.slot is not None \
+            and session.guard.slot.authenticated and channel_guard is not None:
+        channel_guard.authenticated()   # an HTTP connection carrying a user's requests
 
     def gone(_: object) -> None:
         if not responder.done:

@@ -5,6 +5,8 @@ from the first byte (XEP-0368, type "c2s_tls": no STARTTLS offered, ALPN "xmpp-c
 - One `C2SConnection` (a Twisted protocol) per TCP connection, carrying one `ClientSession`
   (xmppd/listeners/session.py), which does everything but moving bytes.
 - TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py).
+- Every connection holds a slot of the process's connection limits, or is closed as soon as it
+  is accepted; what it sends is shaped (xmppd/limits.py).
 - Flow control: the connection is a streaming producer on its TCP transport, so a full write
   buffer pauses the session's output (which then waits, bounded, in the session) until the
   client reads again.
@@ -21,6 +23,7 @@ from twisted.python.failure import Failure
 
 from xmppd import c2s
 from xmppd.config import ListenerConfig
+from xmppd.limits import ConnectionGuard, ReadShaper, limits_of
 from xmppd.listeners.session import ClientSession
 from xmppd.listeners.tlslayer import TlsFailed, TlsLayer
 from xmppd.logs import session_fields
@@ -39,12 +42,13 @@ class C2SConnection(protocol.Protocol):
     per connection of Twisted's pyOpenSSL one: xmppd/listeners/tlslayer.py); a Twisted
     `CertificateOptions` context uses Twisted's `startTLS`."""
 
-    def __init__(self, factory: C2SFactory) -> None:
+    def __init__(self, factory: C2SFactory, guard: ConnectionGuard) -> None:
         self.factory = factory
         self.kind = "c2s_tls" if factory.direct_tls else "c2s"    # for metrics
         self.session: ClientSession | None = None
         self._tls: TlsLayer | None = None
         self._abort: IDelayedCall | None = None
+        self.guard: ConnectionGuard | None = guard
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
@@ -59,6 +63,9 @@ class C2SConnection(protocol.Protocol):
         self.session = ClientSession(self.factory.server, self.factory.settings, self,
                                      peer_ip=getattr(peer, "host", None),
                                      secure=self.factory.direct_tls)
+        if self.guard is not None:
+            self.guard.shaper = ReadShaper(self.factory.server, lambda: self.transport)
+            self.session.on_stanza = self.guard.stanza
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
 
     # IPushProducer: Twisted calls these as the transport's write buffer fills and drains.
@@ -76,6 +83,8 @@ class C2SConnection(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._abort is not None:
             return          # we closed: what still comes is read and dropped (see close)
+        if self.guard is not None:
+            self.guard.data(len(data))      # what was read is processed; later reads may wait
         tls = self._tls
         if tls is not None:
             try:
@@ -87,6 +96,13 @@ class C2SConnection(protocol.Protocol):
                 return
             if out and self.transport is not None:
                 self.transport.write(out)
+            if tls.peer_closed:         # close_notify: what came before it, then our close
+                if data and self.session is not None:
+                    self.session.data_received(data)
+                if self.transport is not None:
+                    self.transport.write(tls.close())
+                    self.transport.loseConnection()
+                return
             if not data:
                 return
         if self.session is not None:
@@ -95,6 +111,8 @@ class C2SConnection(protocol.Protocol):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
+        if self.guard is not None:
+            self.guard.close()
         if self.session is not None:
             self.session.connection_lost()
 
@@ -162,8 +180,11 @@ class C2SFactory(protocol.ServerFactory):
         self.settings = c2s_settings(server, tls=listener.starttls,
                                      tls_available=tls_context is not None)
 
-    def buildProtocol(self, addr: Any) -> C2SConnection:
-        return C2SConnection(self)
+    def buildProtocol(self, addr: Any) -> C2SConnection | None:
+        slot = limits_of(self.server).open(getattr(addr, "host", None))
+        if slot is None:
+            return None             # Twisted closes the socket at once
+        return C2SConnection(self, ConnectionGuard(slot))
 
 
 def c2s_settings(server: Server, *, tls: str, tls_available: bool,
@@ -181,6 +202,7 @@ def c2s_settings(server: Server, *, tls: str, tls_available: bool,
         preauth_stanza_size=cfg.limits.preauth_stanza_size,
         preauth_elements=cfg.limits.preauth_elements,
         auth_timeout=cfg.limits.auth_timeout,
+        scram_iterations=cfg.auth.scram_iterations,
         preauth_features=lambda stream: hosts[stream.host or ""].stream_features_for(
             "preauth", stream),
         session_features=lambda stream: hosts[stream.host or ""].stream_features_for(

@@ -1,4 +1,4 @@
-# tests: tests/core/test_web_shells.py, tests/core/test_http_config.py, tests/integration/test_web_clients.py
+# tests: tests/core/test_web_shells.py, tests/core/test_http_config.py, tests/integration/test_limits.py, tests/integration/test_web_clients.py
 """The HTTP listener (`type = "http"`): one resource tree on a plain port (5280) or with TLS
 (5443), for browser and mobile clients.
 
@@ -20,6 +20,12 @@
 - HttpRequest bodies are bounded before they are read: BOSH at 4 × `limits.max_stanza_size`,
   uploads at the largest file the upload service accepts, everything else at 64 KiB
   (413 and the connection closed).
+- Slow clients (slowloris): a request's headers must all arrive within
+  `limits.http_header_timeout` of its first byte, and its body within `http_body_timeout` of
+  the headers plus one second per `http_body_min_rate` bytes received (Apache's
+  mod_reqtimeout does the same); past that: 408 and the connection closed. Twisted's own idle
+  timer only measures the silence between two bytes. Every connection holds a slot of the
+  process's connection limits (xmppd/limits.py), handed to the WebSocket it may become.
 """
 from __future__ import annotations
 
@@ -28,9 +34,11 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import http, resource, server
 
 from xmppd.config import ListenerConfig
+from xmppd.limits import ConnectionGuard, limits_of
 from xmppd.listeners import bosh as bosh_mod
 from xmppd.listeners import websocket as ws_mod
 from xmppd.listeners.c2s import c2s_settings
@@ -71,7 +79,8 @@ class HttpListener:
         ws_settings = c2s_settings(server, tls="off", tls_available=False, framing="websocket")
         bosh_settings = c2s_settings(server, tls="off", tls_available=False, framing="bosh")
         self.ws_settings = ws_settings
-        self.bosh = bosh_mod.BoshManager(server, bosh_settings, bosh_mod.BoshSettings())
+        self.bosh = bosh_mod.BoshManager(server, bosh_settings, bosh_mod.BoshSettings(),
+                                         limits=limits_of(server))
         self.bosh_body_limit = 4 * limits.max_stanza_size
         self.site = _Site(_Root(self), self)
         server.http_listeners.append(self)
@@ -180,14 +189,119 @@ class _Request(server.Request):
             transport.loseConnection()
 
 
+class _Channel(http.HTTPChannel):
+    """Twisted's HTTP/1.1 channel with total deadlines for headers and bodies (see the module
+    docstring) and a slot of the connection limits."""
+
+    guard: ConnectionGuard | None = None
+    _deadline: Any = None
+    _phase = "idle"                 # "idle", "head" (request line and headers), "body", "busy"
+    _body_started = 0.0
+    _body_bytes = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._phase == "idle" and not self._handlingRequest and data:
+            self._phase = "head"
+            self._arm(self._limits().http_header_timeout)
+        elif self._phase == "body":
+            self._body_bytes += len(data)
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def allHeadersReceived(self) -> None:
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+        self._phase = "body"
+        self._body_started = self._clock().now()
+        self._body_bytes = 0
+        self._arm(self._limits().http_body_timeout)
+
+    def allContentReceived(self) -> None:
+        self._cancel()
+        self._phase = "busy"
+        super().allContentReceived()  # type: ignore[no-untyped-call]
+
+    def requestDone(self, request: Any) -> None:
+        if self._phase == "busy":
+            self._phase = "idle"    # before Twisted replays what was pipelined meanwhile
+        super().requestDone(request)  # type: ignore[no-untyped-call]
+
+    def _protocolUpgradeForWebsockets(self, protocol: Any) -> None:
+        self._cancel()
+        self._phase = "upgraded"
+        protocol.guard, self.guard = self.guard, None      # the WebSocket closes the slot
+        super()._protocolUpgradeForWebsockets(protocol)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._cancel()
+        if self.guard is not None:
+            self.guard.close()
+            self.guard = None
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def _limits(self) -> Any:
+        return self.site.listener.server.config.limits  # type: ignore[attr-defined]
+
+    def _clock(self) -> Any:
+        return self.site.listener.server.clock  # type: ignore[attr-defined]
+
+    def _arm(self, delay: float) -> None:
+        self._cancel()
+        self._deadline = self._clock().call_later(delay, self._expired)
+
+    def _cancel(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._phase == "body":
+            limits = self._limits()
+            rate = limits.http_body_min_rate
+            allowed = limits.http_body_timeout + (self._body_bytes / rate if rate else 0.0)
+            left = self._body_started + allowed - self._clock().now()
+            if left > 0:                # a steady upload: its time grows with what came
+                self._deadline = self._clock().call_later(left, self._expired)
+                return
+        elif self._phase != "head":
+            return
+        transport: Any = self.transport
+        if transport is None:
+            return
+        log.info("HTTP request from %s too slow (%s): closed", transport.getPeer(), self._phase)
+        self._phase = "closed"
+        transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n")
+        transport.loseConnection()
+        self._abortingCall = self._clock().call_later(self.abortTimeout, self.forceAbortClient)
+
+
 class _Site(server.Site):
+    protocol = _Channel  # type: ignore[assignment]
+
     def __init__(self, root: resource.Resource, listener: HttpListener) -> None:
         super().__init__(root, requestFactory=_Request, timeout=120)  # type: ignore[no-untyped-call]
         self.listener = listener
         self.displayTracebacks = False
 
+    def buildProtocol(self, addr: Any) -> Any:
+        slot = limits_of(self.listener.server).open(getattr(addr, "host", None))
+        if slot is None:
+            return None             # Twisted closes the socket at once
+        channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
+        channel.guard = ConnectionGuard(slot)
+        return channel
+
     def log(self, request: HttpRequest) -> None:
         pass        # no access log lines per BOSH poll; errors are logged where they happen
+
+
+class TlsSiteFactory(TLSMemoryBIOFactory):
+    """What `listenSSL` wraps a site in, except that a connection the limits refuse (the site
+    builds no channel) is closed at once instead of wrapped around nothing."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        return None if wrapped is None else self.protocol(self, wrapped)
 
 
 class _Root(resource.Resource):

@@ -41,7 +41,7 @@ from twisted.python.failure import Failure
 
 from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
-from xmppd import c2s, hooks
+from xmppd import c2s, hooks, throttle
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent, StanzaEvent
 from xmppd.logs import session_fields
 from xmppd.metrics import transport_kind
@@ -108,10 +108,10 @@ class ClientSession(SessionState):
         self._backlog: deque[bytes] = deque()     # units waiting for the transport
         self._backlog_bytes = 0
         self._max_backlog = server.config.limits.max_output_buffer
+        self.on_stanza: Callable[[], None] | None = None   # stanza-rate shaping (xmppd/limits.py)
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
         self._count = server.metrics.core
-        self._auth_pending = False            # a SASL exchange asked for credentials
         self.server.connections.add(self)
         self._count.connection_opened(transport_kind(transport))
         self._arm_timer()
@@ -153,7 +153,6 @@ class ClientSession(SessionState):
             if timer is not None and timer.active():
                 timer.cancel()
         self.server.connections.discard(self)
-        self._auth_over(False)
         self.stream.connection_lost()
         self._leave(self._clean_end)
         self._paused = False
@@ -338,6 +337,8 @@ class ClientSession(SessionState):
     def _handle(self, ev: c2s.Event) -> None:
         stream = self.stream
         if isinstance(ev, c2s.Stanza):
+            if self.on_stanza is not None:
+                self.on_stanza()
             handled = None if ev.answered else self.server.router.from_client(self, ev.stanza)
             for observe in self._observers:
                 observe(self, handled)
@@ -347,13 +348,15 @@ class ClientSession(SessionState):
             else:
                 stream.close(StreamError.internal_server_error("TLS is not available"))
         elif isinstance(ev, c2s.NeedCredentials):
-            self._auth_over(False)              # an earlier attempt on this stream failed
-            self._auth_pending = True
-            d = defer.ensureDeferred(self.server.stores.accounts.get(ev.username, ev.host))
+            d = throttle.credentials(self.server, self.peer_ip, ev.username, ev.host)
             d.addCallbacks(self._credentials, self._storage_failed)
+        elif isinstance(ev, c2s.AuthFailed):
+            self._count.login_failures += 1
+            throttle.login_failed(self.server, self.peer_ip, ev.username, ev.host)
         elif isinstance(ev, c2s.Authenticated):
-            self._auth_over(True)
+            self._count.logins += 1
             log.info("authenticated %s", ev.jid, extra=session_fields(self, "authenticated"))
+            throttle.login_succeeded(self.server, self, ev.jid.local or "", ev.jid.domain)
         elif isinstance(ev, c2s.BindRequest):
             self._bind(ev)
         elif isinstance(ev, c2s.PreAuthIq):
@@ -378,15 +381,6 @@ class ClientSession(SessionState):
                     transport.send(units)       # past any backlog: nothing more follows
                 transport.close()
 
-    def _auth_over(self, success: bool) -> None:
-        """Count a SASL attempt that asked for credentials: a login, or a failure (another
-        attempt or the end of the connection came first)."""
-        if success:
-            self._count.logins += 1
-        elif self._auth_pending:
-            self._count.login_failures += 1
-        self._auth_pending = False
-
     def _credentials(self, account: Any) -> None:
         # A disabled account (XEP-0133 §4.3) fails like a wrong password: <not-authorized/>,
         # and nothing tells a guesser that the name exists.
@@ -395,7 +389,10 @@ class ClientSession(SessionState):
         self._pump()
 
     def _storage_failed(self, failure: Failure) -> None:
-        log.warning("credential look-up failed: %s", failure.value)
+        if isinstance(failure.value, throttle.Throttled):
+            log.info("login refused from %s: %s", self.peer_ip, failure.value)
+        else:
+            log.warning("credential look-up failed: %s", failure.value)
         self.stream.credentials_unavailable()
         self._pump()
 

@@ -9,6 +9,8 @@ idle connections are most of an XMPP server's connections, so the client listene
 - Plaintext sent before the handshake completes is held and flushed right after it.
 - A TLS failure raises `TlsFailed`; the caller drops the connection (no stream error can be
   sent on a broken TLS layer).
+- A close_notify from the peer sets `peer_closed`: the caller answers with `close()` and
+  closes the connection (RFC 8446 §6.1), rather than hold it until a timer notices.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class TlsLayer:
         self._out = ssl.MemoryBIO()
         self._obj = context.wrap_bio(self._in, self._out, server_side=True)
         self.handshaken = False
+        self.peer_closed = False
         self._held: list[bytes] = []
 
     def receive(self, data: bytes) -> bytes:
@@ -43,8 +46,10 @@ class TlsLayer:
                 except ssl.SSLWantReadError:
                     break
                 except ssl.SSLZeroReturnError:
-                    break           # close_notify: the TCP close follows
-                if not chunk:
+                    self.peer_closed = True     # close_notify
+                    break
+                if not chunk:               # what an SSLObject reads after close_notify
+                    self.peer_closed = True
                     break
                 chunks.append(chunk)
             return b"".join(chunks)

@@ -20,6 +20,8 @@
   unmasked client frames, reserved bits, fragmented or oversized control frames, continuation
   without a start, unknown opcodes (1002), invalid UTF-8 in a text message (1007), a message
   over the limit (1009, checked from the frame header, before the payload arrives).
+- Limits (xmppd/limits.py): the HTTP connection's slot passes to the WebSocket (`guard`), and
+  what the client sends is shaped like a TCP stream's.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from zope.interface import implementer
 
 from stanzas.errors import StreamError
 from xmppd import c2s
+from xmppd.limits import ConnectionGuard, ReadShaper
 from xmppd.listeners.session import ClientSession
 
 if TYPE_CHECKING:
@@ -210,6 +213,7 @@ class XmppWebSocket:
         self._timer: IDelayedCall | None = None
         self._closed = False
         self._close_code = 1000
+        self.guard: ConnectionGuard | None = None       # set by the HTTP channel (http.py)
 
     # -- IProtocol -----------------------------------------------------------------------
     def makeConnection(self, transport: ITransport) -> None:
@@ -219,6 +223,9 @@ class XmppWebSocket:
     def connectionMade(self) -> None:
         self.session = ClientSession(self.server, self.settings, self, peer_ip=self.peer_ip,
                                      secure=self.secure)
+        if self.guard is not None:
+            self.guard.shaper = ReadShaper(self.server, lambda: self.transport)
+            self.session.on_stanza = self.guard.stanza
         if self.transport is not None:
             # Flow control as for TCP (xmppd/listeners/c2s.py): a full buffer pauses output.
             # The upgraded HTTP channel registered itself as the producer; we take over.
@@ -243,6 +250,8 @@ class XmppWebSocket:
             return
         self._last_frame = self.server.clock.now()
         self._pinged = False
+        if self.guard is not None:
+            self.guard.data(len(data))
         try:
             events = self.framer.receive(data)
         except FrameError as e:
@@ -274,6 +283,8 @@ class XmppWebSocket:
         self._closed = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        if self.guard is not None:
+            self.guard.close()
         if self.session is not None:
             session, self.session = self.session, None
             session.connection_lost()

@@ -42,30 +42,29 @@ Storage: none (stream state lives in memory, as sessions do).
 """
 from __future__ import annotations
 
-import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from lxml import etree
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall
 
-from modules.receipts import classify, delay
+from modules.stream_mgmt.state import (
+    MOD, NS, REQUEST, STATE, Done, HandledCountTooHigh, Out, SmState, parse_h)
 from stanzas import ns
+from stanzas.content import classify
+from stanzas.delay import delay, delayed_by, stamp
 from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from xmppd import hooks
 from xmppd.hooks import LAST, STOP, ConnectionLost, SessionEvent, StanzaEvent
 from stanzas.jid import JID, JIDError
-from xmppd.module import Module, ModuleContext, SessionKey, duration, number, size
+from xmppd.module import Module, ModuleContext, duration, number, size
 from xmppd.xmlstream import serialize
 
-NS = ns.SM
 _SM = "{%s}" % NS
-MOD = 2 ** 32
-_REQUEST = b"<r xmlns='urn:xmpp:sm:3'/>"
 _MAX_EXPIRED = 10_000          # expired SM-ids remembered for <failed h/> (§5)
-Done = Callable[[bool], None]
+
+__all__ = ["STATE", "StreamManagement", "StreamManagementService"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,166 +72,6 @@ class SmOptions:
     resume_timeout: float = duration(default="5 min", minimum=1)
     max_unacked: int = number(default=5000, minimum=10, maximum=1_000_000)
     max_unacked_size: int = size(default="8 MiB", minimum=64 * 1024)
-
-
-class HandledCountTooHigh(StreamError):
-    """§6: undefined-condition with <handled-count-too-high h send-count/>."""
-
-    def __init__(self, h: int, sent: int) -> None:
-        super().__init__("undefined-condition",
-                         f"You acknowledged {h} stanzas, but I only sent you {sent} so far.")
-        self.h, self.sent = h, sent
-
-    def to_bytes(self) -> bytes:
-        return super().to_bytes().replace(
-            b"</stream:error>", b"<handled-count-too-high xmlns='%s' h='%d' send-count='%d'/>"
-            b"</stream:error>" % (NS.encode(), self.h, self.sent))
-
-
-class _Out:
-    """An unacknowledged stanza: its bytes, who waits for its ack, when it was first sent."""
-    __slots__ = ("data", "done", "at")
-
-    def __init__(self, data: bytes, done: Done | None, at: float) -> None:
-        self.data, self.done, self.at = data, done, at
-
-
-class SmState:
-    """One session's stream management, in its `STATE` slot. Counters are absolute; the wire
-    carries them mod 2^32."""
-
-    def __init__(self, module: StreamManagement, session: Any, resumable: bool,
-                 timeout: float) -> None:
-        self.m = module
-        self.session = session
-        self.id = secrets.token_urlsafe(24) if resumable else None
-        self.timeout = timeout
-        self.received = 0           # stanzas from the client
-        self.handled = 0            # ... of which the handled prefix
-        self.pending: deque[list[Any]] = deque()     # [number, handled?] past the prefix
-        self.answers: list[int] = []                 # <r/> waiting for the prefix to reach n
-        self.settle_waiters: list[defer.Deferred[None]] = []
-        self.sent = 0               # stanzas to the client
-        self.acked = 0
-        self.queue: deque[_Out] = deque()
-        self.queued_bytes = 0       # of what is in `queue`
-        self.requested = False      # an <r/> of ours is unanswered
-        self.detached = False
-        self.resuming = False
-        self.timer: IDelayedCall | None = None
-
-    # -- the session's traffic -------------------------------------------------------------
-    def outgoing(self, data: bytes, done: Done | None = None) -> None:
-        """Count a stanza for the client, keep it until acknowledged, and write it (with an
-        ack request when due)."""
-        self._count(data, done)
-        units = [data]
-        if not self.requested and not self.detached:
-            self.requested = True
-            units.append(_REQUEST)
-        self.session.write(units)
-
-    def incoming(self, handled: defer.Deferred[None] | None) -> None:
-        self.received += 1
-        if handled is None and not self.pending:
-            self.handled = self.received
-            if self.answers:
-                self._answer()
-            return
-        entry = [self.received, handled is None]
-        self.pending.append(entry)
-        if handled is not None:
-            handled.addBoth(self._one_handled, entry)
-
-    def hold(self, clean: bool) -> bool:
-        """The connection is gone: True keeps the session bound for resumption (§5)."""
-        if clean or self.id is None or self.m.stopping:
-            return False
-        self.detached = True
-        self.requested = False
-        self.answers.clear()
-        self.timer = self.m.ctx.clock.call_later(self.timeout, self._expire)
-        return True
-
-    def ended(self) -> None:
-        """The session is over; no resumption: what is unacknowledged goes elsewhere (§4)."""
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
-        self.m.forget(self)
-        queue, self.queue = self.queue, deque()
-        self.queued_bytes = 0
-        for out in queue:
-            if out.done is not None:
-                out.done(False)
-            else:
-                self.m.undelivered(self.session, out)
-
-    # -- internals ---------------------------------------------------------------------------
-    def _count(self, data: bytes, done: Done | None) -> None:
-        self.sent += 1
-        self.queue.append(_Out(data, done, self.m.ctx.clock.now()))
-        self.queued_bytes += len(data)
-        if len(self.queue) > self.m.max_unacked or self.queued_bytes > self.m.max_unacked_size:
-            self.session.close(StreamError.policy_violation(
-                "too many unacknowledged stanzas (XEP-0198)"))
-
-    def _one_handled(self, _: object, entry: list[Any]) -> None:
-        entry[1] = True
-        while self.pending and self.pending[0][1]:
-            self.handled = self.pending.popleft()[0]
-        if self.answers:
-            self._answer()
-        if not self.pending and self.settle_waiters:
-            waiters, self.settle_waiters = self.settle_waiters, []
-            for d in waiters:
-                d.callback(None)
-
-    def request_answered(self) -> None:
-        """<r/>: answer once what came before it is handled (§4)."""
-        self.answers.append(self.received)
-        self._answer()
-
-    def _answer(self) -> None:
-        if self.answers and self.handled >= self.answers[0]:
-            self.answers = [n for n in self.answers if n > self.handled]
-            self.session.write([b"<a xmlns='%s' h='%d'/>" % (NS.encode(), self.handled % MOD)])
-
-    def settled(self) -> defer.Deferred[None]:
-        """Fires once every stanza received so far is handled."""
-        if not self.pending:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self.settle_waiters.append(d)
-        return d
-
-    def too_high(self, h: int) -> bool:
-        """More than was sent (§6). An h behind an earlier one acknowledges nothing new."""
-        return (h - self.acked) % MOD > len(self.queue) and not self._behind(h)
-
-    def _behind(self, h: int) -> bool:
-        return 0 < (self.acked - h) % MOD <= self.acked
-
-    def acknowledged(self, h: int) -> int:
-        """The client handled our stanzas up to h (mod 2^32); returns how many were new."""
-        if self._behind(h):
-            return 0
-        n = (h - self.acked) % MOD
-        for _ in range(n):
-            out = self.queue.popleft()
-            self.queued_bytes -= len(out.data)
-            if out.done is not None:
-                out.done(True)
-        self.acked += n
-        return n
-
-    def _expire(self) -> None:
-        self.timer = None
-        self.session.end()
-
-
-# The session's stream management, once enabled; moves with the session on resumption.
-STATE: SessionKey[SmState] = SessionKey("stream_mgmt.state")
 
 
 class StreamManagementService:
@@ -323,7 +162,7 @@ class StreamManagement(Module[SmOptions]):
             state.request_answered()
             return STOP
         if name == "a":
-            h = _h(el.get("h"))
+            h = parse_h(el.get("h"))
             if h is None:
                 session.close(StreamError.bad_format("<a/> needs an 'h' (XEP-0198 §4)"))
             elif state.too_high(h):
@@ -333,14 +172,14 @@ class StreamManagement(Module[SmOptions]):
                 state.requested = False
                 if new and state.queue:
                     state.requested = True
-                    session.write([_REQUEST])
+                    session.write([REQUEST])
             return STOP
         return None                 # unknown: the session closes the stream
 
     def enable(self, session: Any, el: etree._Element) -> object:
         resume = el.get("resume") in ("true", "1")
         timeout = self.resume_timeout
-        asked = _h(el.get("max"))
+        asked = parse_h(el.get("max"))
         if asked:
             timeout = min(timeout, float(asked))
         state = SmState(self, session, resume, timeout)
@@ -357,7 +196,7 @@ class StreamManagement(Module[SmOptions]):
         if session.bound:
             self._failed(session, "unexpected-request")
             return STOP
-        previd, h = el.get("previd"), _h(el.get("h"))
+        previd, h = el.get("previd"), parse_h(el.get("h"))
         if not previd or h is None:
             self._failed(session, "bad-request")
             return STOP
@@ -394,7 +233,7 @@ class StreamManagement(Module[SmOptions]):
         units.extend(out.data for out in state.queue)       # counted when first sent
         state.requested = bool(state.queue)
         if state.queue:
-            units.append(_REQUEST)
+            units.append(REQUEST)
         old = state.session
         session.write(units)
         session.take_over(old)          # moves the STATE slot
@@ -418,7 +257,7 @@ class StreamManagement(Module[SmOptions]):
             while len(self.expired) > _MAX_EXPIRED:
                 self.expired.popitem(last=False)
 
-    def undelivered(self, session: Any, out: _Out) -> None:
+    def undelivered(self, session: Any, out: Out) -> None:
         """§4: an unacknowledged stanza of a session that is over, as if its resource had
         become unavailable before it arrived."""
         if not out.data.startswith((b"<message", b"<iq")):
@@ -435,8 +274,8 @@ class StreamManagement(Module[SmOptions]):
             return
         if kind not in ("chat", "normal") or classify(el).copy:
             return                  # headline, groupchat, errors; carbons and MAM results
-        if not any(d.get("from") == self.ctx.host for d in el.iter("{%s}delay" % ns.DELAY)):
-            el.append(delay(self.ctx.host, out.at))                     # XEP-0198 §4 note
+        if not delayed_by(el, self.ctx.host):
+            delay(stamp(out.at, micro=True), self.ctx.host, el)         # XEP-0198 §4 note
         stored = self.ctx.run(hooks.message_offline,
                                 StanzaEvent(el, sender, session.jid.bare))
         if isinstance(stored, defer.Deferred):
@@ -451,11 +290,3 @@ class StreamManagement(Module[SmOptions]):
     def _bounce(self, el: etree._Element) -> None:
         reply = error_reply(el, StanzaError.service_unavailable())
         self.ctx.send(reply)
-
-
-def _h(value: str | None) -> int | None:
-    """An xs:unsignedInt attribute (§4: 'h'), or None."""
-    if value is None or not value.strip().isdigit():
-        return None
-    n = int(value)
-    return n if n < MOD else None

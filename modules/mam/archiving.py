@@ -1,0 +1,145 @@
+# tests: tests/modules/test_mam.py, tests/modules/test_stream_mgmt.py
+"""What goes into each user's archive (XEP-0313 §5.1.1), and the stanza ids that say so.
+
+- Archived once per archive, whatever the number of deliveries: chat and normal messages a
+  user sends or receives that carry a body, a receipt, a marker or another payload (✓✓ are
+  history: DESIGN.md), or the XEP-0334 <store/> hint. Not: chat states alone, <no-store/> or
+  <no-permanent-store/> (XEP-0334 §4), groupchat, headline, errors, server-made copies.
+- XEP-0359: a message archived for its recipient is delivered with <stanza-id by=recipient
+  id=UID/>; the sender's UID appears only in its <sent/> carbon copies. Stanza-ids a client
+  claims for one of our JIDs, and MAM <result/>s, are removed (XEP-0359 §4 "MUST delete").
+  UIDs are random (§3 "MUST be unpredictable"); order and time come from a per-archive `seq`
+  in microseconds, strictly increasing.
+- Writes are group-committed (storage/batch.py, `batch_size` per transaction at most);
+  delivery does not wait for the commit, the sender's XEP-0198 ack does (`StanzaEvent.hold`).
+- Retention: messages older than `retention` go, oldest first (§3.2).
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable
+
+from lxml import etree
+from twisted.internet import defer
+
+from modules.mam.prefs import Loaded, Preferences
+from stanzas import ns
+from stanzas.content import classify
+from stanzas.errors import StanzaError, error_reply
+from stanzas.jid import JID, JIDError
+from storage.archive import ArchiveEntry, ArchiveStore
+from storage.batch import MAX_PENDING, GroupCommit
+from xmppd.hooks import STOP, StanzaEvent
+from xmppd.module import ModuleContext
+from xmppd.xmlstream import serialize
+
+_SID = "{%s}stanza-id" % ns.STANZA_ID
+_MESSAGE = "{%s}message" % ns.CLIENT
+_RESULT = "{%s}result" % ns.MAM
+
+
+class Archiver:
+    def __init__(self, ctx: ModuleContext[Any], store: ArchiveStore, prefs: Preferences,
+                 batch_size: int) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.prefs = prefs
+        self.local = ctx.local_domains
+        # Storage down: writes wait and are retried (the senders' acks wait with them); past
+        # MAX_PENDING new messages are refused with a wait-type error before delivery.
+        self.writes: GroupCommit[ArchiveEntry, bool] = GroupCommit(
+            store.append, max_batch=batch_size, name="archive", clock=ctx.clock,
+            max_pending=MAX_PENDING)
+        self._seq = 0
+
+    def outgoing(self, ev: StanzaEvent) -> Any:
+        """A message from a local client: clean it, archive it for the sender."""
+        el = ev.stanza
+        if el.tag != _MESSAGE or not ev.mutable:
+            return None
+        for child in list(el):
+            if (child.tag == _SID and self._ours(child.get("by"))) or child.tag == _RESULT:
+                el.remove(child)     # XEP-0359 §4: only we say what our archives hold
+        if ev.to.local is None or not archivable(el):
+            return None
+        if self.writes.full:
+            return self._refuse(ev)
+        user = ev.sender.bare
+        return self._then(user, lambda loaded: self._archive(ev, loaded, user, ev.to,
+                                                             outgoing=True))
+
+    def unstamp(self, ev: StanzaEvent) -> None:
+        """The sender's UID was there for its carbon copies; the contact must not see it."""
+        el = ev.stanza
+        if el.tag == _MESSAGE and ev.mutable:
+            for sid in el.findall(_SID):
+                if sid.get("by") == str(ev.sender.bare):
+                    el.remove(sid)
+
+    def incoming(self, ev: StanzaEvent) -> Any:
+        """A message for a local user: archive it for them, stamp the UID on it."""
+        el = ev.stanza
+        if el.tag != _MESSAGE or not ev.mutable or ev.to.local is None:
+            return None
+        user = ev.to.bare
+        mine = [s for s in el.findall(_SID) if s.get("by") == str(user)]
+        if mine and ev.session is None:
+            return None             # stamped by us already (routed again by the server)
+        for sid in mine:
+            el.remove(sid)
+        if not archivable(el):
+            return None
+        if self.writes.full:
+            return self._refuse(ev)
+        return self._then(user, lambda loaded: self._archive(ev, loaded, user, ev.sender,
+                                                             outgoing=False))
+
+    def _then(self, user: JID, fn: Callable[[Loaded], None]) -> Any:
+        found = self.prefs.settings(user)
+        if type(found) is Loaded:       # not isinstance(Deferred): an ABC check, µs each
+            fn(found)
+            return None
+        return found.addCallback(fn)    # type: ignore[union-attr]
+
+    def _archive(self, ev: StanzaEvent, loaded: Loaded, user: JID, peer: JID,
+                 outgoing: bool) -> None:
+        if loaded.prefs is None or not self.prefs.wanted(user, loaded, peer):
+            return
+        el = ev.stanza
+        now = int(self.ctx.clock.now() * 1_000_000)
+        self._seq = max(now, self._seq + 1)
+        uid = secrets.token_urlsafe(12)
+        entry = ArchiveEntry(user, self._seq, uid, peer, outgoing, serialize(el))
+        sid = etree.SubElement(el, _SID, nsmap={None: ns.STANZA_ID})  # type: ignore[dict-item]
+        sid.set("by", str(user))
+        sid.set("id", uid)
+        written = self.writes.add(entry)
+        written.addErrback(lambda f: self.ctx.log.warning("not archived: %s", f.value))
+        ev.hold(written)
+
+    def _refuse(self, ev: StanzaEvent) -> object:
+        """The archive cannot keep up (storage down): a message that could not be archived
+        is not taken at all — a wait-type error, so its sender tries again (DESIGN.md)."""
+        self.ctx.send(error_reply(ev.stanza, StanzaError.resource_constraint(
+            "the archive is not available right now; try again later")))
+        return STOP
+
+    def _ours(self, by: str | None) -> bool:
+        try:
+            return by is not None and JID.parse(by).domain in self.local
+        except JIDError:
+            return True             # malformed: not a valid stanza-id either
+
+    def expire(self, retention: float) -> None:
+        cutoff = int((self.ctx.clock.now() - retention) * 1_000_000)
+        d = defer.Deferred.fromCoroutine(self.store.purge(cutoff))
+        d.addErrback(lambda f: self.ctx.log.warning("archive retention failed: %s", f.value))
+
+
+def archivable(el: etree._Element) -> bool:
+    content = classify(el)
+    if (el.get("type") or "normal") not in ("chat", "normal") or content.copy:
+        return False
+    if content.no_store or content.no_permanent_store:
+        return False
+    return content.meaningful or content.store

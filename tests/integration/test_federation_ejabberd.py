@@ -1,0 +1,96 @@
+# tests: xmppd/s2s/, xmppd/listeners/s2s.py, xmppd/listeners/peertls.py
+"""xmppd federating with a real ejabberd (Debian package), each on its own loopback address and
+domain in the federation lab (tests/harness/fedlab.py: the lab's DNS server, SRV records,
+private mount namespaces). Two runs: certificates from a test CA (SASL EXTERNAL both ways,
+ejabberd with ca_file and without mod_s2s_dialback), and self-signed certificates (Server
+Dialback both ways)."""
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness.backends import skip_or_fail
+from tests.harness.fedlab import Lab, lab_available
+from tests.harness.fedservers import EjabberdServer, XmppdServer, logs_of, wait_log
+from tests.integration import federation_checks as checks
+from tests.integration.federation_checks import Side
+
+DOMAIN, THEIRS = "xmppd.example", "ejabberd.example"
+
+
+def free_port() -> int:
+    """For ejabberd's Erlang distribution (loopback only, no epmd)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module", params=["ca", "dialback"])
+def fed(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side, str]]:
+    why = lab_available() or (None if shutil.which("ejabberdctl") else "ejabberd is not installed")
+    if why:
+        skip_or_fail(why)
+    lab = Lab(ca=request.param == "ca")
+    ours = theirs = None
+    try:
+        ours = XmppdServer(lab, DOMAIN, lab.addr(1))
+        theirs = EjabberdServer(lab, THEIRS, lab.addr(3), free_port())
+        lab.add_domain(DOMAIN, lab.addr(1), srv=[(0, 5, 5269, DOMAIN)])
+        lab.add_domain(THEIRS, lab.addr(3))        # no SRV: xmppd falls back to A + 5269
+        for user in ("alice", "carol"):
+            ours.register(user, f"{user}-pw")
+        ours.start()
+        theirs.start()
+        for user in ("bob", "dave"):
+            theirs.register(user, f"{user}-pw")
+        yield Side(ours, "alice", "carol"), Side(theirs, "bob", "dave"), request.param
+    except BaseException:
+        if ours is not None and theirs is not None:
+            print(logs_of(ours, theirs))
+        raise
+    finally:
+        if theirs is not None:
+            theirs.stop()
+        lab.close()
+
+
+def test_messages_cross_both_ways(fed: tuple[Side, Side, str]) -> None:
+    ours, theirs, mode = fed
+    checks.run(checks.messages_both_ways(ours, theirs))
+    how = "sasl" if mode == "ca" else "dialback"
+    assert wait_log(ours.server, f"xmppd.example -> ejabberd.example: ready ({how}")
+    assert wait_log(ours.server, f"ejabberd.example -> xmppd.example: incoming stream "
+                                 f"authenticated ({how})")
+
+
+def test_receipts_cross_both_ways(fed: tuple[Side, Side, str]) -> None:
+    checks.run(checks.receipts_both_ways(fed[0], fed[1]))
+
+
+def test_offline_message_to_an_ejabberd_user(fed: tuple[Side, Side, str]) -> None:
+    ours, theirs, mode = fed
+    checks.run(checks.offline_across(ours, theirs, f"while you were away ({mode})"))
+
+
+def test_offline_message_to_an_xmppd_user(fed: tuple[Side, Side, str]) -> None:
+    ours, theirs, mode = fed
+    checks.run(checks.offline_across(theirs, ours, f"stored by xmppd ({mode})"))
+
+
+def test_presence_subscription_across(fed: tuple[Side, Side, str]) -> None:
+    checks.run(checks.presence_subscription(fed[0], fed[1]))
+
+
+def test_mutual_subscription_reaches_both(fed: tuple[Side, Side, str]) -> None:
+    checks.run(checks.subscription_states(fed[0], fed[1]))
+
+
+def test_xmppd_user_joins_an_ejabberd_room(fed: tuple[Side, Side, str]) -> None:
+    checks.run(checks.muc_across(fed[1], fed[0], f"at-ejabberd-{fed[2]}"))
+
+
+def test_ejabberd_user_joins_an_xmppd_room(fed: tuple[Side, Side, str]) -> None:
+    checks.run(checks.muc_across(fed[0], fed[1], f"at-xmppd-{fed[2]}"))
