@@ -46,7 +46,7 @@ from xmppd.hooks import StanzaEvent, summary
 from stanzas.jid import JID, JIDError
 from xmppd.metrics import TIMED_EVERY, timer
 from xmppd.router_iq import IqRouting
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.server import Host, Server

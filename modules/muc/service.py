@@ -45,7 +45,7 @@ from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
 from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.module import ModuleContext

@@ -47,7 +47,7 @@ from xmppd.logs import session_fields
 from xmppd.metrics import transport_kind
 from xmppd.module import IqRequest
 from xmppd.sessions import SessionKey, SessionState
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.server import Host, Server
