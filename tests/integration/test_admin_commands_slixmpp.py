@@ -5,15 +5,13 @@ server, on both backend pairs: every command as an admin, and as a non-admin (<f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError
 
 from tests.harness.clients import XmppClient
-from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory
 from tests.integration.test_register_slixmpp import Registrar
 
 ADMIN = "http://jabber.org/protocol/admin"
@@ -25,24 +23,10 @@ NODES = ["add-user", "delete-user", "disable-user", "reenable-user", "end-user-s
 PLUGINS = ("xep_0030", "xep_0004", "xep_0050")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def srv(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-admin")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    server = make_server(tmp, storage_url, cache_url,
-                         modules=DEFAULT_MODULES + "[modules.adhoc]\n[modules.admin_commands]\n")
-    server.config.write_text(server.config.read_text().replace(
-        "[server]\n", '[server]\nadmins = ["boss@localhost"]\n', 1))
-    try:
-        for user in ("boss", "alice", "bob"):
-            assert server.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture(scope="module")
+def srv(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(DEFAULT_MODULES | {"adhoc": {}, "admin_commands": {}},
+                          users=("boss", "alice", "bob"), server={"admins": ["boss@localhost"]})
 
 
 class Admin(XmppClient):

@@ -49,12 +49,8 @@ def test_grafana_dashboard_has_the_pages_panels_and_queries(tmp_path: Path) -> N
 def test_dashboard_in_chromium_under_load(tmp_path: Path) -> None:
     need(CHROMIUM, "Chromium")
     need(WEB / "node_modules" / "playwright-core", "playwright-core (npm ci in tests/web)")
-    srv = make_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "memory", extra=f"""
-[[listeners]]
-type = "metrics"
-port = 0
-port_file = "{tmp_path / 'metrics_port'}"
-""")
+    srv = make_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "memory",
+                      listeners={"metrics": {"type": "metrics"}})
     done = subprocess.run([sys.executable, "-c", _REGISTER, str(srv.config), str(2 * PAIRS + 2)],
                           cwd=REPO, env=srv.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -88,7 +84,7 @@ port_file = "{tmp_path / 'metrics_port'}"
              "--server", f"127.0.0.1:{srv.port}", "--pairs", str(PAIRS), "--messages", "3000",
              "--rate", "400", "--settle", "0.5"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        port = int((tmp_path / "metrics_port").read_text())
+        port = srv.ports["metrics"]
         shot = tmp_path / "dashboard.png"
         page = subprocess.run(
             ["node", str(WEB / "dashboard_test.mjs"), f"http://127.0.0.1:{port}/?interval=0.5",

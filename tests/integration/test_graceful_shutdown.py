@@ -10,36 +10,22 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.harness.server_proc import RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.server_proc import RunningServer, ServerFactory
 from tests.integration.test_messaging_slixmpp import Client
 
 D = "localhost"
 SHUTDOWN_TIMEOUT = 10.0
 
 
-@pytest.fixture(params=BACKENDS)
-def srv(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-term")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    server = make_server(tmp, storage_url, cache_url)
-    server.config.write_text(server.config.read_text().replace(
-        "[server]\n", f'[server]\nshutdown_timeout = "{SHUTDOWN_TIMEOUT} s"\n', 1))
-    try:
-        for user in ("ann", "ben", "cal", "dee"):
-            assert server.ctl("register", user, D, f"{user}-pw").returncode == 0
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture
+def srv(server_factory: ServerFactory) -> RunningServer:
+    """A server of this test's own (each test stops it), on each backend pair."""
+    return server_factory(users=("ann", "ben", "cal", "dee"),
+                          server={"shutdown_timeout": f"{SHUTDOWN_TIMEOUT} s"})
 
 
 def bodies_in_archive(page: Any) -> list[str]:

@@ -14,34 +14,19 @@ import socket
 import ssl
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness.clients import XmppClient
-from tests.harness.server_proc import RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.server_proc import RunningServer, ServerFactory, make_server
 from xmppd.tls import ensure_certificate
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def srv(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-ctl")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    server = make_server(tmp, storage_url, cache_url)
-    server.config.write_text(server.config.read_text().replace(
-        "[server]\n", f'[server]\nadmin_socket = "{tmp / "run" / "xmppd.sock"}"\n', 1))
-    try:
-        for user in ("alice", "bob"):
-            assert server.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture(scope="module")
+def srv(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(users=("alice", "bob"),
+                          server={"admin_socket": "{tmp}/run/xmppd.sock"})
 
 
 def ctl(srv: RunningServer, *args: str, input: str | None = None) -> tuple[int, str, str]:
@@ -206,8 +191,8 @@ def test_live_commands_need_a_running_server(tmp_path: Path) -> None:
     srv = make_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "memory")
     code, _, err = ctl(srv, "status")
     assert code == 3 and "admin_socket is not set" in err
-    srv.config.write_text(srv.config.read_text().replace(
-        "[server]\n", f'[server]\nadmin_socket = "{tmp_path / "gone.sock"}"\n', 1))
+    srv = make_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "memory",
+                      server={"admin_socket": "{tmp}/gone.sock"})
     code, _, err = ctl(srv, "status")
     assert code == 3 and "no server answers" in err
     # the account commands fall back to the database

@@ -14,9 +14,8 @@ from tests.harness.server_proc import make_server
 
 
 def test_json_lines_hashed_addresses_and_no_bodies(tmp_path: Path) -> None:
-    srv = make_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "memory")
-    srv.config.write_text(srv.config.read_text().replace(
-        "[server]\n", '[server]\nlog_format = "json"\nlog_ip = "hashed"\n', 1))
+    srv = make_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "memory",
+                      server={"log_format": "json", "log_ip": "hashed"})
     for user in ("alice", "bob", "carol"):
         assert srv.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
     marker = "secret-" + secrets.token_hex(8)

@@ -6,44 +6,25 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
-from collections.abc import Iterator
-
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.clients import XmppClient
-from tests.harness.server_proc import RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.server_proc import RunningServer, ServerFactory
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def srv(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-metrics")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    server = make_server(tmp, storage_url, cache_url, extra=f"""
-[[listeners]]
-type = "metrics"
-port = 0
-port_file = "{tmp / 'metrics_port'}"
-""")
-    server.backend = request.param  # type: ignore[attr-defined]
-    try:
-        for user in ("alice", "bob", "carol"):
-            assert server.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture(scope="module")
+def srv(server_factory: ServerFactory) -> RunningServer:
+    server = server_factory(listeners={"metrics": {"type": "metrics"}})
+    server.backend = server_factory.kind  # type: ignore[attr-defined]
+    return server
 
 
 def url(srv: RunningServer, path: str = "/metrics") -> str:
-    return f"http://127.0.0.1:{int((srv.tmp / 'metrics_port').read_text())}{path}"
+    return f"http://127.0.0.1:{srv.ports['metrics']}{path}"
 
 
 def scrape(srv: RunningServer) -> Samples:

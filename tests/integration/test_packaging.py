@@ -122,9 +122,8 @@ port_file = "var/metrics_port"
     with sqlite3.connect(tmp_path / "var" / "xmppd.sqlite") as db:
         [(revision,)] = db.execute("SELECT version_num FROM alembic_version").fetchall()
         users = db.execute("SELECT username, disabled FROM accounts").fetchall()
-    heads = sorted(p.name.split("_")[0] for p in
-                   (REPO / "storage" / "migrations" / "versions").glob("0*.py"))
-    assert revision == "0008" and heads[-1] == "0008"
+    from storage.db import head_revision
+    assert revision == head_revision()      # every migration ran, from the package's data
     assert users == [("alice", 0)]
 
 

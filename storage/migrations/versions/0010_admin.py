@@ -2,8 +2,8 @@
 """Service administration (XEP-0133): the accounts' `disabled` flag, and host settings that
 admins change at run time (message of the day, registration lists).
 
-Revision ID: 0008
-Revises: 0005
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0005"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
