@@ -18,8 +18,8 @@ TEST_DEBS    := chromium redis-server haproxy coturn prosody ejabberd
 QUIET_DAEMONS := haproxy coturn prosody ejabberd
 POLICY_RC    := /usr/sbin/policy-rc.d
 
-.PHONY: run test test-setup test-debs test-services install check-config bench bench-memory \
-	bench-parser bench-presence mypy clean
+.PHONY: run test test-setup test-debs test-services install check-config wheel bench \
+	bench-memory bench-parser bench-presence mypy clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml bot/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ run: $(STAMP)
 
 check-config: $(STAMP)
 	$(BIN)/xmppctl --config conf/xmppd.toml check-config
+
+# A wheel for `pip install` on a server (default config, migrations and dashboard inside);
+# packaging/xmppd.service runs it (docs/OPERATIONS.md).
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps -w dist .
 
 test: test-setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -109,4 +114,4 @@ bench-presence: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/presence_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache *.egg-info bot/*.egg-info
+	rm -rf $(VENV) var dist build .pytest_cache .mypy_cache *.egg-info bot/*.egg-info

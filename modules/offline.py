@@ -72,6 +72,7 @@ class Offline(Module[OfflineOptions]):
             self._delete, name="offline delete", clock=ctx.clock, max_pending=MAX_PENDING)
         self.in_flight: dict[JID, set[int]] = {}    # stored messages a session has, unacked
         self.clean: set[JID] = set()                # available users with nothing to deliver
+        self.stored = ctx.metrics.counter("offline_stored", "messages stored for offline users")
         ctx.disco_feature(FEATURE)
         ctx.hook(hooks.message_offline, self.keep)
         ctx.hook(hooks.session_available, self.deliver)
@@ -94,8 +95,13 @@ class Offline(Module[OfflineOptions]):
         user = ev.to.bare
         self.clean.discard(user)
         d = self.adds.add(NewOffline(user, self.ctx.clock.now(), serialize(ev.stanza)))
-        return d.addCallbacks(lambda stored: STOP if stored else None, self._not_stored,
-                              errbackArgs=(ev,))
+        return d.addCallbacks(self._stored, self._not_stored, errbackArgs=(ev,))
+
+    def _stored(self, stored: bool) -> Any:
+        if not stored:
+            return None             # past max_messages: the router answers the sender
+        self.stored.inc()
+        return STOP
 
     def _not_stored(self, failure: Failure, ev: StanzaEvent) -> object:
         error = failure.value

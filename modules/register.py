@@ -14,6 +14,10 @@
 - Logged in: `get` answers <registered/> with the username (§3.2); `set` with username and
   password changes the password (§3.3); `set` with <remove/> deletes the account: the result
   is sent first, then the account's sessions close (§3.2, ejabberd and Prosody do the same).
+- Admins edit who may register (XEP-0133 §4.11/§4.12 through modules/admin_commands/, using
+  the `RegistrationPolicy` service): an allow list (starts as `allow_from`) and a deny list of
+  networks refused even inside it. Edited lists are stored per host and win over `allow_from`
+  from then on, across restarts. Until the stored lists are read at start, nobody registers.
 Not here: account creation from the command line (xmppd/ctl.py), account storage.
 
 Config ([modules.register]):
@@ -22,15 +26,19 @@ Config ([modules.register]):
   max_per_ip            int                   default 5    sign-ups from one address per window (0: no limit)
   max_total             int                   default 100  sign-ups from anyone per window (0: no limit)
   window                duration              default "1 h"
-Storage: accounts (through the server's account operations).
+Storage: accounts (through the server's account operations); the edited lists in host
+settings "register.allow" / "register.deny" (JSON lists of networks).
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
+from twisted.internet import defer
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
@@ -50,6 +58,58 @@ class RegisterOptions:
     window: float = duration(default="1 h", minimum=1)
 
 
+class RegistrationPolicy:
+    """Who may register in-band on one host: in `allow` and not in `deny` (networks)."""
+    KEYS = {"allow": "register.allow", "deny": "register.deny"}
+
+    def __init__(self, ctx: ModuleContext[RegisterOptions]) -> None:
+        self.ctx = ctx
+        self.allow: tuple[_Network, ...] = ctx.options.allow_from
+        self.deny: tuple[_Network, ...] = ()
+        self.loaded = False
+        d = defer.Deferred.fromCoroutine(self._load())
+        d.addErrback(self._load_failed)
+
+    async def _load(self) -> None:
+        store = self.ctx.stores.settings
+        for which, key in self.KEYS.items():
+            raw = await store.get(self.ctx.host, key)
+            if raw is not None:
+                setattr(self, which, parse_networks(json.loads(raw)))
+        self.loaded = True
+
+    def _load_failed(self, failure: Any) -> None:
+        self.ctx.log.error("registration lists not read, using allow_from: %s", failure.value)
+        self.loaded = True
+
+    def permits(self, peer_ip: str | None) -> bool:
+        if not self.loaded or not self.allow or peer_ip is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer_ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.allow) and not any(addr in n for n in self.deny)
+
+    async def set(self, which: str, networks: tuple[_Network, ...]) -> None:
+        """Replace the "allow" or "deny" list, stored for good."""
+        value = json.dumps([str(n) for n in networks]).encode()
+        await self.ctx.stores.settings.put(self.ctx.host, self.KEYS[which], value,
+                                           self.ctx.clock.now())
+        setattr(self, which, networks)
+
+
+def parse_networks(values: list[str]) -> tuple[_Network, ...]:
+    """Addresses or networks ("10.0.0.0/8", "::1"); raises ValueError naming a bad one."""
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {v!r}") from None
+    return tuple(out)
+
+
 class Register(Module[RegisterOptions]):
     name = "register"
     xeps = (77,)
@@ -58,7 +118,8 @@ class Register(Module[RegisterOptions]):
     def __init__(self, ctx: ModuleContext[RegisterOptions]) -> None:
         self.ctx = ctx
         self.accounts = ctx.accounts
-        self.allow_from = ctx.options.allow_from
+        self.policy = RegistrationPolicy(ctx)
+        ctx.provide(self.policy)
         # One count for the process: keyed by the account operations every host shares.
         self.throttle = registration_throttle(ctx.accounts)
         self.signed_up: weakref.WeakSet[object] = weakref.WeakSet()   # streams that did
@@ -71,13 +132,7 @@ class Register(Module[RegisterOptions]):
         ctx.iq_set(ns.REGISTER, "query", self.change, to=("host", "self"))
 
     def allowed(self, peer_ip: str | None) -> bool:
-        if not self.allow_from or peer_ip is None:
-            return False
-        try:
-            addr = ipaddress.ip_address(peer_ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.allow_from)
+        return self.policy.permits(peer_ip)
 
     def feature(self, stream: object) -> etree._Element | None:
         if not self.allowed(getattr(stream, "peer_ip", None)):
@@ -103,8 +158,8 @@ class Register(Module[RegisterOptions]):
         reached = self.throttle.allowed(ip, now, window=opts.window, per_ip=opts.max_per_ip,
                                         total=opts.max_total)
         if reached is not None:
-            self.ctx.log.warning("in-band registration refused from %s: %s limit reached",
-                                 ip, reached)
+            self.ctx.log.warning("in-band registration refused: %s limit reached", reached,
+                                 extra={"event": "registration_throttled", "ip": ip})
             raise StanzaError.resource_constraint("too many new accounts; try again later")
         try:
             created = await self.accounts.register(username, self.ctx.host, password)
@@ -115,8 +170,8 @@ class Register(Module[RegisterOptions]):
         self.throttle.registered(ip, now, window=opts.window)
         if req.session is not None:
             self.signed_up.add(req.session)
-        self.ctx.log.info("registered %s@%s in-band from %s", username, self.ctx.host,
-                          getattr(req.session, "peer_ip", None))
+        self.ctx.log.info("registered %s@%s in-band", username, self.ctx.host,
+                          extra={"event": "registered", "ip": ip})
         return iq.result(req.stanza)
 
     def registered(self, req: IqRequest) -> iq.Reply:

@@ -7,6 +7,8 @@
   `create` answers False to the loser.
 - Only SCRAM credentials are kept, never passwords (RFC 5802 §3; keyed "SCRAM-SHA-1" /
   "SCRAM-SHA-256"). Usernames and hosts arrive normalised (nodeprep/nameprep).
+- An account can be disabled (XEP-0133 §4.3): it keeps its data, `get` says `disabled`, and
+  the server refuses its logins; `disabled_users` lists them.
 Not here: SASL (xmppd/sasl.py), registration (modules/register.py), `xmppctl` (xmppd/ctl.py).
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, delete, func, insert, select
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.cache import Cache
@@ -35,6 +37,7 @@ class Account:
     host: str
     created_at: float  # POSIX seconds
     credentials: dict[str, ScramCredentials]  # by SASL mechanism name
+    disabled: bool = False
 
 
 class AccountStore(Protocol):
@@ -59,6 +62,14 @@ class AccountStore(Protocol):
         ...
 
     async def count(self, host: str) -> int: ...
+
+    async def set_disabled(self, username: str, host: str, disabled: bool) -> bool:
+        """Disable or re-enable an account; False if there is no such account."""
+        ...
+
+    async def disabled_users(self, host: str) -> list[str]:
+        """Usernames of the disabled accounts on `host`, in code point order."""
+        ...
 
 
 def _credential_rows(username: str, host: str, credentials: dict[str, ScramCredentials]) -> list[dict[str, object]]:
@@ -105,7 +116,8 @@ class SqlAccountStore:
         def txn(conn: Connection) -> Account | None:
             c = account_credentials.c
             rows = conn.execute(
-                select(accounts.c.created_at, c.mechanism, c.salt, c.iterations, c.stored_key, c.server_key)
+                select(accounts.c.created_at, accounts.c.disabled, c.mechanism, c.salt, c.iterations,
+                       c.stored_key, c.server_key)
                 .select_from(
                     accounts.outerjoin(
                         account_credentials,
@@ -124,7 +136,8 @@ class SqlAccountStore:
                 for r in rows
                 if r.mechanism is not None
             }
-            return Account(username=username, host=host, created_at=float(rows[0].created_at), credentials=creds)
+            return Account(username=username, host=host, created_at=float(rows[0].created_at),
+                           credentials=creds, disabled=bool(rows[0].disabled))
 
         return await self._db.run(txn)
 
@@ -172,24 +185,43 @@ class SqlAccountStore:
 
         return await self._db.run(txn)
 
+    async def set_disabled(self, username: str, host: str, disabled: bool) -> bool:
+        def txn(conn: Connection) -> bool:
+            done = conn.execute(update(accounts).where(
+                accounts.c.host == host, accounts.c.username == username).values(disabled=disabled))
+            return done.rowcount > 0
 
-# Cache record format, version 1 (compact, no pickle):
+        return await self._db.run(txn)
+
+    async def disabled_users(self, host: str) -> list[str]:
+        def txn(conn: Connection) -> list[str]:
+            return sorted(conn.execute(select(accounts.c.username).where(
+                accounts.c.host == host, accounts.c.disabled.is_(True))).scalars())
+
+        return await self._db.run(txn)
+
+
+# Cache record format, version 2 (compact, no pickle):
 #   b"\x00"                                   no such account
-#   b"\x01" created_at:f64 n:u8 then n times  mechanism:u8-len str, iterations:u32,
-#                                             salt, stored_key, server_key: u16-len bytes each
+#   b"\x02" created_at:f64 n:u8 then n times  mechanism:u8-len str, iterations:u32,
+#                                             salt, stored_key, server_key: u16-len bytes each,
+#                                             then flags:u8 (1: disabled)
+# Version 1 records (no flags byte, never disabled) are still read.
 _ABSENT = b"\x00"
 _V1 = 1
+_V2 = 2
 
 
 def encode_account(account: Account | None) -> bytes:
     if account is None:
         return _ABSENT
-    out = [struct.pack("!BdB", _V1, account.created_at, len(account.credentials))]
+    out = [struct.pack("!BdB", _V2, account.created_at, len(account.credentials))]
     for mechanism, c in account.credentials.items():
         name = mechanism.encode("ascii")
         out.append(struct.pack("!B", len(name)) + name + struct.pack("!I", c.iterations))
         for blob in (c.salt, c.stored_key, c.server_key):
             out.append(struct.pack("!H", len(blob)) + blob)
+    out.append(struct.pack("!B", 1 if account.disabled else 0))
     return b"".join(out)
 
 
@@ -198,7 +230,8 @@ def decode_account(data: bytes, username: str, host: str) -> Account | None:
     if data == _ABSENT:
         return None
     reader = _Reader(data)
-    if reader.unpack("!B")[0] != _V1:
+    version = reader.unpack("!B")[0]
+    if version not in (_V1, _V2):
         raise ValueError("corrupt account record: unknown version")
     created_at, n = reader.unpack("!dB")
     creds: dict[str, ScramCredentials] = {}
@@ -209,9 +242,11 @@ def decode_account(data: bytes, username: str, host: str) -> Account | None:
         creds[mechanism] = ScramCredentials(
             salt=salt, iterations=iterations, stored_key=stored_key, server_key=server_key
         )
+    disabled = version == _V2 and bool(reader.unpack("!B")[0] & 1)
     if reader.pos != len(data):
         raise ValueError("corrupt account record: trailing bytes")
-    return Account(username=username, host=host, created_at=float(created_at), credentials=creds)
+    return Account(username=username, host=host, created_at=float(created_at), credentials=creds,
+                   disabled=disabled)
 
 
 class _Reader:
@@ -288,3 +323,10 @@ class CachedAccountStore:
 
     async def count(self, host: str) -> int:
         return await self._inner.count(host)
+
+    async def set_disabled(self, username: str, host: str, disabled: bool) -> bool:
+        return await self._cache.invalidating(
+            self._key(username, host), lambda: self._inner.set_disabled(username, host, disabled))
+
+    async def disabled_users(self, host: str) -> list[str]:
+        return await self._inner.disabled_users(host)

@@ -20,10 +20,16 @@ bounded: with `max_pending` items waiting, `add` fails at once with `Backlogged`
 StorageError: the caller answers `<resource-constraint/>`, type wait) and `full` says so
 beforehand. A batch that fails for good (a constraint, a bad value) fails its items.
 Retrying needs a `clock`; without one every failure fails its items.
+
+Metrics (storage/metrics.py reads them at scrape time): each instance counts its transactions,
+items written and failed, and batch sizes in fixed buckets, as plain ints; `live()` are the
+instances of this process not yet garbage (their queue depths).
 """
 from __future__ import annotations
 
 import logging
+import weakref
+from bisect import bisect_left
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, Protocol, TypeVar, Union
 
@@ -52,6 +58,14 @@ class Backlogged(StorageError):
     def __init__(self, name: str, pending: int) -> None:
         super().__init__(f"{name}: {pending} writes are waiting for storage", transient=True)
 
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)   # items per transaction (le)
+_LIVE: weakref.WeakSet[GroupCommit[Any, Any]] = weakref.WeakSet()
+
+
+def live() -> list[GroupCommit[Any, Any]]:
+    """The group commits of this process that still exist (for queue-depth metrics)."""
+    return list(_LIVE)
+
 
 class GroupCommit(Generic[I, R]):
     """Batches of `I` written by `write(items) -> results` (one result per item, in order)."""
@@ -75,6 +89,20 @@ class GroupCommit(Generic[I, R]):
         self.transactions = 0               # for tests and metrics
         self.retries = 0                    # batches written again after a transient failure
         self.refused = 0                    # items refused because too many were waiting
+        self.items_batched = 0              # handed to a transaction (retries count again)
+        self.items_written = 0
+        self.items_failed = 0
+        self.batch_sizes = [0] * (len(BATCH_BUCKETS) + 1)     # last: more than the top bound
+        _LIVE.add(self)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def in_flight(self) -> bool:
+        """A transaction is running (or waits to be retried)."""
+        return self._busy
 
     def __len__(self) -> int:
         """Items waiting for a transaction (not counting the batch in flight)."""
@@ -124,6 +152,8 @@ class GroupCommit(Generic[I, R]):
 
     def _run(self, batch: list[tuple[I, defer.Deferred[R]]]) -> None:
         self.transactions += 1
+        self.batch_sizes[bisect_left(BATCH_BUCKETS, len(batch))] += 1
+        self.items_batched += len(batch)
         d: defer.Deferred[Sequence[R]]
         try:
             written = self._write([item for item, _ in batch])
@@ -148,9 +178,11 @@ class GroupCommit(Generic[I, R]):
             self._retry_delay = 0.0
         # Items added by these callbacks queue (still busy), so results fire in order.
         if isinstance(result, Failure):
+            self.items_failed += len(batch)
             for _, d in batch:
                 d.errback(result)
         else:
+            self.items_written += len(batch)
             for (_, d), r in zip(batch, result, strict=True):
                 d.callback(r)
         self._written_count += len(batch)

@@ -7,6 +7,7 @@
 - `RedisCache`: redis-py (blocking client) driven through a runner (storage/runner.py), so Redis
   I/O runs on a thread pool in the server. Every key gets a prefix (default `xmppd:`), so
   deployments (and tests) can share one Redis. Redis errors become `StorageError`.
+  `instrument(metrics)` reports each call's latency by command (storage/metrics.py).
 - Keys live in one namespace per cache: using a string operation on a hash key (or the reverse)
   raises `StorageError`, as Redis answers WRONGTYPE.
 Not here: what is cached and how it is invalidated (the `Cached…Store` wrappers).
@@ -17,13 +18,16 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
 from storage.errors import StorageError
 from storage.runner import ImmediateRunner, Runner, ThreadReactor, ThreadRunner
+
+if TYPE_CHECKING:
+    from storage.metrics import StorageMetrics
 
 T = TypeVar("T")
 
@@ -174,6 +178,7 @@ class RedisCache:
     def __init__(self, url: str, *, runner: Runner, prefix: str = "xmppd:") -> None:
         self._runner = runner
         self._prefix = prefix
+        self._metrics: StorageMetrics | None = None
         self._redis: redis.Redis = redis.Redis.from_url(
             url,
             decode_responses=False,
@@ -190,8 +195,25 @@ class RedisCache:
     def _k(self, key: str) -> str:
         return self._prefix + key
 
-    async def _call(self, fn: Callable[[redis.Redis], T]) -> T:
-        return await self._runner.run(self._blocking, fn)
+    def instrument(self, metrics: StorageMetrics) -> None:
+        """Report each call's latency (and failures) to `metrics` from now on."""
+        self._metrics = metrics
+
+    async def _call(self, command: str, fn: Callable[[redis.Redis], T]) -> T:
+        if self._metrics is None:
+            return await self._runner.run(self._blocking, fn)
+        return await self._runner.run(self._timed, command, fn)
+
+    def _timed(self, command: str, fn: Callable[[redis.Redis], T]) -> T:
+        metrics = self._metrics
+        assert metrics is not None
+        start, ok = time.perf_counter(), False
+        try:
+            result = self._blocking(fn)
+            ok = True
+            return result
+        finally:
+            metrics.redis_done(command, time.perf_counter() - start, ok)
 
     def _blocking(self, fn: Callable[[redis.Redis], T]) -> T:
         try:
@@ -205,42 +227,42 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         k = self._k(key)
-        return await self._call(lambda r: _opt_bytes(r.get(k)))
+        return await self._call("get", lambda r: _opt_bytes(r.get(k)))
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         _check_ttl(ttl)
         k, v = self._k(key), bytes(value)
         # Round up: a TTL shorter than 1 ms must not mean "never expires" (PX 0 is an error).
         px = None if ttl is None else max(1, math.ceil(ttl * 1000))
-        await self._call(lambda r: r.set(k, v, px=px))
+        await self._call("set", lambda r: r.set(k, v, px=px))
 
     async def delete(self, key: str) -> bool:
         k = self._k(key)
-        return await self._call(lambda r: int(r.delete(k)) > 0)
+        return await self._call("del", lambda r: int(r.delete(k)) > 0)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
         full = [self._k(k) for k in wanted]
-        values: list[Any] = await self._call(lambda r: list(r.mget(full)))
+        values: list[Any] = await self._call("mget", lambda r: list(r.mget(full)))
         return {k: bytes(v) for k, v in zip(wanted, values) if v is not None}
 
     async def hset(self, key: str, field: str, value: bytes) -> None:
         k, v = self._k(key), bytes(value)
-        await self._call(lambda r: r.hset(k, field, v))
+        await self._call("hset", lambda r: r.hset(k, field, v))
 
     async def hget(self, key: str, field: str) -> bytes | None:
         k = self._k(key)
-        return await self._call(lambda r: _opt_bytes(r.hget(k, field)))
+        return await self._call("hget", lambda r: _opt_bytes(r.hget(k, field)))
 
     async def hdel(self, key: str, field: str) -> bool:
         k = self._k(key)
-        return await self._call(lambda r: int(r.hdel(k, field)) > 0)
+        return await self._call("hdel", lambda r: int(r.hdel(k, field)) > 0)
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
         k = self._k(key)
-        raw: dict[Any, Any] = await self._call(lambda r: dict(r.hgetall(k)))
+        raw: dict[Any, Any] = await self._call("hgetall", lambda r: dict(r.hgetall(k)))
         return {f.decode() if isinstance(f, bytes) else str(f): bytes(v) for f, v in raw.items()}
 
     def close(self) -> None:

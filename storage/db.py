@@ -15,6 +15,7 @@
 - PostgreSQL (psycopg2): a pool as large as the runner's thread count, `pool_pre_ping`.
 - `migrate()` runs Alembic `upgrade head` from `storage/migrations/`, found as package data, so it
   works from an installed package with no `alembic.ini`.
+- `instrument(metrics)` reports transaction, statement and queue latency (storage/metrics.py).
 Not here: the schema (`storage/models/`), stores (`storage/<feature>.py`), caches (`storage/cache.py`).
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Callable, TypeVar
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -35,6 +37,9 @@ from twisted.internet.defer import Deferred
 
 from storage.errors import StorageError
 from storage.runner import ImmediateRunner, Runner, ThreadReactor, ThreadRunner
+
+if TYPE_CHECKING:
+    from storage.metrics import StorageMetrics
 
 __all__ = ["Database", "ImmediateRunner", "Runner", "StorageError", "ThreadRunner", "alembic_config"]
 
@@ -84,6 +89,7 @@ class Database:
     def __init__(self, url: str, *, runner: Runner) -> None:
         self._url = make_url(url)
         self._runner = runner
+        self._metrics: StorageMetrics | None = None
         backend, driver = self._url.get_backend_name(), self._url.get_driver_name()
         self._lock: contextlib.AbstractContextManager[Any]
         if backend == "sqlite" and driver == "pysqlite":
@@ -126,7 +132,39 @@ class Database:
         (expected backend failures) or with whatever else `fn` raised; either way the
         transaction was rolled back.
         """
-        return self._runner.run(self._transact, fn)
+        metrics = self._metrics
+        if metrics is None:
+            return self._runner.run(self._transact, fn)
+        metrics.pending.inc()
+        d = self._runner.run(self._measured, fn, perf_counter())
+        return d.addBoth(_passing, metrics.pending.dec)
+
+    def instrument(self, metrics: StorageMetrics) -> None:
+        """Report to `metrics` from now on: each transaction, statement and queue wait."""
+        self._metrics = metrics
+
+        def started(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            conn.info.setdefault("xmppd_started", []).append(perf_counter())
+
+        def done(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            stack = conn.info.get("xmppd_started")
+            if stack:
+                metrics.statement_done(statement, perf_counter() - stack.pop())
+        event.listen(self._engine, "before_cursor_execute", started)
+        event.listen(self._engine, "after_cursor_execute", done)
+
+    def _measured(self, fn: Callable[[Connection], T], queued_at: float) -> T:
+        metrics = self._metrics
+        assert metrics is not None
+        start = perf_counter()
+        metrics.queued.observe(start - queued_at)
+        ok = False
+        try:
+            result = self._transact(fn)
+            ok = True
+            return result
+        finally:
+            metrics.transaction_done(perf_counter() - start, ok)
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`); blocks.
@@ -162,6 +200,11 @@ class Database:
                 cause = DatabaseFailure(_describe(e)).with_traceback(e.__traceback__)
                 transient = not isinstance(e, (exc.IntegrityError, exc.DataError))
         raise StorageError(str(cause), transient=transient) from cause
+
+
+def _passing(result: T, then: Callable[[], Any]) -> T:
+    then()
+    return result
 
 
 class DatabaseFailure(Exception):

@@ -21,6 +21,7 @@ from storage.offline import OfflineStore, SqlOfflineStore
 from storage.pubsub import PubsubStore, SqlPubsubStore
 from storage.roster import CachedRosterStore, RosterStore, SqlRosterStore
 from storage.files import SqlUploadStore, UploadStore
+from storage.settings import HostSettingsStore, SqlHostSettingsStore
 
 
 class Stores:
@@ -74,6 +75,11 @@ class Stores:
     def upload(self) -> UploadStore:
         """XEP-0363 upload slots and quotas."""
         return SqlUploadStore(self.db)
+
+    @cached_property
+    def settings(self) -> HostSettingsStore:
+        """Run-time settings of each host (message of the day, registration lists)."""
+        return SqlHostSettingsStore(self.db)
 
     def built(self) -> list[str]:
         """The names of the stores built so far."""

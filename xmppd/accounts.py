@@ -1,8 +1,8 @@
 # tests: tests/core/test_accounts.py, tests/integration/test_ctl.py
-"""Account operations (create, password, delete, exists), one implementation for xmppctl,
-XEP-0077 in-band registration and admin commands: each derives SCRAM credentials the same
-way, fires the same hooks (`user_registered`, `user_deleted`) and closes a deleted account's
-sessions.
+"""Account operations (create, password, delete, disable, exists), one implementation for
+xmppctl, XEP-0077 in-band registration and admin commands: each derives SCRAM credentials the
+same way, fires the same hooks (`user_registered`, `user_deleted`) and closes the sessions of
+a deleted or disabled account. `is_admin` answers from `server.admins` (reloadable).
 """
 from __future__ import annotations
 
@@ -66,6 +66,21 @@ class Accounts:
                 s.close(StreamError.not_authorized("this account was deleted"))
             await _settle(server.hosts[host].hooks.run(hooks.user_deleted, UserEvent(jid)))
         return deleted
+
+    async def set_disabled(self, username: str, host: str, disabled: bool) -> bool:
+        """Disable an account (its sessions close, its logins are refused, its data stays:
+        XEP-0133 §4.3) or enable it again (§4.4); False if there is no such account."""
+        jid = self.jid(username, host)
+        assert jid.local is not None
+        done = await self._server.stores.accounts.set_disabled(jid.local, host, disabled)
+        if done and disabled:
+            for s in self._server.sessions.resources(jid):
+                s.close(StreamError.not_authorized("this account was disabled"))
+        return done
+
+    def is_admin(self, jid: JID) -> bool:
+        """Whether the bare JID of `jid` is listed in `server.admins`."""
+        return any(JID.parse(a).bare == jid.bare for a in self._server.config.server.admins)
 
     async def exists(self, jid: JID) -> bool:
         """Whether the bare JID of `jid` is an account of one of our hosts."""

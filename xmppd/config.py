@@ -36,7 +36,13 @@ class ServerSection:
     hosts: tuple[str, ...] = ("localhost",)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_file: str = ""            # "" = standard error
+    log_format: Literal["text", "json"] = "text"        # json: one object per line
+    log_ip: Literal["plain", "hashed", "off"] = "plain"  # client addresses in log records
     pid_file: str = ""
+    admins: tuple[str, ...] = ()  # bare JIDs allowed XEP-0133 service administration
+    admin_socket: str = ""        # UNIX socket for xmppctl's live commands; "" = none
+    admin_socket_mode: int = number(default=0o600, minimum=0, maximum=0o777)
+    shutdown_timeout: float = duration(default="15 s", minimum=1)   # SIGTERM to exit, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +72,9 @@ class ListenerConfig:
     # "c2s": STARTTLS (RFC 6120); "c2s_tls": TLS at once (XEP-0368);
     # "http": WebSocket (RFC 7395), BOSH (XEP-0206), host-meta (XEP-0156) and HTTP upload;
     # "s2s": other servers, STARTTLS (RFC 6120); "s2s_tls": other servers, TLS at once
-    # (XEP-0368); "component": external components (XEP-0114)
-    type: Literal["c2s", "c2s_tls", "http", "s2s", "s2s_tls", "component"] = "c2s"
+    # (XEP-0368); "component": external components (XEP-0114);
+    # "metrics": Prometheus /metrics and the dashboard page (xmppd/listeners/metrics.py)
+    type: Literal["c2s", "c2s_tls", "http", "s2s", "s2s_tls", "component", "metrics"] = "c2s"
     bind: str = "127.0.0.1"
     starttls: Literal["required", "optional", "off"] = "required"     # c2s and s2s only
     port_file: str = ""           # write the bound port here (tests bind port 0)
@@ -82,7 +89,7 @@ class ListenerConfig:
 
 
 _DEFAULT_PORTS = {"c2s": 5222, "c2s_tls": 5223, "http": 5280, "s2s": 5269, "s2s_tls": 5270,
-                  "component": 5347}
+                  "component": 5347, "metrics": 5281}
 _HTTP_ONLY = ("tls", "behind_tls_proxy", "cors_origins", "public_url", "websocket_path",
               "bosh_path", "upload_path")
 
@@ -219,6 +226,14 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
                 raise JIDError("not in canonical form")
         except JIDError as e:
             raise ConfigError(f"server.hosts[{i}]: {h!r} is not a valid domain ({e})") from None
+    for i, a in enumerate(server.admins):
+        try:
+            admin = JID.parse(a)
+        except JIDError as e:
+            raise ConfigError(f"server.admins[{i}]: {a!r} is not a JID ({e})") from None
+        if admin.local is None or admin.resource is not None:
+            raise ConfigError(f"server.admins[{i}]: expected a bare JID such as "
+                              f"\"admin@{server.hosts[0]}\", got {a!r}")
     auth: AuthSection = sections["auth"]
     if not auth.mechanisms:
         raise ConfigError("auth.mechanisms: at least one SASL mechanism is needed")

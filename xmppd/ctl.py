@@ -3,12 +3,17 @@
 
 Argument order follows prosodyctl and ejabberdctl: `xmppctl register USER HOST PASSWORD`.
 A PASSWORD of "-" is read from standard input (keeps it out of shell history and `ps`).
-Exit codes: 0 done, 1 refused (user exists / unknown), 2 bad input or config.
+Live commands (status, sessions, kick, announce, reload, stats, rooms) talk to the running
+server over its admin socket (`server.admin_socket`, xmppd/control.py); `--json` prints the
+answer's data as JSON. The account commands go through that socket too when a server answers
+on it, so they take effect in the running server at once (its caches, its hooks); otherwise
+they write the database directly.
+Exit codes: 0 done, 1 refused (user exists / unknown), 2 bad input or config, 3 no server
+answers on the admin socket (live commands).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any, Coroutine, TypeVar
@@ -16,6 +21,7 @@ from typing import Any, Coroutine, TypeVar
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
+from xmppd import ctl_live
 from xmppd.config import Config, ConfigError, load
 
 T = TypeVar("T")
@@ -61,7 +67,9 @@ def _password(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="xmppctl", description="xmppd administration")
-    p.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG", "conf/xmppd.toml"))
+    p.add_argument("--config", "-c", default=None,
+                   help="config file (default as for xmppd: xmppd/paths.py)")
+    p.add_argument("--json", action="store_true", help="live commands: print the data as JSON")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("register", help="create an account")
     r.add_argument("user"), r.add_argument("host"), r.add_argument("password")
@@ -73,10 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     us.add_argument("host")
     sub.add_parser("check-config", help="validate the config file and its modules")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    ctl_live.add_parsers(sub)
     args = p.parse_args(argv)
+    if args.config is None:
+        from xmppd.paths import default_config
+        args.config = default_config()
 
     try:
         config = load(args.config)
+        if args.command in ctl_live.LIVE:
+            return _live(config, args.command, ctl_live.args_for(args), args.json)
+        if args.command in ("register", "unregister", "passwd"):
+            done = _account_live(config, args)
+            if done is not None:
+                return done
         if args.command == "check-config":
             from xmppd.loader import resolve
             plan = resolve(config.modules)
@@ -127,6 +145,41 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.db.close()
     return 2
+
+
+def _live(config: Config, command: str, args: dict[str, Any], as_json: bool) -> int:
+    try:
+        answer = ctl_live.ask(config.server.admin_socket, command, args)
+    except ctl_live.NoServer as e:
+        print(f"xmppctl: {e}", file=sys.stderr)
+        return 3
+    if answer.get("ok"):
+        if as_json:
+            import json
+            print(json.dumps(answer.get("data"), indent=1))
+        elif answer.get("text"):
+            print(answer["text"])
+        return 0
+    print(f"xmppctl: {answer.get('text')}", file=sys.stderr)
+    return int(answer.get("code", 2))
+
+
+def _account_live(config: Config, args: argparse.Namespace) -> int | None:
+    """An account command through the running server's socket; None if none answers."""
+    payload: dict[str, Any] = {"user": args.user, "host": args.host}
+    if args.command != "unregister":
+        payload["password"] = _password(args.password)
+    try:
+        answer = ctl_live.ask(config.server.admin_socket, args.command, payload)
+    except ctl_live.NoServer:
+        if args.command != "unregister":
+            args.password = payload["password"]     # already read from stdin
+        return None
+    if answer.get("ok"):
+        print(answer.get("text"))
+        return 0
+    print(f"xmppctl: {answer.get('text')}", file=sys.stderr)
+    return int(answer.get("code", 2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 from lxml import etree
 from twisted.internet import defer
 
+from stanzas.errors import StanzaError
 from stanzas.jid import JID
 from xmppd.hook_registry import EARLY as EARLY
 from xmppd.hook_registry import FIRST as FIRST
@@ -275,3 +276,32 @@ session_resumed: RunHook[SessionEvent] = RunHook("session_resumed")
 connection (XEP-0198 §5); `session` is the new connection's session, which took over the
 bound JID, presence and the resumable `SessionKey` slots of the old one. Per-connection state
 resets here (XEP-0352 §5: CSI starts active again). Cannot be stopped."""
+
+
+
+host_disco_info: FoldHook[DiscoQuery, etree._Element | StanzaError | None] = \
+    FoldHook("host_disco_info")
+"""Fold by the disco module for disco#info to a virtual host *with a `node`* (XEP-0030 §3.2;
+without a node the host's own features answer). `user` is the host's JID. Initial None; the
+module that owns the node answers with its <query node=.../> (XEP-0050: the command list and
+each command), or with a StanzaError to refuse (XEP-0050 §2.3: <forbidden/> for a command
+the asker may not run). None at the end: <item-not-found/>."""
+
+host_disco_items: FoldHook[DiscoQuery, etree._Element | StanzaError | None] = \
+    FoldHook("host_disco_items")
+"""Fold like `host_disco_info` for disco#items to a host with a `node` (XEP-0050 §2.2: the
+commands node lists the commands the asker may run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    command: str                  # an xmppctl command the core does not answer itself
+    host: str                     # the virtual host whose modules are asked
+
+
+control_command: FoldHook[ControlRequest, list[dict[str, Any]] | None] = \
+    FoldHook("control_command")
+"""Fold by the admin socket (xmppd/control.py) on every host for a live command that a module
+owns (`xmppctl rooms`: the MUC module lists its rooms). Initial None; the owner returns a list
+of JSON-ready records (one per room, ...), others return what they got. None on every host:
+the command is not available."""

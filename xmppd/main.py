@@ -9,22 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xmppd import logs
 from xmppd.config import Config, ConfigError, load
 
 log = logging.getLogger("xmppd")
 
 
 def setup_logging(config: Config) -> None:
-    handler: logging.Handler
-    if config.server.log_file:
-        Path(config.server.log_file).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(config.server.log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.server.log_level.upper())
+    s = config.server
+    logs.configure(s.log_level, s.log_file, s.log_format, s.log_ip)   # xmppd/logs.py
 
 
 def sqlite_dir(url: str) -> None:
@@ -70,9 +63,13 @@ _IDLE_COMPACT_AFTER = float(os.environ.get("XMPPD_IDLE_COMPACT_AFTER", "20"))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="xmppd XMPP server")
-    parser.add_argument("--config", "-c", default=os.environ.get("XMPPD_CONFIG",
-                                                                 "conf/xmppd.toml"))
+    parser.add_argument("--config", "-c", default=None,
+                        help="config file (default: $XMPPD_CONFIG, ./conf/xmppd.toml, "
+                             "/etc/xmppd/xmppd.toml, the packaged default; xmppd/paths.py)")
     args = parser.parse_args(argv)
+    if args.config is None:
+        from xmppd.paths import default_config
+        args.config = default_config()
     try:
         config = load(args.config)
     except ConfigError as e:
@@ -103,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                            max_entries=config.cache.max_entries, prefix=config.cache.prefix)
         server = Server(config, reactor=r, db=db, cache=cache)
         server.load_modules()
+        from xmppd.runtime import Runtime
+        runtime = Runtime(server, r)            # ports, admin socket, signals, shutdown
         tls_ctx = None
         cert, key = Path(config.tls.cert), Path(config.tls.key)
         if any((lst.type in ("c2s", "s2s") and lst.starttls != "off")
@@ -130,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("http listening on %s:%d (tls %s): WebSocket %s, BOSH %s", lst.bind,
                          web.bound_port, "on" if lst.tls else "off", lst.websocket_path,
                          lst.bosh_path)
+            elif lst.type == "metrics":
+                from xmppd.listeners import metrics
+                port = metrics.listen(r, server, lst)
+                log.info("metrics on http://%s:%d/metrics", lst.bind, port.getHost().port)
             elif lst.type == "c2s_tls":
                 # XEP-0368 §3: ALPN "xmpp-client" on direct TLS.
                 direct = stream_context(cert, key, alpn=["xmpp-client"])
@@ -141,27 +144,23 @@ def main(argv: list[str] | None = None) -> int:
                                    interface=lst.bind)
                 log.info("c2s listening on %s:%d (starttls %s)", lst.bind,
                          port.getHost().port, lst.starttls)
+            runtime.listening(lst, port)
             bound = port.getHost().port
             if lst.port_file:
                 Path(lst.port_file).write_text(f"{bound}\n")
+        runtime.start_control()
     except (ConfigError, TLSConfigError, ValueError, OSError) as e:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
     if config.server.pid_file:
         Path(config.server.pid_file).write_text(f"{os.getpid()}\n")
 
-    async def shutdown() -> None:
-        log.info("shutting down")
-        if server.s2s is not None:
-            server.s2s.stop()
-        await server.stop()
-        cache.close()
-
     from twisted.internet import defer, task
     housekeeping = task.LoopingCall(_housekeeping, server, _malloc_trim())
     housekeeping.start(float(os.environ.get("XMPPD_HOUSEKEEPING_INTERVAL", "30")), now=False)
+    runtime.install_signals()
     r.addSystemEventTrigger("before", "shutdown",
-                            lambda: defer.Deferred.fromCoroutine(shutdown()))
+                            lambda: defer.Deferred.fromCoroutine(runtime.shutdown()))
     r.addSystemEventTrigger("after", "shutdown", db.close)
     log.info("xmppd serving %s", ", ".join(config.server.hosts))
     r.run()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Literal, TypeVar, overload
 
 from lxml import etree
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from storage.stores import Stores
     from xmppd.accounts import Accounts
     from xmppd.listeners.session import InputObserver, OutputFilter
+    from xmppd.metrics import ModuleMetrics
     from xmppd.server import Host, Server
     from xmppd.sessions import Session, SessionManager
 
@@ -234,6 +236,14 @@ class ModuleContext(Generic[O]):
     def sessions(self) -> SessionManager:
         """Who is connected: `get(full)`, `resources(bare)`, `available(bare)`, ..."""
         return self._server.sessions
+
+    @cached_property
+    def metrics(self) -> ModuleMetrics:
+        """This module's counters and gauges, labelled with its host, served by the metrics
+        listener (xmppd/metrics.py); removed when the module stops."""
+        made = self._server.metrics.for_module(self.host)
+        self._undo.append(made.close)
+        return made
 
     @property
     def accounts(self) -> Accounts:

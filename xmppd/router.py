@@ -44,6 +44,7 @@ from stanzas.errors import StanzaError, error_reply, escape_attr
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
 from stanzas.jid import JID, JIDError
+from xmppd.metrics import TIMED_EVERY, timer
 from xmppd.router_iq import IqRouting
 from stanzas.wire import serialize
 
@@ -66,6 +67,7 @@ class Router(IqRouting):
         self.server = server
         self.sessions = server.sessions
         self.routed = 0
+        self.count = server.metrics.core       # counters bumped in place (xmppd/metrics.py)
         # Service domains on this server (MUC, upload, components): domain -> handler(el,
         # sender, to). Registered through ModuleContext.service_domain; the handler owns every
         # stanza addressed to the domain or its JIDs, and answers through ctx.send.
@@ -79,10 +81,17 @@ class Router(IqRouting):
         """A stanza from a bound client session, `from` already stamped by the stream.
         None if it was handled at once, else a Deferred firing once it is (module docstring)."""
         held: list[defer.Deferred[Any]] = []
+        count = self.count
+        count.stanza_in(el.tag)
+        count.ticks += 1
+        started = timer() if not count.ticks % TIMED_EVERY else 0.0    # latency, sampled
         done = self._route(el, session, held)
+        if started:
+            count.route.observe(timer() - started)
         if done is None and not held:
             return None
-        return defer.Deferred.fromCoroutine(_handled(done, held, el))
+        handled = defer.Deferred.fromCoroutine(_handled(done, held, el))
+        return handled.addBoth(count.handled_after, started) if started else handled
 
     def route(self, el: _E) -> None:
         """A stanza the server itself sends (modules, errors, replies)."""
@@ -228,6 +237,7 @@ class Router(IqRouting):
         data = serialize(el)
         for s in targets:
             s.send_bytes(data)
+        self.count.delivered += len(targets)
         return None
 
     def undelivered(self, units: list[bytes], jid: JID) -> None:
@@ -318,6 +328,9 @@ class Router(IqRouting):
                 cut = len(etree.QName(el).localname) + 1
                 if data[:cut] != b"<" + etree.QName(el).localname.encode():
                     cut = 0             # a prefixed start tag: never ours, but stay correct
+            if el.tag == _MESSAGE:
+                self.count.delivered += 1
+                self.count.delivered_room += 1
             if cut:
                 session.send_bytes(b"".join((data[:cut], b' to="',
                                              escape_attr(str(to)).encode(), b'"', data[cut:])))

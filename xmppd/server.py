@@ -26,6 +26,7 @@ from xmppd.config import Config
 from xmppd import hooks
 from xmppd.hooks import HookRegistry, ServerStopping
 from xmppd.loader import resolve
+from xmppd.metrics import Metrics
 from xmppd.module import HttpEndpoint, Module, ModuleContext
 from xmppd.router import Router
 from xmppd.sessions import SessionManager
@@ -104,6 +105,7 @@ class Server:
         self.db = db
         self.cache = cache
         self.stores = Stores(db, cache)
+        self.metrics = Metrics(self)            # xmppd/metrics.py: the registry a listener serves
         self.sessions = SessionManager(
             max_sessions_per_user=config.limits.max_sessions_per_user)
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}

@@ -8,6 +8,9 @@
   has AES hardware). No compression, no renegotiation by the client.
 - `ensure_certificate` writes a self-signed RSA-2048 certificate naming every virtual host
   (as subjectAltName dNSName) when the configured files are missing and generation is on.
+- `reload_certificates(cert, key)` loads a new pair into every context made here (SIGHUP,
+  `xmppctl reload`): new handshakes use it, established connections keep theirs. The pair is
+  checked in a scratch context first, so a bad file changes nothing.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import datetime
 import ipaddress
 import os
 import ssl as stdlib_ssl
+import weakref
 from pathlib import Path
 
 from cryptography import x509
@@ -33,6 +37,12 @@ CIPHERS = ":".join((
 
 class TLSConfigError(Exception):
     pass
+
+
+# Every context handed to a listener, so a reload reaches them all (they live as long as
+# their listeners).
+_STREAM: weakref.WeakSet[stdlib_ssl.SSLContext] = weakref.WeakSet()
+_HTTPS: weakref.WeakSet[ssl.CertificateOptions] = weakref.WeakSet()
 
 
 def ensure_certificate(cert: Path, key: Path, hosts: list[str], *, generate: bool) -> bool:
@@ -81,6 +91,7 @@ def stream_context(cert: Path, key: Path, *, alpn: list[str] | None = None) -> s
         raise TLSConfigError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
     if alpn:
         ctx.set_alpn_protocols(alpn)
+    _STREAM.add(ctx)
     return ctx
 
 
@@ -106,6 +117,31 @@ def server_context(cert: Path, key: Path, *, alpn: list[bytes] | None = None
     # when idle; most XMPP connections are idle most of the time (memory per idle connection is
     # a product goal, docs/PERFORMANCE.md).
     options.getContext().set_mode(SSL.MODE_RELEASE_BUFFERS)
+    _HTTPS.add(options)
     return options
+
+
+def in_use() -> bool:
+    """Whether any listener of this process serves TLS with a context made here."""
+    return bool(len(_STREAM) or len(_HTTPS))
+
+
+def reload_certificates(cert: Path, key: Path) -> str:
+    """Load `cert`/`key` into every listener context; returns the new certificate's subject
+    and expiry. Raises TLSConfigError (and changes nothing) if the pair does not load."""
+    scratch = stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_SERVER)
+    try:
+        scratch.load_cert_chain(str(cert), str(key))
+        leaf = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    except (OSError, ValueError, stdlib_ssl.SSLError) as e:
+        raise TLSConfigError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
+    for ctx in list(_STREAM):
+        ctx.load_cert_chain(str(cert), str(key))
+    for options in list(_HTTPS):
+        pyssl = options.getContext()
+        pyssl.use_certificate_chain_file(str(cert))
+        pyssl.use_privatekey_file(str(key))
+        pyssl.check_privatekey()
+    return f"{leaf.subject.rfc4514_string()}, valid until {leaf.not_valid_after_utc:%Y-%m-%d}"
 
 

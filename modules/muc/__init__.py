@@ -34,9 +34,9 @@ Storage: MucStore (storage/muc.py): persistent rooms, affiliations, room archive
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from modules.muc.config import Limits
+from modules.muc.config import Limits, RoomConfig
 from xmppd import hooks
 from modules.muc.service import MucService, Policy
 from xmppd.config import ConfigError
@@ -80,6 +80,29 @@ class Muc(Module[MucOptions]):
         ctx.service_domain(domain, self.service.receive)
         ctx.disco_item(domain, o.name)      # XEP-0045 §6.1: the host lists its MUC service
         ctx.hook(hooks.server_stopping, lambda ev: self.service.shutting_down())
+        rooms = self.service.rooms
+        ctx.metrics.gauge("muc_rooms", "rooms in use (loaded)", lambda: len(rooms))
+        ctx.metrics.gauge("muc_occupants", "occupants (nicks) in all rooms",
+                          lambda: sum(len(r.occupants) for r in rooms.values()))
+        ctx.hook(hooks.control_command, self.control)
+
+    async def control(self, req: hooks.ControlRequest, acc: Any) -> Any:
+        """`xmppctl rooms`: the stored rooms and those in use, with their occupants."""
+        if req.command != "rooms":
+            return acc
+        service = self.service
+        found: dict[JID, dict[str, Any]] = {}
+        for summary in await service.store.list_rooms(service.domain):
+            cfg = RoomConfig.from_json(summary.config)
+            found[summary.room] = {"room": str(summary.room), "name": cfg.name,
+                                   "occupants": 0, "persistent": cfg.persistent,
+                                   "public": cfg.public, "members_only": cfg.members_only}
+        for room in service.rooms.values():
+            cfg = room.config
+            found[room.jid] = {"room": str(room.jid), "name": cfg.name,
+                               "occupants": len(room.occupants), "persistent": cfg.persistent,
+                               "public": cfg.public, "members_only": cfg.members_only}
+        return [*(acc or []), *(found[j] for j in sorted(found, key=str))]
 
     async def stop(self) -> None:
         await self.service.stop()

@@ -13,6 +13,7 @@ tables need no join through a surrogate id. Usernames and hosts are stored alrea
 from __future__ import annotations
 
 from sqlalchemy import (
+    false,
     BigInteger,
     CheckConstraint,
     Boolean,
@@ -47,6 +48,8 @@ accounts = Table(
     Column("host", String(JID_PART), nullable=False),
     Column("username", String(JID_PART), nullable=False),
     Column("created_at", Double, nullable=False),  # POSIX seconds
+    # XEP-0133 §4.3 "disable user": no login until re-enabled; the account's data stays.
+    Column("disabled", Boolean, nullable=False, server_default=false()),
     # The primary key is the uniqueness rule "one username per host"; concurrent sign-ups of the
     # same name race on it and exactly one wins. Host first: per-host listing and counting use it.
     PrimaryKeyConstraint("host", "username"),
@@ -336,4 +339,17 @@ archive_prefs = Table(
         ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
     ),
     CheckConstraint("mode IN ('always', 'roster', 'never')", name="mode"),
+)
+
+# Settings of a virtual host that admins change at run time and that survive a restart
+# (storage/settings.py): the message of the day, registration allow/deny lists. `value` is
+# owned by the module that names the setting.
+host_settings = Table(
+    "host_settings",
+    metadata,
+    Column("host", String(JID_PART), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("updated_at", Double, nullable=False),  # POSIX seconds
+    PrimaryKeyConstraint("host", "name"),
 )

@@ -124,8 +124,9 @@ def test_no_listeners_is_allowed() -> None:
 @pytest.mark.parametrize(("raw", "message"), [
     ({"sever": {}}, "unknown section 'sever' (known: auth, cache, components, limits, "
                     "listeners, modules, s2s, server, storage, tls)"),
-    ({"server": {"host": ["a"]}}, "server: unknown key 'host' (known: hosts, log_file, "
-                                  "log_level, pid_file)"),
+    ({"server": {"host": ["a"]}}, "server: unknown key 'host' (known: admin_socket, "
+                                  "admin_socket_mode, admins, hosts, log_file, log_format, "
+                                  "log_ip, log_level, pid_file, shutdown_timeout)"),
     ({"limits": {"max_stanza": 1}}, "limits: unknown key 'max_stanza'"),
     ({"listeners": [{"port": 1, "tsl": "on"}]}, "listeners[0]: unknown key 'tsl'"),
     ({"listeners": [{}, {"prot": 1}]}, "listeners[1]: unknown key 'prot'"),
@@ -158,7 +159,7 @@ def test_unknown_keys_and_sections_are_named(raw: dict[str, Any], message: str) 
     ({"limits": {"max_depth": 2}}, "limits.max_depth: must be between 4 and 1024, got 2"),
     ({"listeners": {"port": 5222}}, "listeners: expected an array of tables ([[listeners]])"),
     ({"listeners": [{"port": 70000}]}, "listeners[0].port: must be between 0 and 65535, got 70000"),
-    ({"listeners": [{"type": "s3s"}]}, "listeners[0].type: expected one of 'c2s', 'c2s_tls', 'http', 's2s', 's2s_tls', 'component', got 's3s'"),
+    ({"listeners": [{"type": "s3s"}]}, "listeners[0].type: expected one of 'c2s', 'c2s_tls', 'http', 's2s', 's2s_tls', 'component', 'metrics', got 's3s'"),
     ({"listeners": [{"starttls": True}]}, "listeners[0].starttls: expected one of 'required', "
                                           "'optional', 'off', got True"),
     ({"modules": {"ping": 1}}, "modules: expected one table per module ([modules.<name>])"),

@@ -240,3 +240,29 @@ class ScriptedStore:
 
     async def count(self, host: str) -> int:
         return 0
+
+
+def test_disabled_accounts_keep_their_data_and_are_listed(store: AccountStore) -> None:
+    assert resolve(store.create("alice", HOST, creds(b"a"), 1.0))
+    assert resolve(store.create("bob", HOST, creds(b"b"), 1.0))
+    assert resolve(store.create("alice", OTHER, creds(b"c"), 1.0))
+    assert resolve(store.get("alice", HOST)).disabled is False
+    assert resolve(store.set_disabled("alice", HOST, True)) is True
+    found = resolve(store.get("alice", HOST))           # through the cache wrappers too
+    assert found.disabled is True and found.credentials == creds(b"a")
+    assert resolve(store.get("alice", OTHER)).disabled is False
+    assert resolve(store.disabled_users(HOST)) == ["alice"]
+    assert resolve(store.disabled_users(OTHER)) == []
+    assert resolve(store.set_disabled("alice", HOST, False)) is True
+    assert resolve(store.get("alice", HOST)).disabled is False
+    assert resolve(store.disabled_users(HOST)) == []
+    assert resolve(store.set_disabled("nobody", HOST, True)) is False
+
+
+def test_version_1_cache_records_are_read_as_enabled() -> None:
+    account = Account("alice", HOST, 5.0, creds(b"x"))
+    v2 = encode_account(account)
+    v1 = b"\x01" + v2[1:-1]                     # the same record before the flags byte
+    assert decode_account(v1, "alice", HOST) == account
+    disabled = Account("alice", HOST, 5.0, creds(b"x"), disabled=True)
+    assert decode_account(encode_account(disabled), "alice", HOST) == disabled

@@ -141,6 +141,7 @@ class _Request:
 class BoshSession:
     """One BOSH session: `rid` order, held requests, acks and the session's timers. The
     `ClientSession` writes to it as its Transport (`send`, `close`)."""
+    kind = "bosh"                       # for metrics
 
     def __init__(self, sid: str, *, clock: Clock, host: str, rid: int, wait: int, hold: int,
                  settings: BoshSettings, on_end: Callable[[BoshSession], None]) -> None:

@@ -56,7 +56,7 @@ class BoshManager:
                 data, root_tag=_BODY, content_ns=NS, max_stanza_size=self.settings.max_stanza_size,
                 max_depth=self.settings.max_depth)
         except StreamError as e:
-            log.info("BOSH body from %s refused: %s", peer_ip, e)
+            log.info("BOSH body refused: %s", e, extra={"event": "bosh_refused", "ip": peer_ip})
             responder.respond(terminate("bad-request"), 400)
             return None
         attrs = head.attrs

@@ -26,6 +26,7 @@ from xmppd.config import ListenerConfig
 from xmppd.limits import ConnectionGuard, ReadShaper, limits_of
 from xmppd.listeners.session import ClientSession
 from xmppd.listeners.tlslayer import TlsFailed, TlsLayer
+from xmppd.logs import session_fields
 
 if TYPE_CHECKING:
     from xmppd.server import Server
@@ -43,6 +44,7 @@ class C2SConnection(protocol.Protocol):
 
     def __init__(self, factory: C2SFactory, guard: ConnectionGuard) -> None:
         self.factory = factory
+        self.kind = "c2s_tls" if factory.direct_tls else "c2s"    # for metrics
         self.session: ClientSession | None = None
         self._tls: TlsLayer | None = None
         self._abort: IDelayedCall | None = None
@@ -79,6 +81,8 @@ class C2SConnection(protocol.Protocol):
         pass
 
     def dataReceived(self, data: bytes) -> None:
+        if self._abort is not None:
+            return          # we closed: what still comes is read and dropped (see close)
         if self.guard is not None:
             self.guard.data(len(data))      # what was read is processed; later reads may wait
         tls = self._tls
@@ -87,7 +91,7 @@ class C2SConnection(protocol.Protocol):
                 data = tls.receive(data)
                 out = tls.pending_output()
             except TlsFailed as e:
-                log.info("TLS failed from %s: %s", self.session and self.session.peer_ip, e)
+                log.info("TLS failed: %s", e, extra=session_fields(self.session, "tls_failed"))
                 self.transport.abortConnection()  # type: ignore[union-attr]
                 return
             if out and self.transport is not None:
@@ -143,9 +147,17 @@ class C2SConnection(protocol.Protocol):
             self.transport.unregisterProducer()  # type: ignore[attr-defined]
         if self._tls is not None and self._tls.handshaken:
             self.transport.write(self._tls.close())
-        self.transport.loseConnection()
-        # loseConnection waits for the write buffer to drain; a dead peer whose window is
-        # full would hold the session (and its presence) for TCP's whole retry time.
+        # RFC 6120 §4.4: after our closing tag, wait for the client's. Only the write side
+        # closes (once the buffer is flushed); the client's FIN ends the connection. Closing
+        # both at once would reset a connection the client is still writing to (a busy
+        # sender at shutdown), and a reset drops the stream error we wrote from its buffer.
+        half = getattr(self.transport, "loseWriteConnection", None)
+        if half is not None:
+            half()
+        else:
+            self.transport.loseConnection()
+        # Either waits for the write buffer to drain; a dead peer whose window is full
+        # would hold the session (and its presence) for TCP's whole retry time.
         if self._abort is None:
             self._abort = self.factory.server.clock.call_later(_CLOSE_GRACE, self._force_close)
 

@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -42,6 +43,8 @@ from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
 from xmppd import c2s, hooks, throttle
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent, StanzaEvent
+from xmppd.logs import session_fields
+from xmppd.metrics import transport_kind
 from xmppd.module import IqRequest
 from xmppd.sessions import SessionKey, SessionState
 from stanzas.wire import serialize
@@ -91,6 +94,8 @@ class ClientSession(SessionState):
         self.presence: _E | None = None
         self.bound = False
         self.peer_ip = peer_ip
+        self.id = secrets.token_hex(6)        # names this connection in logs and xmppctl
+        self.opened_at = server.clock.now()
         self._state: dict[SessionKey[Any], Any] = {}
         self._host: Host | None = None
         self._filters: list[tuple[int, int, OutputFilter]] = []
@@ -106,7 +111,9 @@ class ClientSession(SessionState):
         self.on_stanza: Callable[[], None] | None = None   # stanza-rate shaping (xmppd/limits.py)
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
+        self._count = server.metrics.core
         self.server.connections.add(self)
+        self._count.connection_opened(transport_kind(transport))
         self._arm_timer()
 
     # -- what modules read -----------------------------------------------------------------
@@ -119,6 +126,11 @@ class ClientSession(SessionState):
     def closing(self) -> bool:
         """The stream ended (its transport may still be flushing)."""
         return self._closing or self.stream.closed
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes waiting for the transport to drain (a slow reader)."""
+        return self._backlog_bytes
 
     @property
     def last_activity(self) -> float:
@@ -217,10 +229,13 @@ class ClientSession(SessionState):
     # -- output ------------------------------------------------------------------------------
     def send_bytes(self, data: bytes) -> None:
         """Session: one serialised stanza for this client, through the output filters."""
+        self._count.out[data[1]] += 1          # metrics: stanzas out, by kind (xmppd/metrics.py)
         self._send_from(0, data)
 
     def send_element(self, el: _E) -> None:
-        self._send_from(0, serialize(el))
+        data = serialize(el)
+        self._count.out[data[1]] += 1
+        self._send_from(0, data)
 
     def pass_on(self, after: OutputFilter, data: bytes) -> None:
         """Hand a stanza that filter `after` took on to the filters after it (XEP-0352 sends
@@ -266,8 +281,8 @@ class ClientSession(SessionState):
         """More than `max_output_buffer` waits for a client that does not read: a dead link
         (DESIGN.md): cut the connection; the session leaves routing at once."""
         transport = self.transport
-        log.info("%s reads nothing (%d bytes waiting): cut as a dead link", self.jid,
-                 self._backlog_bytes)
+        log.info("reads nothing (%d bytes waiting): cut as a dead link", self._backlog_bytes,
+                 extra=session_fields(self, "dead_link"))
         self._closing = True
         self._clean_end = False
         self.stream.connection_lost()
@@ -300,6 +315,7 @@ class ClientSession(SessionState):
                 if plain:
                     self._emit(plain)
                     plain = []
+                self._count.out[unit[1]] += 1
                 self._send_from(0, unit)
             else:
                 plain.append(unit)
@@ -335,9 +351,11 @@ class ClientSession(SessionState):
             d = throttle.credentials(self.server, self.peer_ip, ev.username, ev.host)
             d.addCallbacks(self._credentials, self._storage_failed)
         elif isinstance(ev, c2s.AuthFailed):
+            self._count.login_failures += 1
             throttle.login_failed(self.server, self.peer_ip, ev.username, ev.host)
         elif isinstance(ev, c2s.Authenticated):
-            log.info("authenticated %s from %s", ev.jid, self.peer_ip)
+            self._count.logins += 1
+            log.info("authenticated %s", ev.jid, extra=session_fields(self, "authenticated"))
             throttle.login_succeeded(self.server, self, ev.jid.local or "", ev.jid.domain)
         elif isinstance(ev, c2s.BindRequest):
             self._bind(ev)
@@ -350,7 +368,8 @@ class ClientSession(SessionState):
             # unfinished stream stays resumable).
             self._clean_end = ev.error is None or ev.error.condition != "connection-timeout"
             if ev.error is not None:
-                log.info("stream to %s closed: %s", self.peer_ip, ev.error)
+                log.info("stream closed: %s", ev.error,
+                         extra=session_fields(self, "stream_error"))
             units = stream.take_output()        # the stream error and the closing tag
             transport = self.transport
             self._closing = True
@@ -363,7 +382,10 @@ class ClientSession(SessionState):
                 transport.close()
 
     def _credentials(self, account: Any) -> None:
-        self.stream.credentials_found(account.credentials if account is not None else None)
+        # A disabled account (XEP-0133 §4.3) fails like a wrong password: <not-authorized/>,
+        # and nothing tells a guesser that the name exists.
+        usable = account is not None and not account.disabled
+        self.stream.credentials_found(account.credentials if usable else None)
         self._pump()
 
     def _storage_failed(self, failure: Failure) -> None:

@@ -195,6 +195,7 @@ def _refuse(request: HttpRequest, code: int, text: str) -> bytes:
 class XmppWebSocket:
     """One client's WebSocket after the upgrade: frames in and out, and the session's
     `Transport` (xmppd/listeners/session.py)."""
+    kind = "websocket"                  # for metrics
 
     def __init__(self, server: Server, settings: c2s.C2SSettings, *,
                  peer_ip: str | None, secure: bool, ping_interval: float | None) -> None:
