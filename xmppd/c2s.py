@@ -44,7 +44,8 @@ from lxml import etree
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
 from stanzas.jid import JID, JIDError
-from xmppd.sasl import PlainServer, SaslFailure, ScramCredentials, ScramServer
+from xmppd.sasl import PlainServer, SaslFailure, ScramCredentials
+from xmppd.scram import ScramServer
 from xmppd.xmlstream import FRAMING_NS, StreamClose, StreamOpen, XmlStreamParser, serialize
 
 _E = etree._Element

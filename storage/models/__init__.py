@@ -335,3 +335,13 @@ archive_prefs = Table(
     ),
     CheckConstraint("mode IN ('always', 'roster', 'never')", name="mode"),
 )
+
+# The mobile features' tables (FAST tokens, push registrations, invitations) live in their own
+# file on the same metadata.
+from storage.models.mobile import fast_tokens, invites, push_registrations  # noqa: E402
+
+__all__ = ["account_credentials", "accounts", "archive_messages", "archive_prefs",
+           "fast_tokens", "invites", "kv_items", "last_activity", "metadata", "muc_affiliations",
+           "muc_archive", "muc_rooms", "offline_messages", "pubsub_items", "pubsub_nodes",
+           "pubsub_subscriptions", "push_registrations", "roster_items", "roster_versions",
+           "upload_slots"]
