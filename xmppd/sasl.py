@@ -1,8 +1,9 @@
 # tests: tests/core/test_sasl.py
-"""SASL server mechanisms (RFC 4422), sans-IO: SCRAM-SHA-1/-256 (RFC 5802/7677) and PLAIN (RFC 4616).
+"""SASL credentials and PLAIN (RFC 4422, RFC 4616), sans-IO; SCRAM is in xmppd/scram.py.
 
-- `ScramServer` (xmppd/scram.py) runs one SCRAM exchange; `PlainServer` checks PLAIN. Both take and
-  return the raw SASL payload: base64 of the XML character data is the caller's (RFC 6120 §6.4.2).
+- `PlainServer` parses and checks PLAIN; `ScramServer` (xmppd/scram.py) runs SCRAM. Both take
+  and return the raw SASL payload: base64 of the XML character data is the caller's (RFC 6120
+  §6.4.2).
 - Failures are `SaslFailure(condition)` with an RFC 6120 §6.5 condition; the caller sends
   `<failure/>`. Unknown users and wrong passwords fail identically (`not-authorized`), and an
   unknown user still gets a plausible server-first-message (RFC 5802 §9, "… SHOULD … fake salt").
@@ -11,8 +12,9 @@
 - Usernames come back SASLprep'd (RFC 4013); mapping them to an account (Nodeprep, RFC 6120
   §6.3.8: the simple user name is the localpart) is the caller's.
 
-Not here: SCRAM itself (xmppd/scram.py, with -PLUS), mechanism offering and stream plumbing (the c2s session),
-account lookup (storage/accounts.py). Nothing here logs; never log payloads or passwords.
+Not here: SCRAM itself (xmppd/scram.py, with -PLUS), mechanism offering and stream plumbing
+(xmppd/sasl1.py, xmppd/sasl2.py), account lookup (storage/accounts.py). Nothing here logs;
+never log payloads or passwords.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from xmppd.sasl_errors import CONDITIONS, SaslFailure
 from xmppd.saslprep import saslprep
 
 __all__ = [
+    "CONDITIONS",
     "DEFAULT_ITERATIONS",
     "HASHES",
     "PlainServer",
