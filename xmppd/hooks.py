@@ -275,3 +275,39 @@ session_resumed: RunHook[SessionEvent] = RunHook("session_resumed")
 connection (XEP-0198 §5); `session` is the new connection's session, which took over the
 bound JID, presence and the resumable `SessionKey` slots of the old one. Per-connection state
 resets here (XEP-0352 §5: CSI starts active again). Cannot be stopped."""
+
+
+# -- SASL2 / Bind 2 inline features (XEP-0388, XEP-0386), fired by the client session -----------
+
+@dataclass(frozen=True, slots=True)
+class InlineQuery:
+    stream: Any                   # the client stream (xmppd/c2s.py) being offered SASL2
+    host: str
+
+
+sasl2_inline: FoldHook[InlineQuery, list[etree._Element]] = FoldHook("sasl2_inline")
+"""Fold, initial []: elements a module offers inside SASL2's <inline/> (XEP-0388 §2.1):
+stream management's <sm/> (XEP-0198 resumption inside <authenticate/>). Must be synchronous."""
+
+bind2_inline: FoldHook[InlineQuery, list[str]] = FoldHook("bind2_inline")
+"""Fold, initial []: features a module can enable inside a Bind 2 request, by namespace
+(XEP-0386 §2.1 <feature var/>: carbons, CSI, stream management). Must be synchronous."""
+
+
+@dataclass(frozen=True, slots=True)
+class InlineRequest:
+    session: Any                  # the client session: authenticated (bound for bind2_enable)
+    request: etree._Element       # Bind 2 <bind/>, or XEP-0198 <resume/> in SASL2
+    after: list[Any]              # callables the session runs once <success/> is written
+
+
+bind2_enable: FoldHook[InlineRequest, list[etree._Element]] = FoldHook("bind2_enable")
+"""Fold, initial []: fired by the client session right after a Bind 2 bind (XEP-0386 §2.2),
+before <success/> is sent: each module enables what `request` asks of it (a child in its
+namespace) and adds its answer for <bound/> (XEP-0198 <enabled/> or <failed/>; carbons and
+CSI answer nothing). May be async."""
+
+sasl2_resume: FoldHook[InlineRequest, etree._Element | None] = FoldHook("sasl2_resume")
+"""Fold, initial None: XEP-0198 resumption asked for inside SASL2 <authenticate/>: stream
+management takes the session over (`session.take_over`) and answers <resumed/> (the stanzas to
+resend go into `after`), or answers <failed/>; the answer goes into <success/>. May be async."""

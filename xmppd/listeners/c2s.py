@@ -17,11 +17,12 @@ import logging
 import ssl as stdlib_ssl
 from typing import TYPE_CHECKING, Any
 
+from lxml import etree
 from twisted.internet import protocol, ssl
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
-from xmppd import c2s
+from xmppd import c2s, hooks
 from xmppd.config import ListenerConfig
 from xmppd.limits import ConnectionGuard, ReadShaper, limits_of
 from xmppd.listeners.session import ClientSession
@@ -153,6 +154,10 @@ class C2SConnection(protocol.Protocol):
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
+    def channel_bindings(self) -> dict[str, bytes]:
+        """RFC 5929 / RFC 9266 data of our own TLS layer (none on Twisted's pyOpenSSL one)."""
+        return self._tls.channel_bindings() if self._tls is not None else {}
+
     def _force_close(self) -> None:
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
@@ -198,4 +203,19 @@ def c2s_settings(server: Server, *, tls: str, tls_available: bool,
         preauth_iq_allowed=lambda stream, tag: hosts[stream.host or ""].preauth_allowed(
             stream.peer_ip, tag),
         framing=framing,  # type: ignore[arg-type]
+        # XEP-0206 restarts the stream after SASL; SASL2 has no restart: not over BOSH
+        sasl2=cfg.auth.sasl2 and framing != "bosh",
+        fast=cfg.auth.fast,
+        sasl2_inline=lambda stream: _inline(hosts, stream, hooks.sasl2_inline),
+        bind2_inline=lambda stream: [
+            etree.Element("{urn:xmpp:bind:0}feature", {"var": var},
+                          nsmap={None: "urn:xmpp:bind:0"})  # type: ignore[dict-item]
+            for var in _inline(hosts, stream, hooks.bind2_inline)],
     )
+
+
+def _inline(hosts: dict[str, Any], stream: c2s.C2SStream, hook: Any) -> list[Any]:
+    """What the host's modules offer inline in SASL2 or Bind 2 (synchronous folds)."""
+    host = hosts[stream.host or ""]
+    found = host.hooks.fold(hook, hooks.InlineQuery(stream, host.name), [])
+    return found if isinstance(found, list) else []

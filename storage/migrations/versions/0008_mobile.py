@@ -18,7 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _owner() -> list[sa.SchemaItem]:
+def _owner() -> list[sa.Column[str]]:
     return [sa.Column("host", sa.String(1023), nullable=False),
             sa.Column("username", sa.String(1023), nullable=False)]
 
