@@ -311,3 +311,22 @@ sasl2_resume: FoldHook[InlineRequest, etree._Element | None] = FoldHook("sasl2_r
 """Fold, initial None: XEP-0198 resumption asked for inside SASL2 <authenticate/>: stream
 management takes the session over (`session.take_over`) and answers <resumed/> (the stanzas to
 resend go into `after`), or answers <failed/>; the answer goes into <success/>. May be async."""
+
+
+# -- group chats, for members who are not there (XEP-0045 + XEP-0357) ---------------------------
+
+@dataclass(frozen=True, slots=True)
+class GroupchatEvent:
+    room: JID                     # the room's bare JID
+    stanza: etree._Element        # the message as occupants got it (from room/nick; no 'to')
+    sender: JID                   # the sender's bare JID
+    members_only: bool
+    members: tuple[tuple[JID, str], ...]       # affiliated users (member and up): bare, nick
+    occupants: tuple[tuple[JID, str], ...]     # sessions in the room: full JID, nick
+
+
+groupchat_sent: RunHook[GroupchatEvent] = RunHook("groupchat_sent")
+"""Fired by the MUC module on its host after a groupchat message with a body went to the
+room's occupants. Push (XEP-0357) notifies the members of a members-only room, and anyone the
+message mentions, whose devices sleep or who are not in the room. Cannot be stopped; handlers
+must not change `stanza`."""
