@@ -9,7 +9,8 @@
   <service-unavailable/> so they cannot be probed (XEP-0030 §3.1, RFC 6121 §8.5.1).
 - A `node` nobody answers gets <item-not-found/> (§3.1). Account queries fold
   `account_disco_info` / `account_disco_items`, so modules add identities and items or answer
-  their nodes (PEP: identity pubsub/pep, its nodes).
+  their nodes (PEP: identity pubsub/pep, its nodes); node queries to the server fold
+  `server_disco_info` / `server_disco_items` (XEP-0050 ad-hoc commands).
 Not here: caps (modules/caps.py), the contents of nodes (modules/pep/).
 
 Config ([modules.disco]): none.
@@ -42,14 +43,16 @@ class Disco(Module[NoOptions]):
         ctx.iq_get(ns.DISCO_INFO, "query", self.account_info, to="bare")
         ctx.iq_get(ns.DISCO_ITEMS, "query", self.account_items, to="bare")
 
-    def server_info(self, req: IqRequest) -> iq.Reply:
-        _no_node(req)
+    async def server_info(self, req: IqRequest) -> iq.Reply:
+        if req.payload.get("node"):
+            return iq.result(req.stanza, await self._fold(hooks.server_disco_info, req, None))
         info = self.ctx.host_disco()
         return iq.result(req.stanza, _info([("server", "im", "xmppd"), *info.identities],
                                            list(info.features)))
 
-    def server_items(self, req: IqRequest) -> iq.Reply:
-        _no_node(req)
+    async def server_items(self, req: IqRequest) -> iq.Reply:
+        if req.payload.get("node"):
+            return iq.result(req.stanza, await self._fold(hooks.server_disco_items, req, None))
         q = iq.empty(ns.DISCO_ITEMS, "query")
         for jid, name in self.ctx.host_disco().items:
             item = etree.SubElement(q, "{%s}item" % ns.DISCO_ITEMS, jid=jid)
@@ -84,11 +87,6 @@ class Disco(Module[NoOptions]):
         if found is None:
             raise StanzaError.item_not_found("no such node")
         return found
-
-
-def _no_node(req: IqRequest) -> None:
-    if req.payload.get("node"):
-        raise StanzaError.item_not_found("no such node")
 
 
 def _info(identities: list[tuple[str, str, str]], features: list[str]) -> etree._Element:

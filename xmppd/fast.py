@@ -1,4 +1,4 @@
-# tests: tests/core/test_fast.py
+# tests: tests/core/test_sasl2.py, tests/modules/test_sasl2_inline.py
 """XEP-0484 FAST: the HT-SHA-256-* mechanisms (draft-schmaus-kitten-sasl-ht) and the tokens
 they use, sans-IO.
 

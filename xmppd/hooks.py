@@ -229,6 +229,15 @@ account_disco_items: FoldHook[DiscoQuery, etree._Element | None] = FoldHook("acc
 """Fold like `account_disco_info` for disco#items (XEP-0030 §4.1): initial an empty <query/>
 without `node`; PEP adds the nodes the asker may see (XEP-0163 §6.2) and answers its nodes."""
 
+server_disco_info: FoldHook[DiscoQuery, etree._Element | None] = FoldHook("server_disco_info")
+"""Fold by the disco module for disco#info to the server with a `node` (`user` is the host's
+JID), initial None: a module answers a node it owns with its <query node=.../> (XEP-0050 §2.3:
+an ad-hoc command). None at the end: <item-not-found/>."""
+
+server_disco_items: FoldHook[DiscoQuery, etree._Element | None] = FoldHook("server_disco_items")
+"""Fold like `server_disco_info` for disco#items (XEP-0050 §2.2: the commands node lists the
+commands the asker may run)."""
+
 
 @dataclass(frozen=True, slots=True)
 class VCardEvent:

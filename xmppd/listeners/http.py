@@ -13,6 +13,8 @@
   (§3.2: CORS for web clients; the document is public and carries no credentials).
 - `upload_path` (default /upload): files of XEP-0363 (modules/http_upload.py registers itself
   as an `HttpFiles` service on its host; this tree hands it every request under the path).
+- Pages of modules (`HttpPages` services with an `http_prefix`, e.g. the invitation page of
+  modules/invites at /invite/<token>): every request under the prefix goes to the module.
 - CORS (Fetch standard): requests from an origin in `cors_origins` (or any with "*") get
   `Access-Control-Allow-Origin` and preflights are answered; with no list only same-origin
   pages may read our answers. WebSocket handshakes from other origins are refused the same way
@@ -67,6 +69,17 @@ class HttpFiles(Protocol):
         ...
 
 
+@runtime_checkable
+class HttpPages(Protocol):
+    """A module's pages under `http_prefix` (modules/invites: /invite/<token>)."""
+
+    http_prefix: str
+
+    def render_page(self, request: HttpRequest, rest: list[str]) -> bytes | int:
+        """Answer `request` for the path segments after the prefix."""
+        ...
+
+
 class HttpListener:
     """What one `type = "http"` listener serves; `site` goes to listenTCP/listenSSL."""
 
@@ -111,6 +124,13 @@ class HttpListener:
             for svc in host.services.values():
                 if isinstance(svc, HttpFiles) and svc.owns(path):
                     return svc
+        return None
+
+    def page_for(self, path: str) -> tuple[HttpPages, list[str]] | None:
+        for host in self.server.hosts.values():
+            for svc in host.services.values():
+                if isinstance(svc, HttpPages) and path.startswith(svc.http_prefix + "/"):
+                    return svc, path[len(svc.http_prefix) + 1:].split("/")
         return None
 
     def max_upload(self) -> int:
@@ -356,6 +376,9 @@ class _Root(resource.Resource):
             files = lst.files_for(segments)
             if files is not None:
                 return files.render_http(request, segments)
+        page = lst.page_for(path)
+        if page is not None:
+            return page[0].render_page(request, page[1])
         request.setResponseCode(http.NOT_FOUND)
         request.setHeader("content-type", "text/plain; charset=utf-8")
         return b"not found\n"
