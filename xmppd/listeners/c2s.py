@@ -4,7 +4,10 @@ from the first byte (XEP-0368, type "c2s_tls": no STARTTLS offered, ALPN "xmpp-c
 
 - One `C2SConnection` (a Twisted protocol) per TCP connection, carrying one `ClientSession`
   (xmppd/listeners/session.py), which does everything but moving bytes.
-- TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py).
+- TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py), and
+  Nagle's algorithm off (TCP_NODELAY, as ejabberd's listeners): an answer written in two parts
+  (the features, then a SASL2 <success/> after a look-up) would otherwise wait for the
+  client's delayed ACK, 40 ms on Linux (docs/PERFORMANCE.md, reconnects).
 - Every connection holds a slot of the process's connection limits, or is closed as soon as it
   is accepted; what it sends is shaped (xmppd/limits.py).
 - Flow control: the connection is a streaming producer on its TCP transport, so a full write
@@ -53,6 +56,7 @@ class C2SConnection(protocol.Protocol):
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         try:
             self.transport.setTcpKeepAlive(True)  # type: ignore[union-attr]
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         except (AttributeError, OSError):
             pass
         if self.factory.direct_tls:

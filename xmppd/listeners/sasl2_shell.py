@@ -98,7 +98,8 @@ async def _fast(session: ClientSession, user: JID, req: c2s.Sasl2Request) -> _E 
         if used is not None and req.invalidate:
             await store.invalidate(user.domain, user.local, req.client_id, used.key)
         elif used is not None:
-            await store.used(user.domain, user.local, req.client_id, used.key)
+            if used.slot == "new":          # 'current' already: nothing to move (§6)
+                await store.used(user.domain, user.local, req.client_id, used.key)
             rotate = used.expires_at - now < lifetime / 2
         mechanism = req.request_token or (used.mechanism if rotate and used else None)
         if mechanism is None:
