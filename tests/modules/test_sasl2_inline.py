@@ -207,3 +207,10 @@ def test_failed_resumption_still_binds(h: Harness) -> None:
 def test_legacy_login_still_works_next_to_sasl2(h: Harness) -> None:
     alice = h.login(f"{ALICE}/old")
     assert alice.bound and alice.features.find(f"{{{SM}}}sm") is not None
+
+
+def test_sasl2_is_not_offered_over_bosh(h: Harness) -> None:
+    """XEP-0206 restarts the stream after SASL; SASL2 has no restart."""
+    from xmppd.listeners.c2s import c2s_settings
+    assert c2s_settings(h.server, tls="off", tls_available=False, framing="bosh").sasl2 is False
+    assert c2s_settings(h.server, tls="off", tls_available=False, framing="websocket").sasl2
