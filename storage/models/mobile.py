@@ -15,7 +15,7 @@ from sqlalchemy import (
     Text,
 )
 
-from storage.models import JID_PART, metadata
+from storage.models.base import JID_PART, metadata
 
 # XEP-0484 §6: at most two tokens per (account, client): 'new' (issued, not used yet) and
 # 'current' (the last one used). `key` is SHA-256 of the token (storage/fast.py says why).
