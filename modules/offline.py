@@ -45,7 +45,7 @@ from xmppd import hooks
 from xmppd.hooks import STOP, AvailableEvent, StanzaEvent, UserEvent, UserOffline
 from stanzas.jid import JID
 from xmppd.module import Module, ModuleContext, number
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 FEATURE = "msgoffline"
 

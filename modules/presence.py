@@ -41,7 +41,7 @@ from xmppd.hooks import STOP, AvailableEvent, PresenceQuery, StanzaEvent, UserOf
 from stanzas.jid import JID
 from xmppd.concurrency import KeyedLock
 from xmppd.module import Module, ModuleContext, SessionKey, number
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 _C = "{%s}" % ns.CLIENT
 # sent available presence, not yet unavailable

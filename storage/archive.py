@@ -40,6 +40,7 @@ class ArchiveEntry:
     peer: JID                 # the other party (full or bare)
     outgoing: bool
     stanza: bytes             # the serialized <message/>
+    origin_id: str | None = None    # XEP-0359 origin-id the client gave (outgoing only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,10 @@ class ArchiveStore(Protocol):
         """Delete every archived message with seq < before_seq; returns how many."""
         ...
 
+    async def sent_before(self, user: JID, origin_id: str) -> bool:
+        """Whether `user` already sent a message with this XEP-0359 origin-id (archived)."""
+        ...
+
 
 def _key(user: JID) -> tuple[str, str]:
     assert user.local is not None, "archives belong to accounts"
@@ -127,7 +132,7 @@ class SqlArchiveStore:
             exists = {key: key in found for key in keys}
             rows = [{"host": k[0], "username": k[1], "seq": e.seq, "id": e.id,
                      "peer": str(e.peer.bare), "peer_resource": e.peer.resource or "",
-                     "outgoing": e.outgoing, "stanza": e.stanza}
+                     "outgoing": e.outgoing, "stanza": e.stanza, "origin_id": e.origin_id}
                     for e, k in zip(entries, keys) if exists[k]]
             if rows:
                 conn.execute(insert(archive_messages), rows)
@@ -243,6 +248,17 @@ class SqlArchiveStore:
         def txn(conn: Connection) -> int:
             return int(conn.execute(delete(archive_messages).where(
                 archive_messages.c.seq < before_seq)).rowcount)
+
+        return await self._db.run(txn)
+
+    async def sent_before(self, user: JID, origin_id: str) -> bool:
+        host, username = _key(user)
+        c = archive_messages.c
+
+        def txn(conn: Connection) -> bool:
+            return conn.execute(select(c.seq).where(
+                c.host == host, c.username == username, c.origin_id == origin_id,
+                c.outgoing.is_(True)).limit(1)).first() is not None
 
         return await self._db.run(txn)
 

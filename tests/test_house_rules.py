@@ -7,7 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED = [*ROOT.glob("modules/**/*.py"), *ROOT.glob("stanzas/**/*.py"),
-           ROOT / "xmppd/c2s.py", ROOT / "xmppd/xmlstream.py", ROOT / "xmppd/router.py",
+           ROOT / "xmppd/c2s.py", ROOT / "xmppd/xmlstream.py", ROOT / "xmppd/xmlscan.py",
+           ROOT / "xmppd/xmlframes.py", ROOT / "xmppd/xmlevents.py", ROOT / "xmppd/router.py",
            ROOT / "xmppd/sessions.py", ROOT / "xmppd/hooks.py", ROOT / "xmppd/module.py",
            *ROOT.glob("xmppd/s2s/*.py"),       # federation's sans-IO core and its service
            ROOT / "xmppd/concurrency.py"]

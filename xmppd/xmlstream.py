@@ -4,17 +4,8 @@
 - Fed bytes in any split; returns the stream header, each top-level element (an lxml element,
   the source of truth from here on) and the stream end, in order. Every split of the same bytes
   gives the same events, or the same error condition.
-- Restricted XML (RFC 6120 §11.1): a DTD, entity references beyond the five predefined ones,
-  processing instructions and comments raise `<restricted-xml/>`. They are caught by a byte scan
-  *before* libxml2 sees them (every such construct starts with `<!`, `<?` or `&`, which cannot
-  occur literally in well-formed character data), so no DTD or entity is ever processed. Only an
-  XML declaration at the very start of a document passes. CDATA sections are allowed; `&`, `<!`
-  or `<?` inside one are refused too (no client sends them).
-- Namespaces in XML §3: the `xml` prefix bound to anything but its namespace, the `xmlns`
-  prefix declared, either reserved namespace bound to another prefix or made the default →
-  `<not-well-formed/>`. libxml2 only notes these and drops the declaration, so the byte scan
-  finds them too (xmppd/xmlreserved.py); one cut by the end of a read is held back until it
-  is whole, as a cut `&ref` is.
+- Restricted XML (RFC 6120 §11.1) and reserved namespaces (Namespaces in XML §3) are
+  judged on the bytes before libxml2 sees them (xmppd/xmlscan.py, xmppd/xmlreserved.py).
 - Malformed XML → `<not-well-formed/>`; a wrong stream namespace or root element →
   `<invalid-namespace/>`; an encoding other than UTF-8 → `<unsupported-encoding/>`; a stanza
   nested deeper than `max_depth` or with more than `max_elements` elements → `<policy-violation/>`.
@@ -36,80 +27,36 @@ parser is rebuilt at a clean boundary (no stanza open, no partial markup fed) wi
 header declaring the client's own namespace prefixes (memory stays flat).
 Framings (RFC 7395, XEP-0206): the same parser, restricted scan and limits serve every entry
 point (Prosody's CVE-2022-0217 was a WebSocket-only gap).
-- `framing="websocket"`: each `feed_message()` is one WebSocket message, parsed inside a neutral
-  synthetic root. It must hold exactly one element, declaring its own namespaces (RFC 7395
-  §3.3.3; a leading XML declaration is allowed but must name UTF-8); anything else is
-  `<not-well-formed/>`. `<open/>` and `<close/>` in urn:ietf:params:xml:ns:xmpp-framing come
-  out as `StreamOpen`/`StreamClose` (§3.4, §3.6); an element before `<open/>` is
-  `<invalid-namespace/>` (as a TCP document not rooted at `<stream:stream/>`), a second
-  `<open/>` before a restart `<bad-format/>`.
+- `framing="websocket"`: each `feed_message()` is one WebSocket message holding one element
+  (RFC 7395 §3.3.3; xmppd/xmlframes.py).
 - `parse_document()`: one whole document with a given root (a BOSH `<body/>`, XEP-0124 §4):
   the root's attributes as `StreamOpen`, its children as stanzas, each under the limits.
 Not here: what the header's attributes mean (xmppd/c2s.py).
 """
 from __future__ import annotations
 
-import codecs
-import re
-from dataclasses import dataclass, field
-from typing import Iterator, Literal, Union
+from typing import Iterator, Literal
 from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
 from stanzas import ns
 from stanzas.errors import StreamError
-from xmppd.xmlreserved import NS_TAIL, ns_suspect, reserved_namespace_declaration
+from stanzas.wire import serialize
+from xmppd.xmlreserved import ns_suspect, reserved_namespace_declaration
+from xmppd.xmlevents import Event, StreamClose, StreamOpen, header_attrs
+from xmppd.xmlframes import FRAMING_NS, WebSocketMessages
+from xmppd.xmlscan import _BOM, _CONTROL, _CONTROLS, _SUSPECT, _UTF8, _WS, ByteScan
 
 _E = etree._Element
 _STREAM_TAG = "{%s}stream" % ns.STREAMS
-FRAMING_NS = ns.FRAMING      # RFC 7395 §3.3.2
-_OPEN_TAG = "{%s}open" % FRAMING_NS
-_CLOSE_TAG = "{%s}close" % FRAMING_NS
 _FRAMED_ROOT = b"<ws-frames>"     # never seen by clients: each message is one child of it
 _LANG = "{%s}lang" % ns.XML
 _RESTART_AFTER = 1 << 20
 _MIN_SLICE = 512
-_SUSPECT = re.compile(rb"&|<[!?]")
-_CONTROLS = bytes(c for c in range(0x20) if c not in b"\t\n\r")
-_CONTROL = re.compile(b"[" + re.escape(_CONTROLS) + b"]")
-_UTF8 = codecs.getincrementaldecoder("utf-8")
-_GOOD_REF = re.compile(rb"&(?:lt|gt|amp|apos|quot|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});")
-_REF_PREFIX = re.compile(rb"&(?:[a-z]{0,4}|#[0-9]{0,7}|#x[0-9a-fA-F]{0,6})\Z")
-_XML_DECL = re.compile(rb"<\?xml\s[^<>]*?\?>")
-_DECL_ENCODING = re.compile(rb"encoding\s*=\s*['\"]([^'\"]*)['\"]")
-_CDATA = b"<![CDATA["
-_BOM = b"\xef\xbb\xbf"
-_BLANK = re.compile(rb"[ \t\r\n]*\Z")
-_WS = b" \t\r\n"
-_TAIL_MAX = 4096
-# The last tag of a slice, complete and followed by whitespace only: an end tag (group 1), an
-# empty-element tag (2) or a start tag (3). Attribute values must be closed, so a '>' inside an
-# unfinished value does not pass for the end of the tag.
-_LAST_TAG = re.compile(
-    rb"""(</[^<>'"]*>)[ \t\r\n]*\Z"""
-    rb"""|<[^\s<>/!?'"=]+(?:\s+[^\s<>/'"=]+\s*=\s*(?:'[^'<]*'|"[^"<]*"))*\s*(?:(/>)|(>))"""
-    rb"""[ \t\r\n]*\Z""")
 
 
-@dataclass(frozen=True, slots=True)
-class StreamOpen:
-    attrs: dict[str, str]       # header attributes; xml:lang as "xml:lang"
-    default_ns: str | None      # the content namespace declared on the header (jabber:client)
-    # every namespace the header declares, by prefix ("" for the default); s2s reads the
-    # dialback declaration (XEP-0220 §2.4.1: xmlns:db signals dialback support)
-    namespaces: dict[str, str] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamClose:
-    pass
-
-
-Event = Union[StreamOpen, StreamClose, _E]
-
-
-class XmlStreamParser:
+class XmlStreamParser(ByteScan, WebSocketMessages):
     """One parser per stream; call `reset()` on a stream restart (after STARTTLS or SASL).
 
     `max_stanza_size`, `max_depth` and `max_elements` may be changed between feeds (the c2s
@@ -216,78 +163,6 @@ class XmlStreamParser:
             return out, e
         return out, None
 
-    def feed_message(self, data: bytes) -> tuple[list[Event], StreamError | None]:
-        """Parse one whole WebSocket message (`framing="websocket"`); see the module docstring."""
-        assert self.framing == "websocket"
-        if self._failed is not None:
-            return [], self._failed
-        if self.closed:
-            return [], None
-        try:
-            return self._message(data), None
-        except StreamError as e:
-            self._failed = e
-            return [], e
-
-    def _message(self, data: bytes) -> list[Event]:
-        body = data.strip(_WS)
-        if body.startswith(_BOM):
-            body = body[len(_BOM):].lstrip(_WS)
-        if body.startswith(b"<?xml"):
-            # §3.3.3: an XML declaration is NOT RECOMMENDED but allowed; only UTF-8.
-            decl = _XML_DECL.match(body)
-            if decl is None:
-                raise StreamError.restricted_xml("processing instructions are not allowed")
-            enc = _DECL_ENCODING.search(decl.group(0))
-            if enc is not None and enc.group(1).lower() not in (b"utf-8", b"utf8"):
-                raise StreamError("unsupported-encoding", "only UTF-8 (RFC 6120 §11.6)")
-            body = body[decl.end():].lstrip(_WS)
-        if len(body) > self.max_stanza_size:
-            raise StreamError.policy_violation(f"stanza larger than {self.max_stanza_size} bytes")
-        if not body.startswith(b"<") or not body.endswith(b">"):
-            raise StreamError.not_well_formed("a message must hold one XML element (RFC 7395)")
-        raw: list[Event] = []
-        self._feed_whole(body, raw)
-        if len(raw) != 1 or self._depth != 1:
-            raise StreamError.not_well_formed("a message must hold one XML element (RFC 7395)")
-        el = raw[0]
-        assert isinstance(el, etree._Element)
-        if el.tag == _OPEN_TAG:
-            if self._framed_open:
-                raise StreamError.bad_format("<open/> on an open stream")
-            self._framed_open = True
-            return [StreamOpen(_header_attrs(el), FRAMING_NS)]
-        if not self._framed_open:
-            raise StreamError.invalid_namespace(
-                "the stream must start with <open xmlns='%s'/>" % FRAMING_NS)
-        if el.tag == _CLOSE_TAG:
-            self.closed = True
-            return [StreamClose()]
-        return [el]
-
-    def _feed_whole(self, body: bytes, out: list[Event]) -> None:
-        """One whole message: no slicing, partial-markup or size tracking is needed (its size
-        was checked and it ends in '>'), only the restricted scan, libxml2 and the limits."""
-        if self._compacted:
-            self._compacted = False
-            self._restart_clean()
-        refused = self._scan(body) if _SUSPECT.search(body) is not None else None
-        if refused is None and ns_suspect(body):
-            refused = reserved_namespace_declaration(body, b"")
-        if refused is not None:
-            raise refused[1]
-        try:
-            self._parser.feed(body)
-            self._drain(out)
-        except etree.XMLSyntaxError as e:
-            raise StreamError.not_well_formed(str(e.msg or "")[:200]) from None
-        root = self._root
-        if root is not None and len(root) > 1:
-            del root[:-1]       # earlier messages' shells (see _feed_slice)
-        self._since_restart += len(body)
-        if self._depth == 1 and self._since_restart > _RESTART_AFTER:
-            self._restart_clean()
-
     def _feed(self, data: bytes, out: list[Event]) -> None:
         if self.closed:
             return
@@ -317,28 +192,6 @@ class XmlStreamParser:
                 # whole now (xmppd/xmlreserved.py).
                 after = start + len(chunk)
                 self._feed_slice(chunk, out, data[after:after + 1024])
-
-    def _complete_prefix(self, chunk: bytes) -> int:
-        """Length of `chunk` without an incomplete `&ref`, `<`, `<![CDATA[`, XML declaration
-        or reserved-namespace declaration (see the module docstring)."""
-        keep = len(chunk)                   # the earliest incomplete construct wins
-        ns = NS_TAIL.search(chunk, max(0, keep - 480))
-        if ns is not None:
-            keep = ns.start()
-        amp = chunk.rfind(b"&", -12)
-        if amp >= 0 and _REF_PREFIX.match(chunk, amp):
-            keep = min(keep, amp)
-        if chunk[-1:] == b"<":
-            keep = min(keep, len(chunk) - 1)
-        lt = chunk.rfind(b"<!", -9)
-        if lt >= 0 and _CDATA.startswith(chunk[lt:]):
-            keep = min(keep, lt)
-        if not self._opened:
-            # An XML declaration split across reads: scan it whole (it is short).
-            lt = chunk.rfind(b"<?")
-            if lt >= 0 and chunk.find(b">", lt) < 0 and len(chunk) - lt < 1024:
-                keep = min(keep, lt)
-        return keep
 
     def _feed_slice(self, chunk: bytes, out: list[Event], ahead: bytes = b"") -> None:
         was_clean = self._clean
@@ -416,100 +269,6 @@ class XmlStreamParser:
         if clean_end and self._depth == 1 and self._since_restart > _RESTART_AFTER:
             self._restart_clean()
 
-    def _ends_clean(self, chunk: bytes, was_clean: bool) -> bool:
-        """Whether libxml2 has consumed all markup fed so far: the bytes end in a complete tag
-        (and whitespace), or `chunk` is all whitespace after a clean boundary."""
-        if was_clean and b"<" not in chunk:
-            return _BLANK.match(chunk) is not None
-        tail = self._tail
-        if tail is None:
-            return False
-        m = _LAST_TAG.match(tail)
-        if m is None:
-            return False
-        # A start tag can only end a slice cleanly at depth 1 if it is the stream header.
-        return m.group(3) is None or self._opened_now
-
-    def _track_tail(self, chunk: bytes) -> None:
-        """Keep the bytes from the last '<' on (if short), so a tag cut across slices is seen
-        whole when it completes."""
-        # Trailing whitespace is kept as one space: it means the same to _LAST_TAG, and a run
-        # of it (keepalives after a stanza whose end tag was cut) must not push the tag out.
-        body = chunk.rstrip(_WS)
-        ws = b" " if len(body) < len(chunk) else b""
-        lt = body.rfind(b"<")
-        if lt >= 0:
-            self._tail = body[lt:] + ws if len(body) - lt <= _TAIL_MAX else None
-        elif self._tail is not None:
-            tail = (self._tail + body).rstrip(_WS) + ws if body else self._tail.rstrip(_WS) + ws
-            self._tail = tail if len(tail) <= _TAIL_MAX else None
-
-    def _scan(self, chunk: bytes) -> tuple[int, StreamError] | None:
-        """The first restricted or malformed construct the byte scan finds: (offset, error)."""
-        for m in _SUSPECT.finditer(chunk):
-            i = m.start()
-            nxt = chunk[i + 1:i + 2]
-            if chunk[i] == 0x26:      # '&'
-                if _GOOD_REF.match(chunk, i):
-                    continue
-                if nxt.isalpha() or nxt in (b"_", b":") or nxt >= b"\x80":
-                    # A name after '&' is an entity reference (or the start of one), whatever
-                    # follows it: the same condition however the bytes were split.
-                    return i, StreamError.restricted_xml("entity references are not allowed")
-                return i, StreamError.not_well_formed("'&' must start a character reference")
-            if nxt == b"!":
-                if chunk.startswith(_CDATA, i):
-                    continue
-                if chunk.startswith(b"<!--", i):
-                    return i, StreamError.restricted_xml("comments are not allowed")
-                return i, StreamError.restricted_xml("document type declarations are not allowed")
-            decl = _XML_DECL.match(chunk, i)
-            if decl is None or self._opened or not self._at_document_start(chunk, i):
-                return i, StreamError.restricted_xml("processing instructions are not allowed")
-            enc = _DECL_ENCODING.search(decl.group(0))
-            if enc is not None and enc.group(1).lower() not in (b"utf-8", b"utf8"):
-                return i, StreamError("unsupported-encoding", "only UTF-8 (RFC 6120 §11.6)")
-        return None
-
-    def _utf8_error(self, chunk: bytes) -> tuple[int, StreamError] | None:
-        """Where `chunk` stops being UTF-8 (RFC 6120 §11.6), judged with the bytes before it:
-        libxml2 finds bad bytes only once more follow them, so split reads disagreed on which
-        error came first."""
-        if chunk.isascii() and not self._utf8.getstate()[0]:
-            return None
-        held = len(self._utf8.getstate()[0])
-        try:
-            self._utf8.decode(chunk)
-        except UnicodeDecodeError as e:
-            self._utf8.reset()
-            # Negative when the bad sequence began in an earlier slice: it comes first.
-            return e.start - held, StreamError.not_well_formed("invalid UTF-8")
-        return None
-
-    def _document_start(self, chunk: bytes) -> tuple[int, StreamError] | None:
-        """Before the root: after a BOM and whitespace the document must begin with '<'.
-        libxml2 judges other first bytes by how many it got at once (four NULs may be UTF-32);
-        deciding here gives every split the same answer."""
-        pos = 0
-        if self._doc_fed < len(_BOM) and self._doc_head == _BOM[:self._doc_fed]:
-            rest = _BOM[self._doc_fed:]
-            if rest.startswith(chunk):
-                return None         # all of it may still be a BOM
-            if chunk.startswith(rest):
-                pos = len(rest)
-        body = chunk[pos:].lstrip(_WS)
-        if not body:
-            return None
-        self._started = True
-        if body[:1] != b"<" or body[1:2] == b"/":
-            return len(chunk) - len(body), StreamError.not_well_formed(
-                "an XML document starts with '<'")
-        return None
-
-    def _at_document_start(self, chunk: bytes, i: int) -> bool:
-        """Whether position `i` of `chunk` is the start of the document (after a BOM, if any)."""
-        return self._doc_fed + i <= len(_BOM) and self._doc_head + chunk[:i] in (b"", _BOM)
-
     def _events(self) -> Iterator[tuple[str, _E]]:
         # With events=("start", "end") every item is an element (lxml-stubs allow for more).
         return self._parser.read_events()  # type: ignore[return-value]
@@ -554,7 +313,7 @@ class XmlStreamParser:
         if default_ns != self.content_ns:
             raise StreamError.invalid_namespace(
                 f"the stream's content namespace must be {self.content_ns}")
-        attrs = _header_attrs(root)
+        attrs = header_attrs(root)
         # The rebuilt parser must know every prefix the client declared on its header (stanzas
         # may use them) and the prefix its `</…:stream>` will use.
         decls = " ".join("xmlns%s=%s" % (":" + p if p else "", quoteattr(uri))
@@ -575,16 +334,6 @@ class XmlStreamParser:
         home: _E = el.__copy__()  # type: ignore[attr-defined]
         home.tail = None
         return home
-
-
-def _header_attrs(root: _E) -> dict[str, str]:
-    """A header's attributes: plain names as they are, xml:lang as "xml:lang", other
-    namespaced ones in Clark notation (BOSH's `{urn:xmpp:xbosh}restart`)."""
-    attrs: dict[str, str] = {}
-    for k, v in root.items():
-        key, value = str(k), str(v)     # str at run time; the stubs say str | bytes
-        attrs["xml:lang" if key == _LANG else key] = value
-    return attrs
 
 
 def parse_document(data: bytes, *, root_tag: str, content_ns: str, max_stanza_size: int,
@@ -617,10 +366,4 @@ def _check_prefixes(el: _E) -> None:
             raise StreamError.not_well_formed("undeclared namespace prefix in an attribute")
 
 
-def serialize(el: _E) -> bytes:
-    """One stanza as UTF-8 bytes, re-serialised (never a client's raw bytes: stanza smuggling).
-
-    UTF-8, not lxml's default ASCII: that writes every other character as a reference
-    ("🌹" as "&#127801;", 9 bytes for 4), bloating non-Latin text and emoji on mobile links.
-    """
-    return etree.tostring(el, encoding="utf-8")
+__all__ = ["FRAMING_NS", "Event", "StreamClose", "StreamOpen", "XmlStreamParser", "parse_document", "serialize"]

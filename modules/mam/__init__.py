@@ -16,6 +16,10 @@ Config ([modules.mam]):
   max_page    int       default 50     results per page at most (RSM max is capped to it)
   retention   duration  default "off"  keep messages this long
   batch_size  int       default 500    messages per archive transaction at most
+  dedup_window duration default "5 min" a message a client sends within this time after
+                                       logging in is dropped if it sent one with the same
+                                       XEP-0359 origin-id before (a resend after a restart);
+                                       "off": no check
 Storage: ArchiveStore (archive_messages, archive_prefs).
 """
 from __future__ import annotations
@@ -29,7 +33,7 @@ from modules.mam.query import Queries
 from stanzas import ns
 from storage.archive import Prefs
 from xmppd import hooks
-from xmppd.hooks import LAST, LATE
+from xmppd.hooks import FIRST, LAST, LATE
 from xmppd.module import Module, ModuleContext, duration, number
 
 NS = ns.MAM
@@ -43,6 +47,7 @@ class MamOptions:
     max_page: int = number(default=50, minimum=1, maximum=1000)
     retention: float | None = duration(default=None, minimum=60)
     batch_size: int = number(default=500, minimum=1, maximum=10_000)
+    dedup_window: float | None = duration(default="5 min", minimum=1, allow_off=True)
 
 
 class Mam(Module[MamOptions]):
@@ -56,7 +61,7 @@ class Mam(Module[MamOptions]):
         store = ctx.stores.archive
         o = ctx.options
         self.prefs = Preferences(ctx, store, Prefs(o.default))
-        self.archiver = Archiver(ctx, store, self.prefs, o.batch_size)
+        self.archiver = Archiver(ctx, store, self.prefs, o.batch_size, o.dedup_window)
         self.writes = self.archiver.writes          # the group commit, for stop() and tests
         queries = Queries(ctx, store, self.writes, o.max_page)
         for feature in (NS, ns.MAM_EXTENDED, ns.STANZA_ID):
@@ -74,6 +79,7 @@ class Mam(Module[MamOptions]):
         ctx.hook(hooks.stanza_in, self.archiver.outgoing)
         ctx.hook(hooks.stanza_in, self.archiver.unstamp, priority=LAST)
         ctx.hook(hooks.user_inbound, self.archiver.incoming, priority=LATE)
+        ctx.hook(hooks.session_bound, self.archiver.bound, priority=FIRST)   # before any await
         ctx.hook(hooks.session_bound, self.prefs.warm)
         ctx.hook(hooks.session_closed, self.prefs.cool)
         ctx.hook(hooks.user_deleted, self.prefs.forget)

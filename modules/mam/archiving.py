@@ -29,22 +29,26 @@ from stanzas.errors import StanzaError, error_reply
 from stanzas.jid import JID, JIDError
 from storage.archive import ArchiveEntry, ArchiveStore
 from storage.batch import MAX_PENDING, GroupCommit
-from xmppd.hooks import STOP, StanzaEvent
-from xmppd.module import ModuleContext
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
+from storage.errors import StorageError
+from xmppd.hooks import STOP, SessionEvent, StanzaEvent
+from xmppd.module import ModuleContext, SessionKey
 
 _SID = "{%s}stanza-id" % ns.STANZA_ID
 _MESSAGE = "{%s}message" % ns.CLIENT
 _RESULT = "{%s}result" % ns.MAM
+_ORIGIN = "{%s}origin-id" % ns.STANZA_ID
+BOUND_AT: SessionKey[float] = SessionKey("mam.bound_at")   # when the session was bound
 
 
 class Archiver:
     def __init__(self, ctx: ModuleContext[Any], store: ArchiveStore, prefs: Preferences,
-                 batch_size: int) -> None:
+                 batch_size: int, dedup_window: float | None = None) -> None:
         self.ctx = ctx
         self.store = store
         self.prefs = prefs
         self.local = ctx.local_domains
+        self.dedup_window = dedup_window
         # Storage down: writes wait and are retried (the senders' acks wait with them); past
         # MAX_PENDING new messages are refused with a wait-type error before delivery.
         self.writes: GroupCommit[ArchiveEntry, bool] = GroupCommit(
@@ -65,8 +69,39 @@ class Archiver:
         if self.writes.full:
             return self._refuse(ev)
         user = ev.sender.bare
+        origin = _origin_id(el)
+        if origin is not None and self._young(ev.session):
+            return defer.Deferred.fromCoroutine(self._unless_resent(ev, user, origin))
         return self._then(user, lambda loaded: self._archive(ev, loaded, user, ev.to,
                                                              outgoing=True))
+
+    def bound(self, ev: SessionEvent) -> None:
+        ev.session.set(BOUND_AT, self.ctx.clock.now())
+
+    def _young(self, session: Any) -> bool:
+        """Bound less than `dedup_window` ago: when clients send again what a restart left
+        unacknowledged (XEP-0198 could not resume). Later traffic pays no look-up."""
+        if self.dedup_window is None or session is None:
+            return False
+        bound_at: float = session.get(BOUND_AT, 0.0)
+        return self.ctx.clock.now() - bound_at < self.dedup_window
+
+    async def _unless_resent(self, ev: StanzaEvent, user: JID, origin: str) -> object:
+        """DESIGN.md "Restart or crash": a message this user's client sent before (same
+        XEP-0359 origin-id, in the archive) was handled then; the resend is dropped, not shown
+        twice, and counts as handled (its ack goes out)."""
+        try:
+            if await self.store.sent_before(user, origin):
+                self.ctx.log.info("%s sent message %s again; dropped as a duplicate",
+                                  user, origin)
+                return STOP
+        except StorageError as e:
+            self.ctx.log.warning("duplicate check skipped for %s: %s", user, e)
+        found = self._then(user, lambda loaded: self._archive(ev, loaded, user, ev.to,
+                                                              outgoing=True))
+        if found is not None:
+            await found
+        return None
 
     def unstamp(self, ev: StanzaEvent) -> None:
         """The sender's UID was there for its carbon copies; the contact must not see it."""
@@ -109,7 +144,8 @@ class Archiver:
         now = int(self.ctx.clock.now() * 1_000_000)
         self._seq = max(now, self._seq + 1)
         uid = secrets.token_urlsafe(12)
-        entry = ArchiveEntry(user, self._seq, uid, peer, outgoing, serialize(el))
+        entry = ArchiveEntry(user, self._seq, uid, peer, outgoing, serialize(el),
+                             _origin_id(el) if outgoing else None)
         sid = etree.SubElement(el, _SID, nsmap={None: ns.STANZA_ID})  # type: ignore[dict-item]
         sid.set("by", str(user))
         sid.set("id", uid)
@@ -134,6 +170,12 @@ class Archiver:
         cutoff = int((self.ctx.clock.now() - retention) * 1_000_000)
         d = defer.Deferred.fromCoroutine(self.store.purge(cutoff))
         d.addErrback(lambda f: self.ctx.log.warning("archive retention failed: %s", f.value))
+
+
+def _origin_id(el: etree._Element) -> str | None:
+    found = el.find(_ORIGIN)
+    value = found.get("id") if found is not None else None
+    return value if value and len(value) <= 128 else None
 
 
 def archivable(el: etree._Element) -> bool:

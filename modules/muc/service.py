@@ -46,7 +46,7 @@ from stanzas.jid import JID
 from xmppd import hooks
 from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.module import ModuleContext

@@ -63,7 +63,7 @@ from xmppd import hooks
 from xmppd.hooks import LAST, STOP, ConnectionLost, InlineRequest, SessionEvent, StanzaEvent
 from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, duration, number, size
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 _SM = "{%s}" % NS
 _MAX_EXPIRED = 10_000          # expired SM-ids remembered for <failed h/> (§5)

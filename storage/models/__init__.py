@@ -299,6 +299,7 @@ archive_messages = Table(
     Column("peer_resource", String(JID_PART), nullable=False),
     Column("outgoing", Boolean, nullable=False),
     Column("stanza", LargeBinary, nullable=False),  # the <message/> as sent/received, serialized
+    Column("origin_id", String(128), nullable=True),  # XEP-0359 origin-id of what we sent
     PrimaryKeyConstraint("host", "username", "seq"),
     ForeignKeyConstraint(
         ["host", "username"], ["accounts.host", "accounts.username"], ondelete="CASCADE"
@@ -306,6 +307,7 @@ archive_messages = Table(
     Index(None, "host", "username", "id", unique=True),  # before-id / after-id / ids
     Index(None, "host", "username", "peer", "seq"),  # 'with' queries, paged by seq
     Index(None, "seq"),  # retention: the oldest messages of every archive
+    Index("ix_archive_messages_origin", "host", "username", "origin_id"),  # resends (dedup)
 )
 
 # XEP-0441 (formerly XEP-0313 §6) archiving preferences; a user without a row has the

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness.backends import backend_urls
+from tests.harness.backends import SERVER_BACKENDS
 from tests.harness.clients import XmppClient
-from tests.harness.server_proc import REPO, RunningServer, make_server
+from tests.harness.clients import run as run  # the tests here import it from this module
+from tests.harness.server_proc import REPO, RunningServer, ServerFactory
 
-BACKENDS = ["sqlite+memory", "postgresql+redis"]
 BOT_DIST = REPO / "bot"              # the distribution: bot/pyproject.toml, bot/xmppd_bot/
 EXAMPLES = BOT_DIST / "examples"
 PASSWORD = "bot-secret"
@@ -49,45 +49,32 @@ port_file = "{tmp}/http_port"
 """
 
 
+# Every test server has all the accounts above.
+ACCOUNTS = {u: PASSWORD for u in BOT_ACCOUNTS} | {u: f"{u}-pw" for u in PEOPLE}
+
+
+def _serve(factory: ServerFactory, modules: str, extra: str) -> RunningServer:
+    return factory(modules=tomllib.loads(modules).get("modules", {}), users=ACCOUNTS,
+                   extra=extra)
+
+
 def start_server(tmp: Path, kind: str, modules: str = MODULES,
                  extra: str = HTTP_LISTENER) -> tuple[RunningServer, list[Any]]:
-    storage_url, cache_url, cleanups = backend_urls(kind, tmp)
-    srv = make_server(tmp, storage_url, cache_url, extra=extra.replace("{tmp}", str(tmp)),
-                      modules=modules.replace("{tmp}", str(tmp)))
+    """A started server of `kind` in `tmp` for one test, with every account; `modules` and
+    `extra` are TOML. Stop it, then call the cleanups (its database, its Redis keys)."""
+    factory = ServerFactory(kind, lambda: tmp)
     try:
-        register_accounts(srv)
-        srv.start()
+        return _serve(factory, modules, extra), [factory.close]
     except BaseException:
-        srv.stop()
-        for c in cleanups:
-            c()
+        factory.close()
         raise
-    return srv, cleanups
 
 
-def register_accounts(srv: RunningServer) -> None:
-    """All test accounts through xmppctl's entry point in one interpreter (a Python start-up
-    per account costs seconds)."""
-    accounts = [(u, PASSWORD) for u in BOT_ACCOUNTS] + [(u, f"{u}-pw") for u in PEOPLE]
-    code = ("import sys\nfrom xmppd.ctl import main\n"
-            f"for user, pw in {accounts!r}:\n"
-            f"    if main(['--config', {str(srv.config)!r}, 'register', user, 'localhost', pw]):\n"
-            "        sys.exit(f'register {user} failed')\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=srv.env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture(scope="package", params=BACKENDS)
+@pytest.fixture(scope="package", params=SERVER_BACKENDS)
 def server(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    srv, cleanups = start_server(tmp_path_factory.mktemp("xmppd"), request.param)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
+    with ServerFactory(request.param, lambda: tmp_path_factory.mktemp("xmppd")) as factory:
+        yield _serve(factory, MODULES, HTTP_LISTENER)
 
 
 def bot_env(port: int | None, user: str | None = "echo", **extra: str) -> dict[str, str]:
@@ -103,10 +90,6 @@ def bot_env(port: int | None, user: str | None = "echo", **extra: str) -> dict[s
     env["XMPPD_BOT_TLS_VERIFY"] = "false"
     env.update(extra)
     return env
-
-
-def run(coro: Any, timeout: float = 120) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 @dataclass

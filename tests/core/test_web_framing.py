@@ -13,7 +13,7 @@ from twisted.internet.task import Clock as TwistedClock
 from stanzas.errors import StreamError
 from xmppd import c2s
 from xmppd.clock import Clock
-from xmppd.listeners import bosh
+from xmppd.listeners import bosh, bosh_http
 from xmppd.xmlstream import FRAMING_NS, StreamClose, StreamOpen, XmlStreamParser, parse_document
 
 OPEN = b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'/>"
@@ -407,7 +407,7 @@ class Manager:
         self.clients: list[FakeClient] = []
         server: Any = type("S", (), {"clock": Clock(self.tclock)})()
         settings = c2s.C2SSettings(hosts=frozenset({"example.org"}), framing="bosh")
-        self.m = bosh.BoshManager(server, settings, bosh.BoshSettings(max_wait=60, max_hold=1),
+        self.m = bosh_http.BoshManager(server, settings, bosh.BoshSettings(max_wait=60, max_hold=1),
                                   make_client=self.make)
 
     def make(self, session: bosh.BoshSession, **_: Any) -> FakeClient:

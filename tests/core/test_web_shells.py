@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 
 from tests.core.test_web_framing import Reply, client_frame
 from tests.harness.server import Harness
-from xmppd.listeners import bosh
+from xmppd.listeners import bosh, bosh_http
 from xmppd.listeners.c2s import c2s_settings
 from xmppd.listeners.websocket import WsFramer, XmppWebSocket
 
@@ -130,7 +130,7 @@ def test_unmasked_frame_is_a_protocol_error(make_harness: Any) -> None:
 
 
 # -- BOSH through a real ClientSession --------------------------------------------------------
-def post(m: bosh.BoshManager, body: str) -> Reply:
+def post(m: bosh_http.BoshManager, body: str) -> Reply:
     r = Reply()
     m.handle(body.encode(), r, peer_ip="127.0.0.1", secure=True)
     return r
@@ -141,7 +141,7 @@ def test_bosh_session_logs_in_restarts_binds_and_chats(make_harness: Any) -> Non
     h.user("alice@example.org", password="secret")
     bob = h.login("bob@example.org/desk")
     settings = c2s_settings(h.server, tls="off", tls_available=False, framing="bosh")
-    m = bosh.BoshManager(h.server, settings, bosh.BoshSettings(max_wait=30, max_hold=1))
+    m = bosh_http.BoshManager(h.server, settings, bosh.BoshSettings(max_wait=30, max_hold=1))
     r = post(m, f"<body xmlns='{HB}' xmlns:xmpp='urn:xmpp:xbosh' rid='10' to='example.org' "
                 "wait='30' hold='1' xmpp:version='1.0'/>")
     sid = r.body.get("sid")
@@ -181,7 +181,7 @@ def test_bosh_sessions_hold_connection_slots_and_log_in_their_http_connection(
     limits = ConnectionLimits(per_ip=10, unauthenticated_per_ip=10, max_unauthenticated=10,
                               max_total=10)
     settings = c2s_settings(h.server, tls="off", tls_available=False, framing="bosh")
-    m = bosh.BoshManager(h.server, settings, bosh.BoshSettings(max_wait=30, max_hold=1),
+    m = bosh_http.BoshManager(h.server, settings, bosh.BoshSettings(max_wait=30, max_hold=1),
                          limits=limits)
     channel_slot = limits.open("127.0.0.1")
     assert channel_slot is not None
@@ -210,7 +210,7 @@ def test_bosh_sessions_hold_connection_slots_and_log_in_their_http_connection(
 
     def send(body: str) -> bytes:
         req = Request(body)
-        bosh.render_post(m, req, secure=True, headers=lambda r: None)
+        bosh_http.render_post(m, req, secure=True, headers=lambda r: None)
         return req.out
     out = send(f"<body xmlns='{HB}' xmlns:xmpp='urn:xmpp:xbosh' rid='10' to='example.org' "
                "wait='30' hold='1' xmpp:version='1.0'/>")

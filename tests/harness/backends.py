@@ -9,6 +9,8 @@
 - `resolve(x)` drives a coroutine or Deferred that must already have completed (ImmediateRunner,
   MemoryCache) and returns its result or raises its exception.
 - `FakeClock` (a settable `() -> float`) and `CacheEnv` (a cache and a way to move its time).
+- `backend_urls(kind, tmp)`: storage and cache URLs for a test server of one of
+  SERVER_BACKENDS ("sqlite+memory", "postgresql+redis").
 Environment: XMPPD_TEST_PG_HOST/PORT (127.0.0.1:5432), XMPPD_TEST_PG_USER (tries postgres, root),
 XMPPD_TEST_REDIS (redis://127.0.0.1:6379/9).
 """
@@ -209,6 +211,10 @@ def require(name: str) -> None:
     """Skip (or, in CI, fail) the calling test unless backend `name` is available."""
     if not backend_available(name):
         skip_or_fail(f"{name} is not available")
+
+
+# The backend pairs every test server runs on: the embedded default and production.
+SERVER_BACKENDS = ["sqlite+memory", "postgresql+redis"]
 
 
 def backend_urls(kind: str, tmp: Path) -> tuple[str, str, list[Callable[[], None]]]:

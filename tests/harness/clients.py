@@ -1,13 +1,24 @@
 # tests: tests/integration/
 """slixmpp clients for integration tests: TLS verification off (self-signed test certs),
-STARTTLS only, and bounded waits for everything (no sleeps)."""
+STARTTLS only, and bounded waits for everything (no sleeps); `run()` drives them from a test."""
 from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import slixmpp
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+    """Drive `coro` (slixmpp clients, RawClient, aiohttp...) from a plain pytest test and return
+    its result: on a fresh asyncio event loop, so no client or task outlives the test, and for
+    at most `timeout` seconds. The server under test is another process (its Twisted reactor
+    never meets this loop), so nothing here waits on a Deferred."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 class XmppClient(slixmpp.ClientXMPP):  # type: ignore[misc]

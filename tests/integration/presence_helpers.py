@@ -1,35 +1,12 @@
-# tests: tests/integration/test_heartbeat.py, tests/integration/test_blocking_vcard_slixmpp.py
-"""Helpers for integration tests that need contacts: a server config with the roster, presence
-and last modules, accounts made in one interpreter, and slixmpp presence watching."""
+# tests: tests/integration/test_heartbeat.py, tests/integration/test_blocking_vcard_slixmpp.py, tests/integration/test_pep_slixmpp.py
+"""Helpers for integration tests that need contacts: slixmpp presence watching and mutual
+subscriptions (the server and its accounts come from the `server_factory` fixture)."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from typing import Any
 
 from tests.harness.clients import XmppClient
-from tests.harness.server_proc import DEFAULT_MODULES, REPO, RunningServer
-
-CONTACT_MODULES = ("roster", "presence", "last")
-
-
-def modules_with_contacts() -> str:
-    """The default test modules, plus roster/presence/last if the default lacks them."""
-    text = DEFAULT_MODULES
-    for name in CONTACT_MODULES:
-        if f"[modules.{name}]" not in text:
-            text += f"[modules.{name}]\n"
-    return text
-
-
-def register(srv: RunningServer, users: tuple[str, ...]) -> None:
-    """Accounts `user` / `user-pw`, made by xmppctl's code in one interpreter."""
-    code = ("import sys; from xmppd.ctl import main; sys.exit(max(main(['--config', sys.argv[1],"
-            " 'register', u, 'localhost', u + '-pw']) for u in sys.argv[2:]))")
-    done = subprocess.run([sys.executable, "-c", code, str(srv.config), *users], cwd=REPO,
-                          env=srv.env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
 
 
 class Watcher:

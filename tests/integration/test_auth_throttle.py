@@ -6,7 +6,6 @@ account, except from where its owner logged in before; in-band sign-ups are limi
 stream, per address and in total. Clients pose as several addresses of 127.0.0.0/8."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from collections.abc import Iterator
@@ -14,9 +13,9 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests.harness.backends import backend_urls
+from tests.harness.clients import run
 from tests.harness.raw import RawClient
-from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
+from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
@@ -24,39 +23,15 @@ FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("throttle")
-    storage_url, cache_url, cleanups = backend_urls("sqlite+memory", tmp)
-    extra = f"""
-[[listeners]]
-type = "http"
-port = 0
-port_file = "{tmp / 'http_port'}"
-behind_tls_proxy = true           # PLAIN offered on ws:// (as behind a TLS proxy)
-
-[limits]
-auth_delay_after = 3
-auth_max_delay = "0.4 s"
-auth_max_failures_per_ip = 8
-auth_max_failures_per_account = 12
-auth_ban_time = "10 min"
-"""
-    modules = DEFAULT_MODULES.replace('allow_from = ["127.0.0.0/8", "::1"]',
-                                      'allow_from = ["127.0.0.0/8", "::1"]\n'
-                                      'max_per_ip = 2\nmax_total = 4')
-    srv = make_server(tmp, storage_url, cache_url, extra=extra, modules=modules)
-    try:
-        for user in ("alice", "bob", "dave"):
-            assert srv.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro: object) -> object:
-    return asyncio.run(asyncio.wait_for(coro, 120))  # type: ignore[arg-type]
+    with ServerFactory("sqlite+memory", lambda: tmp_path_factory.mktemp("throttle")) as f:
+        yield f(modules=DEFAULT_MODULES | {"register": {"allow_from": ["127.0.0.0/8", "::1"],
+                                                        "max_per_ip": 2, "max_total": 4}},
+                users=("alice", "bob", "dave"),
+                # PLAIN offered on ws:// (as behind a TLS proxy)
+                listeners={"http": {"type": "http", "behind_tls_proxy": True}},
+                limits={"auth_delay_after": 3, "auth_max_delay": "0.4 s",
+                        "auth_max_failures_per_ip": 8, "auth_max_failures_per_account": 12,
+                        "auth_ban_time": "10 min"})
 
 
 class Tcp:

@@ -3,11 +3,9 @@
 keeps being served (shown by two slixmpp clients chatting before and after each attack)."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from tests.harness.clients import XmppClient
+from tests.harness.clients import XmppClient, run
 from tests.harness.raw import RawClient
 from tests.harness.server_proc import RunningServer
 
@@ -75,4 +73,4 @@ def test_bad_stream_is_closed_and_others_are_served(server: RunningServer, attac
         assert (await alice.next_message())["body"] == "still here"
         await alice.stop()
         await bob.stop()
-    asyncio.run(asyncio.wait_for(go(), 60))
+    run(go(), 60)

@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
-from tests.integration.presence_helpers import Watcher, befriend, modules_with_contacts, register
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import RunningServer, ServerFactory
+from tests.integration.presence_helpers import Watcher, befriend
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """The default test server with the contact modules, and users for every test here."""
-    tmp = tmp_path_factory.mktemp("xmppd")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    srv = make_server(tmp, storage_url, cache_url, modules=modules_with_contacts())
-    try:
-        register(srv, ("alice", "bob", "carol", "dave", "erin", "frank", "grace"))
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(asyncio.wait_for(coro, 120))
+@pytest.fixture(scope="module")
+def server(server_factory: ServerFactory) -> RunningServer:
+    """The default test server, with users for every test here."""
+    return server_factory(users=("alice", "bob", "carol", "dave", "erin", "frank", "grace"))
 
 
 class Client(XmppClient):

@@ -12,42 +12,22 @@ from typing import Any
 import pytest
 import slixmpp
 
-from tests.harness.backends import backend_urls
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import RunningServer, make_server
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import RunningServer, ServerFactory
 
 COMPONENT, SECRET = "bots.localhost", "c0mp0nent-s3cret"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd")
-    storage_url, cache_url, cleanups = backend_urls("sqlite+memory", tmp)
-    extra = f"""
-[[listeners]]
-type = "component"
-bind = "127.0.0.1"
-port = 0
-port_file = "{tmp / 'component-port'}"
-
-[[components]]
-domain = "{COMPONENT}"
-secret = "{SECRET}"
-"""
-    srv = make_server(tmp, storage_url, cache_url, extra=extra)
-    try:
-        done = srv.ctl("register", "alice", "localhost", "alice-pw")
-        assert done.returncode == 0, done.stderr
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
+    with ServerFactory("sqlite+memory", lambda: tmp_path_factory.mktemp("xmppd")) as factory:
+        yield factory(users=("alice",),
+                      listeners={"component": {"type": "component", "bind": "127.0.0.1"}},
+                      components=[{"domain": COMPONENT, "secret": SECRET}])
 
 
 def component_port(srv: RunningServer) -> int:
-    return int((srv.tmp / "component-port").read_text())
+    return srv.ports["component"]
 
 
 class Component(slixmpp.ComponentXMPP):  # type: ignore[misc]
@@ -67,10 +47,6 @@ class Component(slixmpp.ComponentXMPP):  # type: ignore[misc]
         if not self.gone.is_set():
             self.disconnect()
             await asyncio.wait_for(self.gone.wait(), 10)
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def test_handshake_then_messages_both_ways(server: RunningServer) -> None:

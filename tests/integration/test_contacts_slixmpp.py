@@ -6,49 +6,21 @@ goodbye), roster versioning, and XEP-0012 last seen across a server restart."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import REPO, RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import RunningServer, ServerFactory
 
 USERS = ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ida", "jon", "kim")
 D = "localhost"
-_REGISTER = """
-import sys
-from xmppd.ctl import main
-config, users = sys.argv[1], sys.argv[2:]
-sys.exit(max(main(["--config", config, "register", u, "localhost", u + "-pw"]) for u in users))
-"""
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    srv = make_server(tmp, storage_url, cache_url)
-    try:
-        # `xmppctl register` for every user, in one process (one interpreter start, not eleven)
-        done = subprocess.run([sys.executable, "-c", _REGISTER, str(srv.config), *USERS],
-                              cwd=REPO, env=srv.env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(asyncio.wait_for(coro, 120))
+@pytest.fixture(scope="module")
+def server(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(users=USERS)
 
 
 class Contact(XmppClient):

@@ -2,12 +2,11 @@
 """`xmppctl` and the `xmppd` entry point as an admin uses them (subprocesses, real config)."""
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness.clients import XmppClient
+from tests.harness.clients import XmppClient, run
 from tests.harness.server_proc import REPO, make_server
 
 
@@ -38,7 +37,7 @@ def test_register_passwd_unregister_users(tmp_path: Path) -> None:
             stdin_pw = XmppClient("erin@localhost/r", "from-stdin")
             assert await stdin_pw.start(srv.port)
             await stdin_pw.stop()
-        asyncio.run(asyncio.wait_for(go(), 60))
+        run(go(), 60)
         # unregister while the server runs: the account is gone for the server too
         assert srv.ctl("unregister", "dave", "localhost").returncode == 0
         assert srv.ctl("unregister", "dave", "localhost").returncode == 1
@@ -47,7 +46,7 @@ def test_register_passwd_unregister_users(tmp_path: Path) -> None:
             c = XmppClient("dave@localhost/r", "pw2")
             assert await c.start(srv.port) is False
             await c.stop()
-        asyncio.run(asyncio.wait_for(gone(), 60))
+        run(gone(), 60)
     finally:
         srv.stop()
 

@@ -6,42 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.harness.clients import XmppClient
+from tests.harness.clients import XmppClient, run
 from tests.harness.raw import RawClient
-from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
-from tests.integration.presence_helpers import Watcher, befriend, modules_with_contacts, register
+from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory
+from tests.integration.presence_helpers import Watcher, befriend
 
-KEEPALIVE = '[modules.ping]\nkeepalive_interval = "1 s"\nkeepalive_timeout = "1 s"\n'
-REGISTERED_AT: dict[int, float] = {}        # id(server) -> when its accounts were made
+KEEPALIVE = {"keepalive_interval": "1 s", "keepalive_timeout": "1 s"}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    assert "[modules.ping]\n" in DEFAULT_MODULES
-    srv = make_server(tmp, storage_url, cache_url,
-                      modules=modules_with_contacts().replace("[modules.ping]\n", KEEPALIVE))
-    try:
-        register(srv, ("bob", "carol", "dave"))
-        REGISTERED_AT[id(srv)] = time.monotonic()
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(asyncio.wait_for(coro, 120))
+@pytest.fixture(scope="module")
+def server(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(modules=DEFAULT_MODULES | {"ping": KEEPALIVE},
+                          users=("bob", "carol", "dave"))
 
 
 def test_silent_client_is_pinged_and_closed_within_three_seconds(server: RunningServer) -> None:
@@ -116,7 +96,7 @@ def test_contacts_see_a_silent_client_go_offline_and_its_last_seen(server: Runni
         await wb.wait_for("unavailable", "carol@localhost/raw", timeout=5)
         assert time.monotonic() - went_quiet < 3.0
         # her last seen is the time of the drop, not of her registration (XEP-0012)
-        since_registration = time.monotonic() - REGISTERED_AT[id(server)]
+        since_registration = time.monotonic() - server.registered_at
         assert since_registration > 4, "too little time passed to tell the two apart"
         last = await bob.plugin["xep_0012"].get_last_activity("carol@localhost", timeout=10)
         assert last["last_activity"]["seconds"] <= 2

@@ -16,72 +16,31 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.backends import backend_urls
-from tests.harness.clients import XmppClient
+from tests.harness.clients import XmppClient, run
 from tests.harness.raw import RawClient
-from tests.harness.server_proc import RunningServer, make_server
+from tests.harness.server_proc import RunningServer, ServerFactory
 
 BOSH_CREATE = ("<body rid='1000' to='localhost' xml:lang='en' wait='60' hold='1' ver='1.6' "
                "xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' "
                "xmlns:xmpp='urn:xmpp:xbosh'/>")
 
 
-def listeners(tmp: Path) -> str:
-    return f"""
-[[listeners]]
-type = "c2s_tls"
-port = 0
-port_file = "{tmp / 'tls_port'}"
-
-[[listeners]]
-type = "http"
-port = 0
-port_file = "{tmp / 'http_port'}"
-
-[[listeners]]
-type = "http"
-tls = true
-port = 0
-port_file = "{tmp / 'https_port'}"
-"""
-
-
-LIMITS = """
-[limits]
-max_unauthenticated_per_ip = 3
-max_connections_per_ip = 5
-http_header_timeout = "2 s"
-http_body_timeout = "2 s"
-http_body_min_rate = "1 KiB/s"
-preauth_rate = "16 KiB/s"
-preauth_burst = "16 KiB"
-stanza_rate = "50/s"
-stanza_burst = 50
-"""
+LISTENERS = {"tls": {"type": "c2s_tls"}, "http": {"type": "http"},
+             "https": {"type": "http", "tls": True}}
+LIMITS = {"max_unauthenticated_per_ip": 3, "max_connections_per_ip": 5,
+          "http_header_timeout": "2 s", "http_body_timeout": "2 s",
+          "http_body_min_rate": "1 KiB/s", "preauth_rate": "16 KiB/s", "preauth_burst": "16 KiB",
+          "stanza_rate": "50/s", "stanza_burst": 50}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("limits")
-    storage_url, cache_url, cleanups = backend_urls("sqlite+memory", tmp)
-    srv = make_server(tmp, storage_url, cache_url, extra=listeners(tmp) + LIMITS)
-    try:
-        for user in ("alice", "bob", "carol"):
-            assert srv.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
+    with ServerFactory("sqlite+memory", lambda: tmp_path_factory.mktemp("limits")) as factory:
+        yield factory(listeners=LISTENERS, limits=LIMITS)
 
 
 def port_of(srv: RunningServer, name: str) -> int:
     return int((srv.tmp / name).read_text())
-
-
-def run(coro: object) -> object:
-    return asyncio.run(asyncio.wait_for(coro, 90))  # type: ignore[arg-type]
 
 
 async def refused(port: int, source: str) -> bool:
@@ -294,19 +253,8 @@ def test_a_stanza_flood_is_slowed_and_every_stanza_answered(server: RunningServe
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("fds")
-    storage_url, cache_url, cleanups = backend_urls("sqlite+memory", tmp)
-    srv = make_server(tmp, storage_url, cache_url)
-    srv.fd_limits = (150, 200)          # soft, hard
-    try:
-        for user in ("alice", "bob", "carol"):
-            assert srv.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
+    with ServerFactory("sqlite+memory", lambda: tmp_path_factory.mktemp("fds")) as factory:
+        yield factory(fd_limits=(150, 200))            # soft, hard
 
 
 def test_soft_fd_limit_is_raised_to_the_hard_one(small_server: RunningServer) -> None:

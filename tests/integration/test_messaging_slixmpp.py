@@ -17,9 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -30,20 +27,13 @@ from storage.db import Database
 from storage.offline import SqlOfflineStore
 from storage.runner import ImmediateRunner
 from tests.harness.backends import resolve
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import REPO, RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import RunningServer, ServerFactory
 from stanzas.jid import JID as OurJID
 
 D = "localhost"
 USERS = ("ann", "ben", "cal", "dee", "eva", "fin", "gus", "hal", "ivy", "joe", "kim", "lou",
          "max", "ned", "oli", "pam", "quin", "ray")
-_REGISTER = """
-import sys
-from xmppd.ctl import main
-config, users = sys.argv[1], sys.argv[2:]
-sys.exit(max(main(["--config", config, "register", u, "localhost", u + "-pw"]) for u in users))
-"""
 
 
 @dataclass
@@ -63,26 +53,10 @@ class Env:
             db.close()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def env(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("xmppd")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    srv = make_server(tmp, storage_url, cache_url)
-    try:
-        done = subprocess.run([sys.executable, "-c", _REGISTER, str(srv.config), *USERS],
-                              cwd=REPO, env=srv.env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        srv.start()
-        yield Env(srv, storage_url)
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 120))
+@pytest.fixture(scope="module")
+def env(server_factory: ServerFactory) -> Env:
+    srv = server_factory(users=USERS)
+    return Env(srv, srv.storage_url)
 
 
 class Client(XmppClient):

@@ -8,42 +8,21 @@ restart after which the room, its configuration, its members and its archive are
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError, PresenceError
 
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
-from tests.integration.presence_helpers import modules_with_contacts, register
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import RunningServer, ServerFactory
 
 SERVICE = "conference.localhost"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    modules = modules_with_contacts()
-    if "[modules.muc]" not in modules:
-        modules += "[modules.muc]\n"
-    srv = make_server(tmp, storage_url, cache_url, modules=modules)
-    try:
-        register(srv, USERS)
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(asyncio.wait_for(coro, 120))
+@pytest.fixture(scope="module")
+def server(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(users=USERS)
 
 
 class Member(XmppClient):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,10 +14,9 @@ from slixmpp.plugins.xep_0048.stanza import Bookmarks
 from slixmpp.plugins.xep_0402.stanza import Conference
 from slixmpp.xmlstream import ET
 
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
-from tests.integration.presence_helpers import Watcher, befriend, modules_with_contacts, register
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import RunningServer, ServerFactory
+from tests.integration.presence_helpers import Watcher, befriend
 
 D = "localhost"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
@@ -31,24 +29,9 @@ ERRORS = "http://jabber.org/protocol/pubsub#errors"
 EVENT = "http://jabber.org/protocol/pubsub#event"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    srv = make_server(tmp, storage_url, cache_url, modules=modules_with_contacts())
-    try:
-        register(srv, USERS)
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(asyncio.wait_for(coro, 120))
+@pytest.fixture(scope="module")
+def server(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(users=USERS)
 
 
 class PepClient(XmppClient):

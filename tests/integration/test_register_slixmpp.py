@@ -8,7 +8,7 @@ import secrets
 
 from slixmpp.exceptions import IqError
 
-from tests.harness.clients import XmppClient
+from tests.harness.clients import XmppClient, run
 from tests.harness.server_proc import RunningServer
 
 
@@ -66,5 +66,5 @@ def test_sign_up_change_password_and_delete(server: RunningServer) -> None:
         c3 = XmppClient(f"{name}@localhost/a", "second-pw")
         assert await c3.start(server.port) is False
         await c3.stop()
-    asyncio.run(asyncio.wait_for(go(), 90))
+    run(go(), 90)
     assert name not in server.ctl("users", "localhost").stdout.split()

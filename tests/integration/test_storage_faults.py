@@ -15,9 +15,9 @@ import psycopg2  # type: ignore[import-untyped]
 import pytest
 
 from tests.harness.backends import skip_or_fail
-from tests.harness.clients import XmppClient
+from tests.harness.clients import XmppClient, run
 from tests.harness.private_services import PrivatePostgres, PrivateRedis
-from tests.harness.server_proc import RunningServer, make_server
+from tests.harness.server_proc import RunningServer, ServerFactory
 
 N = 240                       # messages, alternating between bob (online) and carol (offline)
 RATE = 60.0                   # per second: the outage falls in the middle of the sending
@@ -64,15 +64,8 @@ def backends() -> Iterator[tuple[PrivatePostgres, PrivateRedis]]:
 def server(backends: tuple[PrivatePostgres, PrivateRedis], tmp_path: Any
            ) -> Iterator[RunningServer]:
     pg, redis = backends
-    srv = make_server(tmp_path, pg.url, redis.url)
-    for user in ("alice", "bob", "carol"):
-        done = srv.ctl("register", user, "localhost", f"{user}-pw")
-        assert done.returncode == 0, done.stderr
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    with ServerFactory((pg.url, redis.url), lambda: tmp_path) as factory:
+        yield factory(users=("alice", "bob", "carol"))
 
 
 async def load(srv: RunningServer, outage: Any) -> tuple[Sender, set[str], set[str]]:
@@ -140,7 +133,7 @@ def test_postgresql_outage_under_load_loses_nothing_acknowledged(
         pg.stop()
         time.sleep(OUTAGE)
         pg.start()
-    alice, delivered, sent = asyncio.run(asyncio.wait_for(load(server, outage), 240))
+    alice, delivered, sent = run(load(server, outage), 240)
     check(alice, delivered, sent, pg)
     assert "storage failed" in server.log() or "storage is back" in server.log()
 
@@ -153,5 +146,5 @@ def test_redis_outage_under_load_loses_nothing_acknowledged(
         redis.stop()
         time.sleep(OUTAGE)
         redis.start()
-    alice, delivered, sent = asyncio.run(asyncio.wait_for(load(server, outage), 240))
+    alice, delivered, sent = run(load(server, outage), 240)
     check(alice, delivered, sent, pg)

@@ -7,59 +7,25 @@ import asyncio
 import io
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from slixmpp.exceptions import IqError
 from slixmpp.jid import JID as SlixJID
 
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory
 
 EXPIRE = 5.0        # seconds a file lives on this test server
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 120))
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def upload(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-upload")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    extra = f"""
-[[listeners]]
-type = "http"
-port = 0
-port_file = "{tmp / 'http_port'}"
-"""
-    modules = DEFAULT_MODULES + f"""
-[modules.http_upload]
-directory = "{tmp / 'files'}"
-max_file_size = "16 MiB"
-quota = "40 MiB"
-slot_timeout = "30 s"
-expire_after = "{EXPIRE} s"
-"""
-    srv = make_server(tmp, storage_url, cache_url, extra, modules)
-    try:
-        for user, pw in (("alice", "alice-pw"), ("bob", "bob-pw")):
-            assert srv.ctl("register", user, "localhost", pw).returncode == 0
-        srv.start()
-        deadline = time.monotonic() + 10
-        while not (tmp / "http_port").exists():
-            assert time.monotonic() < deadline, srv.log()
-            time.sleep(0.02)
-        yield srv
-    finally:
-        srv.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture(scope="module")
+def upload(server_factory: ServerFactory) -> RunningServer:
+    options = {"directory": "{tmp}/files", "max_file_size": "16 MiB", "quota": "40 MiB",
+              "slot_timeout": "30 s", "expire_after": f"{EXPIRE} s"}
+    return server_factory(modules=DEFAULT_MODULES | {"http_upload": options},
+                          users=("alice", "bob"), listeners={"http": {"type": "http"}})
 
 
 async def client(srv: RunningServer, jid: str = "alice@localhost/up",

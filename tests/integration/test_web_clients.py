@@ -16,7 +16,6 @@ import os
 import socket
 import ssl
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,9 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import REPO, RunningServer, make_server
-from tests.integration.conftest import BACKENDS, backend_urls
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import REPO, RunningServer, ServerFactory
 
 WEB = REPO / "tests" / "web"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -44,68 +42,35 @@ def need(path: Path | str, what: str) -> None:
     pytest.skip(message)
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 150))
-
-
 class WebServer:
     def __init__(self, srv: RunningServer, pages: str) -> None:
         self.srv = srv
         self.pages = pages      # the static server with the Converse.js page
 
     def port(self, name: str) -> int:
-        return int((self.srv.tmp / name).read_text())
+        """The port of listener "http_port", "tls_port" or "https_port"."""
+        return self.srv.ports[name.removesuffix("_port")]
 
     @property
     def http(self) -> str:
         return f"127.0.0.1:{self.port('http_port')}"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def web(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-web")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
+@pytest.fixture(scope="module")
+def web(server_factory: ServerFactory) -> Iterator[WebServer]:
     # Converse's page comes from another origin (as on a real site): CORS must let it in.
     handler = functools.partial(_QuietFiles, directory=str(WEB))
     pages = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=pages.serve_forever, daemon=True).start()
     page_origin = f"http://127.0.0.1:{pages.server_address[1]}"
-    extra = f"""
-[[listeners]]
-type = "http"
-port = 0
-port_file = "{tmp / 'http_port'}"
-cors_origins = ["{page_origin}"]
-
-[[listeners]]
-type = "c2s_tls"
-port = 0
-port_file = "{tmp / 'tls_port'}"
-
-[[listeners]]
-type = "http"
-tls = true
-port = 0
-port_file = "{tmp / 'https_port'}"
-"""
-    srv = make_server(tmp, storage_url, cache_url, extra)
     try:
-        for user, pw in (("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw")):
-            done = srv.ctl("register", user, "localhost", pw)
-            assert done.returncode == 0, done.stderr
-        srv.start()
-        # The c2s port file is written first; the others follow within the same start-up.
-        deadline = time.monotonic() + 10
-        while not all((tmp / f).exists() for f in ("http_port", "tls_port", "https_port")):
-            assert time.monotonic() < deadline, srv.log()
-            time.sleep(0.02)
+        srv = server_factory(listeners={
+            "http": {"type": "http", "cors_origins": [page_origin]},
+            "tls": {"type": "c2s_tls"},
+            "https": {"type": "http", "tls": True}})
         yield WebServer(srv, page_origin)
     finally:
-        srv.stop()
         pages.shutdown()
-        for c in cleanups:
-            c()
 
 
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):
@@ -157,7 +122,7 @@ def test_converse_in_chromium_chats_with_a_tcp_client(web: WebServer, transport:
                         "body": f"hi converse over {transport}"}]
         assert {"event": "shown", "body": f"hi converse over {transport}"} in events
         await bob.stop()
-    run(go())
+    run(go(), 150)
 
 
 def test_xmpp_js_over_websocket_exchanges_messages_with_a_tcp_client(web: WebServer) -> None:
@@ -180,7 +145,7 @@ def test_xmpp_js_over_websocket_exchanges_messages_with_a_tcp_client(web: WebSer
         assert code == 0, f"{events}\n{err}"
         assert events[0] == {"event": "online", "jid": str(msg["from"])}
         await bob.stop()
-    run(go())
+    run(go(), 150)
 
 
 def test_direct_tls_client_logs_in_with_alpn_and_chats(web: WebServer) -> None:
@@ -198,7 +163,7 @@ def test_direct_tls_client_logs_in_with_alpn_and_chats(web: WebServer) -> None:
         assert (await bob.next_message())["body"] == "over direct TLS"
         await alice.stop()
         await bob.stop()
-    run(go())
+    run(go(), 150)
 
 
 def test_direct_tls_offers_no_starttls(web: WebServer) -> None:

@@ -325,3 +325,31 @@ def test_writes_are_grouped(h: Harness) -> None:
     gate.open()
     gate.close_gate()
     assert len(query(b)[0]) == 5
+
+
+# -- resends after a restart (issue 13 §6, DESIGN.md "Restart or crash") ----------------------
+
+def origin_message(to: str, origin: str, body: str) -> str:
+    return (f"<message to='{to}' type='chat' id='{origin}'><body>{body}</body>"
+            f"<origin-id xmlns='urn:xmpp:sid:0' id='{origin}'/></message>")
+
+
+def test_a_message_sent_again_after_logging_in_again_is_not_delivered_twice(h: Harness) -> None:
+    alice, bob = h.login(f"{ALICE}/phone"), h.login(f"{BOB}/pc")
+    alice.send(origin_message(BOB, "o-1", "once"))
+    assert [e.findtext("{jabber:client}body") for e in bob.received()] == ["once"]
+    alice.drop()                                   # the ack was lost with the server...
+    h.clock.advance(30)
+    again = h.login(f"{ALICE}/phone")              # ...so the client sends it again
+    again.send(origin_message(BOB, "o-1", "once"))
+    again.send(origin_message(BOB, "o-2", "new"))
+    assert [e.findtext("{jabber:client}body") for e in bob.received()] == ["new"]
+    again.expect_nothing()                         # no error: it was handled the first time
+
+
+def test_after_the_window_the_same_origin_id_is_a_new_message(h: Harness) -> None:
+    alice, bob = h.login(f"{ALICE}/phone"), h.login(f"{BOB}/pc")
+    alice.send(origin_message(BOB, "o-1", "first"))
+    h.clock.advance(301)                           # past dedup_window ("5 min"): no look-up
+    alice.send(origin_message(BOB, "o-1", "second"))
+    assert [e.findtext("{jabber:client}body") for e in bob.received()] == ["first", "second"]

@@ -137,3 +137,12 @@ def test_prefs_and_settings(db: Database, store: ArchiveStore) -> None:
         accounts.c.username == "alice"))))
     assert resolve(store.settings(ALICE)) is None
     assert ids(resolve(store.query(ALICE, Query(), max=5))) == []
+
+
+def test_a_sent_origin_id_is_found_for_its_sender_only(store: ArchiveStore) -> None:
+    sent = ArchiveEntry(ALICE, T0 + 1, "id1", BOB, True, b"<message/>", origin_id="o-1")
+    received = ArchiveEntry(BOB, T0 + 2, "id2", ALICE, False, b"<message/>")
+    resolve(store.append([sent, received]))
+    assert resolve(store.sent_before(ALICE, "o-1")) is True
+    assert resolve(store.sent_before(ALICE, "o-2")) is False
+    assert resolve(store.sent_before(BOB, "o-1")) is False     # another's archive

@@ -42,6 +42,7 @@ from twisted.web import http, resource, server
 from xmppd.config import ListenerConfig
 from xmppd.limits import ConnectionGuard, limits_of
 from xmppd.listeners import bosh as bosh_mod
+from xmppd.listeners import bosh_http
 from xmppd.listeners import websocket as ws_mod
 from xmppd.listeners.c2s import c2s_settings
 
@@ -92,7 +93,7 @@ class HttpListener:
         ws_settings = c2s_settings(server, tls="off", tls_available=False, framing="websocket")
         bosh_settings = c2s_settings(server, tls="off", tls_available=False, framing="bosh")
         self.ws_settings = ws_settings
-        self.bosh = bosh_mod.BoshManager(server, bosh_settings, bosh_mod.BoshSettings(),
+        self.bosh = bosh_http.BoshManager(server, bosh_settings, bosh_mod.BoshSettings(),
                                          limits=limits_of(server))
         self.bosh_body_limit = 4 * limits.max_stanza_size
         self.site = _Site(_Root(self), self)
@@ -365,7 +366,7 @@ class _Root(resource.Resource):
             return ws_mod.accept_upgrade(request, make)
         if path == cfg.bosh_path:
             if method == b"POST":
-                return bosh_mod.render_post(lst.bosh, request, secure=lst.secure,
+                return bosh_http.render_post(lst.bosh, request, secure=lst.secure,
                                             headers=lambda r: None)
             if method in (b"GET", b"HEAD"):
                 request.setHeader("content-type", "text/plain; charset=utf-8")

@@ -45,7 +45,7 @@ from xmppd.listeners import sasl2_shell
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent, StanzaEvent
 from xmppd.module import IqRequest
 from xmppd.sessions import SessionKey, SessionState
-from xmppd.xmlstream import serialize
+from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.server import Host, Server
