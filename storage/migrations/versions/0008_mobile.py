@@ -2,7 +2,7 @@
 """FAST tokens (XEP-0484), push registrations (XEP-0357), invitations (XEP-0401/0445).
 
 Revision ID: 0008_mobile
-Revises: 0005
+Revises: 0009
 Create Date: 2026-12-01
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_mobile"
-down_revision: str | None = "0005"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
