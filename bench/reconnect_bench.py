@@ -38,7 +38,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from tests.core.test_sasl import ScramClient  # noqa: E402
-from tests.harness.server_proc import DEFAULT_MODULES, make_server  # noqa: E402
+from tests.harness.server_proc import make_server, register_accounts  # noqa: E402
 from xmppd.listeners.channel_binding import exporter  # noqa: E402
 
 HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -146,21 +146,14 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=200)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="xmppd-reconnect-"))
-    srv = make_server(tmp, f"sqlite:///{tmp}/db.sqlite", "memory", f"""
-[[listeners]]
-type = "c2s_tls"
-port = 0
-port_file = "{tmp / 'tls_port'}"
-[limits]
-exempt_networks = ["127.0.0.0/8"]
-auth_max_failures_per_ip = 1000000
-""", modules=DEFAULT_MODULES)
-    srv.ctl("register", "alice", "localhost", "alice-pw")
+    srv = make_server(tmp, f"sqlite:///{tmp}/db.sqlite", "memory",
+                      listeners={"tls": {"type": "c2s_tls"}},
+                      limits={"exempt_networks": ["127.0.0.0/8"],
+                              "auth_max_failures_per_ip": 1000000})
+    register_accounts(srv, {"alice": "alice-pw"})
     srv.start()
     try:
-        while not (tmp / "tls_port").exists():
-            time.sleep(0.02)
-        port = int((tmp / "tls_port").read_text())
+        port = srv.ports["tls"]
         rows = asyncio.run(measure(srv, port, args.n))
     finally:
         srv.stop()

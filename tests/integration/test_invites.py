@@ -7,52 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.harness.backends import backend_urls
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import DEFAULT_MODULES, REPO, RunningServer, make_server
-from tests.integration.conftest import BACKENDS
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import DEFAULT_MODULES, REPO, RunningServer, ServerFactory
 from tests.integration.test_web_clients import CHROMIUM, need
 
 WEB = REPO / "tests" / "web"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def srv(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module")
+def srv(server_factory: ServerFactory) -> RunningServer:
     need(CHROMIUM, "Chromium")
     need(WEB / "node_modules" / "playwright-core", "npm packages")
-    tmp = tmp_path_factory.mktemp("xmppd-invites")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    extra = f"""
-[[listeners]]
-type = "http"
-port = 0
-port_file = "{tmp / 'http_port'}"
-"""
-    server = make_server(tmp, storage_url, cache_url, extra=extra,
-                         modules=DEFAULT_MODULES + "[modules.invites]\n")
-    try:
-        assert server.ctl("register", "alice", "localhost", "alice-pw").returncode == 0
-        server.start()
-        deadline = time.monotonic() + 10
-        while not (tmp / "http_port").exists():
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.02)
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 150))
+    return server_factory(DEFAULT_MODULES | {"invites": {}}, users=("alice",),
+                          listeners={"http": {"type": "http"}})
 
 
 async def page(*args: str) -> list[dict[str, Any]]:
@@ -80,7 +51,7 @@ def test_a_friend_registers_on_the_invitation_page(srv: RunningServer) -> None:
         link = await invitation(alice)
         assert link["uri"].startswith("xmpp:alice@localhost?roster;preauth=")
         url = link["landing-url"]
-        http_port = (srv.tmp / "http_port").read_text().strip()
+        http_port = srv.ports["http"]
         assert url.startswith(f"http://localhost:{http_port}/invite/")
         loaded, invite, mistake, created = await page("register", url, "juliet", "juliet-pw-1")
         assert loaded["status"] == 200 and loaded["title"] == "Join localhost"
@@ -106,7 +77,7 @@ def test_an_admin_link_expires(srv: RunningServer) -> None:
     uri = made.stdout.splitlines()[0]
     assert uri.startswith("xmpp:kim@localhost?register;preauth=")
     token = uri.rsplit("preauth=", 1)[1]
-    url = f"http://127.0.0.1:{(srv.tmp / 'http_port').read_text().strip()}/invite/{token}"
+    url = f"http://127.0.0.1:{srv.ports['http']}/invite/{token}"
 
     async def go() -> None:
         [fresh] = await page("visit", url)

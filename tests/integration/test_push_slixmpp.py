@@ -8,7 +8,6 @@ who is offline."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,10 +16,8 @@ from slixmpp.xmlstream import ET
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from tests.harness.backends import backend_urls
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
-from tests.integration.conftest import BACKENDS
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory
 
 APP, SECRET = "push.localhost", "app-s3rver"
 PUSH = "urn:xmpp:push:0"
@@ -30,38 +27,13 @@ ROOM = "family@conference.localhost"
 USERS = ("alice", "bob", "carol", "dave", "erin", "fay")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def srv(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-push")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    extra = f"""
-[[listeners]]
-type = "component"
-bind = "127.0.0.1"
-port = 0
-port_file = "{tmp / 'component-port'}"
-
-[[components]]
-domain = "{APP}"
-secret = "{SECRET}"
-"""
-    modules = DEFAULT_MODULES + """
-[modules.push]
-delay = "1 s"
-inactive_after = "2 s"
-include_body = true
-"""
-    server = make_server(tmp, storage_url, cache_url, extra=extra, modules=modules)
-    try:
-        for user in USERS:
-            assert server.ctl("register", user, "localhost", f"{user}-pw").returncode == 0
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture(scope="module")
+def srv(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(
+        DEFAULT_MODULES | {"push": {"delay": "1 s", "inactive_after": "2 s",
+                                    "include_body": True}},
+        users=USERS, listeners={"component": {"type": "component", "bind": "127.0.0.1"}},
+        components=[{"domain": APP, "secret": SECRET}])
 
 
 class AppServer(slixmpp.ComponentXMPP):  # type: ignore[misc]
@@ -102,13 +74,9 @@ class AppServer(slixmpp.ComponentXMPP):  # type: ignore[misc]
             await asyncio.wait_for(self.published.get(), wait)
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 150))
-
-
 async def app_server(srv: RunningServer) -> AppServer:
     app = AppServer()
-    app.connect("127.0.0.1", int((srv.tmp / "component-port").read_text()))
+    app.connect("127.0.0.1", srv.ports["component"])
     await asyncio.wait_for(app.started.wait(), 15)
     return app
 

@@ -14,7 +14,6 @@ import os
 import re
 import ssl
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,9 @@ import pytest
 from lxml import etree
 
 from tests.core.test_sasl import ScramClient
-from tests.harness.backends import backend_urls
-from tests.harness.clients import XmppClient
+from tests.harness.clients import XmppClient, run
 from tests.harness.raw import RawClient
-from tests.harness.server_proc import REPO, RunningServer, make_server
-from tests.integration.conftest import BACKENDS
+from tests.harness.server_proc import REPO, RunningServer, ServerFactory
 from tests.integration.test_web_clients import need
 from xmppd.listeners.channel_binding import exporter
 
@@ -37,34 +34,13 @@ HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
 AGENT = str(uuid.UUID("6a0d9b3c-1f2e-4d5c-8b7a-0123456789ab"))
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def srv(request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-sasl2")
-    storage_url, cache_url, cleanups = backend_urls(request.param, tmp)
-    server = make_server(tmp, storage_url, cache_url, f"""
-[[listeners]]
-type = "c2s_tls"
-port = 0
-port_file = "{tmp / 'tls_port'}"
-""")
-    try:
-        for user, pw in (("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw")):
-            assert server.ctl("register", user, "localhost", pw).returncode == 0
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
+@pytest.fixture(scope="module")
+def srv(server_factory: ServerFactory) -> RunningServer:
+    return server_factory(listeners={"tls": {"type": "c2s_tls"}})
 
 
 def tls_port(srv: RunningServer) -> int:
-    return int((srv.tmp / "tls_port").read_text())
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 120))
+    return srv.ports["tls"]
 
 
 async def direct_tls(srv: RunningServer) -> RawClient:

@@ -5,7 +5,6 @@ loopback with `use-auth-secret`): what xmppd hands a slixmpp client allocates a 
 have expired."""
 from __future__ import annotations
 
-import asyncio
 import random
 import shutil
 import socket
@@ -19,9 +18,8 @@ from typing import Any
 import pytest
 from slixmpp.xmlstream import ET
 
-from tests.harness.backends import backend_urls
-from tests.harness.clients import XmppClient
-from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_server
+from tests.harness.clients import XmppClient, run
+from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory
 from tests.integration.test_web_clients import need
 
 TURNSERVER, UCLIENT = "/usr/bin/turnserver", "/usr/bin/turnutils_uclient"
@@ -79,25 +77,12 @@ def coturn() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def srv(coturn: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    tmp = tmp_path_factory.mktemp("xmppd-turn")
-    storage_url, cache_url, cleanups = backend_urls("sqlite+memory", tmp)
-    modules = DEFAULT_MODULES + f"""
-[modules.external_services]
-credentials_lifetime = "{LIFETIME} s"
-services = [
-  {{ type = "stun", host = "127.0.0.1", port = {coturn} }},
-  {{ type = "turn", host = "127.0.0.1", port = {coturn}, transport = "udp", secret = "{SECRET}" }},
-]
-"""
-    server = make_server(tmp, storage_url, cache_url, modules=modules)
-    try:
-        assert server.ctl("register", "alice", "localhost", "alice-pw").returncode == 0
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        for c in cleanups:
-            c()
+    services = [{"type": "stun", "host": "127.0.0.1", "port": coturn},
+                {"type": "turn", "host": "127.0.0.1", "port": coturn, "transport": "udp",
+                 "secret": SECRET}]
+    with ServerFactory("sqlite+memory", lambda: tmp_path_factory.mktemp("xmppd")) as factory:
+        yield factory(DEFAULT_MODULES | {"external_services": {
+            "credentials_lifetime": f"{LIFETIME} s", "services": services}}, users=("alice",))
 
 
 async def turn_service(srv: RunningServer) -> dict[str, str]:
@@ -122,7 +107,7 @@ def uclient(port: int, username: str, password: str) -> subprocess.CompletedProc
 
 def test_credentials_from_xmppd_work_at_coturn_until_they_expire(
         srv: RunningServer, coturn: int) -> None:
-    service: dict[str, Any] = asyncio.run(asyncio.wait_for(turn_service(srv), 30))
+    service: dict[str, Any] = run(turn_service(srv), 30)
     assert service["host"] == "127.0.0.1" and service["port"] == str(coturn)
     done = uclient(coturn, service["username"], service["password"])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
