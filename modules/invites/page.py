@@ -42,7 +42,8 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:34em;margin:2em auto;
 
 
 class InvitePage:
-    """Serves /invite/<token> for the HTTP listener (xmppd/listeners/http.py `HttpPages`)."""
+    """Serves /invite/<token> for the HTTP listener (xmppd/listeners/http_services.py
+    `HttpPages`)."""
     http_prefix = "/invite"
 
     def __init__(self, invitations: Invitations, min_password_length: int) -> None:

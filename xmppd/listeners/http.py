@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import http, resource, server
@@ -45,40 +45,16 @@ from xmppd.listeners import bosh as bosh_mod
 from xmppd.listeners import bosh_http
 from xmppd.listeners import websocket as ws_mod
 from xmppd.listeners.c2s import c2s_settings
+from xmppd.listeners.http_services import HttpFiles, HttpPages, HttpRequest
+
+__all__ = ["HttpFiles", "HttpListener", "HttpPages", "HttpRequest"]
 
 if TYPE_CHECKING:
     from xmppd.server import Server
 
 log = logging.getLogger(__name__)
-HttpRequest = Any      # twisted.web.server.Request (untyped)
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _SMALL_BODY = 64 * 1024
-
-
-@runtime_checkable
-class HttpFiles(Protocol):
-    """A module's files under the listener's `upload_path` (modules/http_upload.py)."""
-
-    max_body: int
-
-    def render_http(self, request: HttpRequest, path: list[str]) -> bytes | int:
-        """Answer `request` for the path segments after `upload_path`; None if not ours."""
-        ...
-
-    def owns(self, path: list[str]) -> bool:
-        """Whether the path (segments after `upload_path`) names one of this service's files."""
-        ...
-
-
-@runtime_checkable
-class HttpPages(Protocol):
-    """A module's pages under `http_prefix` (modules/invites: /invite/<token>)."""
-
-    http_prefix: str
-
-    def render_page(self, request: HttpRequest, rest: list[str]) -> bytes | int:
-        """Answer `request` for the path segments after the prefix."""
-        ...
 
 
 class HttpListener:
