@@ -168,8 +168,11 @@ class AdHoc(Module[AdhocOptions]):
         if sid is None:
             if action == "cancel":
                 return self._reply(req, node, None, "canceled")
-            return await self._run(req, cmd.start, Input(req.sender, self.ctx.host, None, lang),
-                                   node, None)
+            x = forms.find(el)      # a first execute may carry its form (XEP-0401 §3.3)
+            first = forms.parse_submit(x) if x is not None and x.get("type") == "submit" \
+                else None
+            return await self._run(req, cmd.start,
+                                   Input(req.sender, self.ctx.host, first, lang), node, None)
         key = (str(req.sender), sid)
         session = self.sessions.get(key)
         if session is None or session.node != node:

@@ -18,6 +18,8 @@
   (§6, §7), the original inside a XEP-0297 <forwarded/>; they are routed like any message
   (stream management counts them, CSI sees them), and the original keeps the MAM stanza-id of
   the user's archive (XEP-0313 §3.5: SHOULD).
+- XEP-0386 Bind 2: `<enable/>` inside <bind/> switches copies on for the new session (offered
+  as a Bind 2 inline feature); it needs no answer.
 - A client cannot send carbons wrappers itself (§11, DESIGN.md "Facts"): the server strips
   <sent/> and <received/> from what its clients send.
 
@@ -60,6 +62,8 @@ class Carbons(Module[NoOptions]):
         ctx.hook(hooks.stanza_in, self.strip, priority=FIRST)
         ctx.hook(hooks.stanza_in, self.sent, priority=LATE)
         ctx.hook(hooks.user_inbound, self.received, priority=LAST)
+        ctx.hook(hooks.bind2_inline, lambda q, acc: [*acc, NS])
+        ctx.hook(hooks.bind2_enable, self.inline_enable)
 
     # -- switching -------------------------------------------------------------------------
     def enable(self, req: IqRequest) -> iq.Reply:
@@ -71,6 +75,12 @@ class Carbons(Module[NoOptions]):
         if req.session is not None:
             req.session.pop(ENABLED)
         return iq.result(req.stanza)
+
+    def inline_enable(self, ev: hooks.InlineRequest,
+                      acc: list[etree._Element]) -> list[etree._Element]:
+        if ev.request.find("{%s}enable" % NS) is not None:      # XEP-0386 §2.2
+            ev.session.set(ENABLED, True)
+        return acc
 
     def not_yours(self, req: IqRequest) -> iq.Reply:
         raise StanzaError.not_allowed("carbons are switched by the resource itself")

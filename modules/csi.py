@@ -14,6 +14,9 @@
     MAM result — goes out at once, after what is held (so the order of what matters is kept).
 - `<active/>` sends what is held before anything the client sends next is processed (§6:
   in-order processing). More than `max_held` held presences are sent at once, too.
+- XEP-0386 Bind 2: `<inactive/>` (or `<active/>`) inside <bind/> starts the new session in
+  that state. `CsiService.inactive_since(session)`: when a session went inactive, or None
+  (XEP-0357 push waits for sessions inactive long enough).
 
 Config ([modules.csi]):
   max_held  int  default 1000  presences held per inactive session
@@ -47,8 +50,9 @@ class CsiOptions:
 class _Held:
     """An inactive session's held presence, newest per sender, in order of arrival."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, since: float) -> None:
         self.limit = limit
+        self.since = since
         self.presence: OrderedDict[str, bytes] = OrderedDict()
 
     def hold(self, data: bytes) -> bool | None:
@@ -83,6 +87,15 @@ class _Held:
 STATE: SessionKey[_Held] = SessionKey("csi.state")
 
 
+class CsiService:
+    """For modules that treat inactive clients differently (XEP-0357 push)."""
+
+    @staticmethod
+    def inactive_since(session: Any) -> float | None:
+        state = session.get(STATE)
+        return state.since if state is not None else None
+
+
 class ClientStateIndication(Module[CsiOptions]):
     name = "csi"
     xeps = (352,)
@@ -90,6 +103,10 @@ class ClientStateIndication(Module[CsiOptions]):
 
     def __init__(self, ctx: ModuleContext[CsiOptions]) -> None:
         self.limit = ctx.options.max_held
+        self.clock = ctx.clock
+        ctx.provide(CsiService())
+        ctx.hook(hooks.bind2_inline, lambda q, acc: [*acc, NS])
+        ctx.hook(hooks.bind2_enable, self.inline)
         ctx.stream_feature(lambda stream: etree.Element(_CSI + "csi", nsmap={None: NS}))  # type: ignore[dict-item]
         ctx.hook(hooks.nonza_in, self.on_nonza)
         ctx.hook(hooks.session_resumed, self.resumed)
@@ -113,10 +130,20 @@ class ClientStateIndication(Module[CsiOptions]):
         if tag not in (_CSI + "active", _CSI + "inactive") or not session.bound:
             return None
         if tag == _CSI + "inactive":
-            session.setdefault(STATE, lambda: _Held(self.limit))
+            self._deactivate(session)
         else:
             self._activate(session)
         return STOP
+
+    def inline(self, ev: hooks.InlineRequest,
+               acc: list[etree._Element]) -> list[etree._Element]:
+        """XEP-0386 §2.2: "the session must begin in that state"."""
+        if ev.request.find(_CSI + "inactive") is not None:
+            self._deactivate(ev.session)
+        return acc
+
+    def _deactivate(self, session: Any) -> None:
+        session.setdefault(STATE, lambda: _Held(self.limit, self.clock.now()))
 
     def resumed(self, ev: SessionEvent) -> None:
         """§5: a resumed stream is active; what was held goes to the new connection."""

@@ -11,6 +11,10 @@
   and `max_total` from everyone within `window`; past those <resource-constraint/> of type
   wait (ejabberd answers the same "so quickly" error; Prosody's mod_register_limits counts
   the same way).
+- With an invitation (XEP-0445, modules/invites): a stream that presented a valid token
+  registers whatever `allow_from` says, once per token, without the sign-up limits (the token
+  is the permission); a name an account invitation reserves is <conflict/> for everyone else.
+  Without a token and outside `allow_from`: <not-allowed/>.
 - Logged in: `get` answers <registered/> with the username (§3.2); `set` with username and
   password changes the password (§3.3); `set` with <remove/> deletes the account: the result
   is sent first, then the account's sessions close (§3.2, ejabberd and Prosody do the same).
@@ -140,6 +144,7 @@ class Register(Module[RegisterOptions]):
         return iq.empty(ns.REGISTER_FEATURE, "register")
 
     def fields(self, req: IqRequest) -> iq.Reply:
+        self._may_sign_up(req)
         q = iq.empty(ns.REGISTER, "query")
         etree.SubElement(q, _Q + "instructions").text = \
             "Choose a username and password to register with this server."
@@ -150,11 +155,20 @@ class Register(Module[RegisterOptions]):
     async def sign_up(self, req: IqRequest) -> iq.Reply:
         if req.payload.find(_Q + "remove") is not None:
             raise StanzaError.not_authorized("log in to delete an account")     # §3.2
+        token = self._may_sign_up(req)
         username, password = self._credentials(req)
         opts, now = self.ctx.options, self.ctx.clock.now()
         ip = getattr(req.session, "peer_ip", None)
         if req.session is not None and req.session in self.signed_up:
             raise StanzaError.not_acceptable("one account per connection")      # §3.1
+        invitations = self._invitations()
+        if token is not None and invitations is not None:
+            jid = await invitations.sign_up(token[0], username, password, token[1])
+            self.signed_up.add(req.session)
+            self.ctx.log.info("registered %s in-band with an invitation from %s", jid, ip)
+            return iq.result(req.stanza)
+        if invitations is not None and await invitations.reserved(username.lower()):
+            raise StanzaError.conflict("that username is taken")
         reached = self.throttle.allowed(ip, now, window=opts.window, per_ip=opts.max_per_ip,
                                         total=opts.max_total)
         if reached is not None:
@@ -173,6 +187,22 @@ class Register(Module[RegisterOptions]):
         self.ctx.log.info("registered %s@%s in-band", username, self.ctx.host,
                           extra={"event": "registered", "ip": ip})
         return iq.result(req.stanza)
+
+    def _may_sign_up(self, req: IqRequest) -> tuple[str, float] | None:
+        """The invitation the stream presented, if any; <not-allowed/> without one from an
+        address outside `allow_from` (another module may open pre-auth IQs to everyone)."""
+        invitations = self._invitations()
+        token = invitations.token_of(req.session) if invitations is not None else None
+        if token is None and not self.allowed(getattr(req.session, "peer_ip", None)):
+            raise StanzaError.not_allowed("registration needs an invitation here")
+        return token
+
+    def _invitations(self) -> Any:
+        from modules.invites import Invitations
+        try:
+            return self.ctx.service(Invitations)
+        except LookupError:
+            return None
 
     def registered(self, req: IqRequest) -> iq.Reply:
         q = iq.empty(ns.REGISTER, "query")

@@ -22,6 +22,9 @@ from storage.pubsub import PubsubStore, SqlPubsubStore
 from storage.roster import CachedRosterStore, RosterStore, SqlRosterStore
 from storage.files import SqlUploadStore, UploadStore
 from storage.settings import HostSettingsStore, SqlHostSettingsStore
+from storage.fast import FastTokenStore, SqlFastTokenStore
+from storage.invites import InviteStore, SqlInviteStore
+from storage.push import PushStore, SqlPushStore
 
 
 class Stores:
@@ -80,6 +83,21 @@ class Stores:
     def settings(self) -> HostSettingsStore:
         """Run-time settings of each host (message of the day, registration lists)."""
         return SqlHostSettingsStore(self.db)
+
+    @cached_property
+    def fast(self) -> FastTokenStore:
+        """XEP-0484 FAST tokens (the core: SASL2)."""
+        return SqlFastTokenStore(self.db)
+
+    @cached_property
+    def push(self) -> PushStore:
+        """XEP-0357 push registrations."""
+        return SqlPushStore(self.db)
+
+    @cached_property
+    def invites(self) -> InviteStore:
+        """XEP-0401 / XEP-0445 invitations."""
+        return SqlInviteStore(self.db)
 
     def built(self) -> list[str]:
         """The names of the stores built so far."""

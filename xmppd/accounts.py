@@ -1,8 +1,9 @@
 # tests: tests/core/test_accounts.py, tests/integration/test_ctl.py
 """Account operations (create, password, delete, disable, exists), one implementation for
 xmppctl, XEP-0077 in-band registration and admin commands: each derives SCRAM credentials the
-same way, fires the same hooks (`user_registered`, `user_deleted`) and closes the sessions of
-a deleted or disabled account. `is_admin` answers from `server.admins` (reloadable).
+same way, fires the same hooks (`user_registered`, `user_deleted`), closes the sessions of a
+deleted or disabled account and revokes a changed password's FAST tokens (XEP-0484).
+`is_admin` answers from `server.admins` (reloadable).
 """
 from __future__ import annotations
 
@@ -49,11 +50,16 @@ class Accounts:
         return created
 
     async def set_password(self, username: str, host: str, password: str) -> bool:
-        """Replace the credentials; False if there is no such account."""
+        """Replace the credentials; False if there is no such account. Every FAST token of the
+        account is revoked (XEP-0484: a device logged in with the old password is out)."""
         jid = self.jid(username, host)
         creds = self._derive(password)
         assert jid.local is not None
-        return await self._server.stores.accounts.set_credentials(jid.local, host, creds)
+        stores = self._server.stores
+        changed = await stores.accounts.set_credentials(jid.local, host, creds)
+        if changed:
+            await stores.fast.revoke(host, jid.local)
+        return changed
 
     async def delete(self, username: str, host: str) -> bool:
         """Delete an account and its data; its sessions are closed with <not-authorized/>."""

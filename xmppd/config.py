@@ -161,11 +161,17 @@ class LimitsSection:
 
 @dataclass(frozen=True, slots=True)
 class AuthSection:
-    mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+    # -PLUS: only where the connection has TLS channel bindings (XEP-0440)
+    mechanisms: tuple[str, ...] = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
+                                   "SCRAM-SHA-1", "PLAIN")
     scram_iterations: int = number(default=4096, minimum=4096, maximum=1000000)
+    sasl2: bool = True            # XEP-0388 SASL2 with XEP-0386 Bind 2 (not over BOSH)
+    fast: bool = True             # XEP-0484 FAST tokens (with SASL2, encrypted streams only)
+    fast_token_lifetime: float = duration(default="21 d", minimum=60)
 
 
-_MECHANISMS = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"}
+_MECHANISMS = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
+               "PLAIN"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from xmppd import ctl_live
+from xmppd import ctl_mobile
 from xmppd.config import Config, ConfigError, load
 
 T = TypeVar("T")
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check-config", help="validate the config file and its modules")
     sub.add_parser("migrate", help="bring the database schema up to date")
     ctl_live.add_parsers(sub)
+    ctl_mobile.add_commands(sub)
     args = p.parse_args(argv)
     if args.config is None:
         from xmppd.paths import default_config
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             print("schema is up to date")
             return 0
+        done = ctl_mobile.run(args, server, _wait)
+        if done is not None:
+            return done
         if args.command == "users":
             if args.host not in server.hosts:
                 print(f"xmppctl: {args.host!r} is not a virtual host in {config.path}",

@@ -230,7 +230,6 @@ account_disco_items: FoldHook[DiscoQuery, etree._Element | None] = FoldHook("acc
 """Fold like `account_disco_info` for disco#items (XEP-0030 §4.1): initial an empty <query/>
 without `node`; PEP adds the nodes the asker may see (XEP-0163 §6.2) and answers its nodes."""
 
-
 @dataclass(frozen=True, slots=True)
 class VCardEvent:
     user: JID                     # bare
@@ -305,3 +304,58 @@ control_command: FoldHook[ControlRequest, list[dict[str, Any]] | None] = \
 owns (`xmppctl rooms`: the MUC module lists its rooms). Initial None; the owner returns a list
 of JSON-ready records (one per room, ...), others return what they got. None on every host:
 the command is not available."""
+
+
+# -- SASL2 / Bind 2 inline features (XEP-0388, XEP-0386), fired by the client session -----------
+
+@dataclass(frozen=True, slots=True)
+class InlineQuery:
+    stream: Any                   # the client stream (xmppd/c2s.py) being offered SASL2
+    host: str
+
+
+sasl2_inline: FoldHook[InlineQuery, list[etree._Element]] = FoldHook("sasl2_inline")
+"""Fold, initial []: elements a module offers inside SASL2's <inline/> (XEP-0388 §2.1):
+stream management's <sm/> (XEP-0198 resumption inside <authenticate/>). Must be synchronous."""
+
+bind2_inline: FoldHook[InlineQuery, list[str]] = FoldHook("bind2_inline")
+"""Fold, initial []: features a module can enable inside a Bind 2 request, by namespace
+(XEP-0386 §2.1 <feature var/>: carbons, CSI, stream management). Must be synchronous."""
+
+
+@dataclass(frozen=True, slots=True)
+class InlineRequest:
+    session: Any                  # the client session: authenticated (bound for bind2_enable)
+    request: etree._Element       # Bind 2 <bind/>, or XEP-0198 <resume/> in SASL2
+    after: list[Any]              # callables the session runs once <success/> is written
+
+
+bind2_enable: FoldHook[InlineRequest, list[etree._Element]] = FoldHook("bind2_enable")
+"""Fold, initial []: fired by the client session right after a Bind 2 bind (XEP-0386 §2.2),
+before <success/> is sent: each module enables what `request` asks of it (a child in its
+namespace) and adds its answer for <bound/> (XEP-0198 <enabled/> or <failed/>; carbons and
+CSI answer nothing). May be async."""
+
+sasl2_resume: FoldHook[InlineRequest, etree._Element | None] = FoldHook("sasl2_resume")
+"""Fold, initial None: XEP-0198 resumption asked for inside SASL2 <authenticate/>: stream
+management takes the session over (`session.take_over`) and answers <resumed/> (the stanzas to
+resend go into `after`), or answers <failed/>; the answer goes into <success/>. May be async."""
+
+
+# -- group chats, for members who are not there (XEP-0045 + XEP-0357) ---------------------------
+
+@dataclass(frozen=True, slots=True)
+class GroupchatEvent:
+    room: JID                     # the room's bare JID
+    stanza: etree._Element        # the message as occupants got it (from room/nick; no 'to')
+    sender: JID                   # the sender's bare JID
+    members_only: bool
+    members: tuple[tuple[JID, str], ...]       # affiliated users (member and up): bare, nick
+    occupants: tuple[tuple[JID, str], ...]     # sessions in the room: full JID, nick
+
+
+groupchat_sent: RunHook[GroupchatEvent] = RunHook("groupchat_sent")
+"""Fired by the MUC module on its host after a groupchat message with a body went to the
+room's occupants. Push (XEP-0357) notifies the members of a members-only room, and anyone the
+message mentions, whose devices sleep or who are not in the room. Cannot be stopped; handlers
+must not change `stanza`."""

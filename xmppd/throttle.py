@@ -27,7 +27,7 @@ import ipaddress
 import logging
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from twisted.internet import defer
 
@@ -215,9 +215,11 @@ def _account(username: str, host: str) -> str:
     return f"{username}@{host}"
 
 
-def credentials(server: Server, ip: str | None, username: str, host: str) -> defer.Deferred[Any]:
+def credentials(server: Server, ip: str | None, username: str, host: str, *,
+                lookup: Callable[[], Any] | None = None) -> defer.Deferred[Any]:
     """Look up an account for a login attempt, after the throttle's delay; fails with
-    `Throttled` when the attempt is refused (the session answers temporary-auth-failure)."""
+    `Throttled` when the attempt is refused (the session answers temporary-auth-failure).
+    `lookup` replaces the account look-up (FAST tokens, XEP-0484)."""
     throttle = auth_throttle(server)
     clock = server.clock
     try:
@@ -225,9 +227,11 @@ def credentials(server: Server, ip: str | None, username: str, host: str) -> def
     except Throttled as e:
         return defer.fail(e)
 
-    def lookup() -> defer.Deferred[Any]:
+    def account() -> defer.Deferred[Any]:
         d = server.stores.accounts.get(username, host)
         return d if isinstance(d, defer.Deferred) else defer.Deferred.fromCoroutine(d)
+    if lookup is None:
+        lookup = account
     if wait <= 0:
         return lookup()
     delayed: defer.Deferred[None] = defer.Deferred()

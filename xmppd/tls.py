@@ -78,10 +78,17 @@ def ensure_certificate(cert: Path, key: Path, hosts: list[str], *, generate: boo
     return True
 
 
-def stream_context(cert: Path, key: Path, *, alpn: list[str] | None = None) -> stdlib_ssl.SSLContext:
+class StreamContext(stdlib_ssl.SSLContext):
+    """A stdlib SSLContext that also knows the RFC 5929 `tls-server-end-point` hash of its
+    certificate (SCRAM-*-PLUS channel binding, XEP-0440)."""
+    end_point: bytes = b""
+
+
+def stream_context(cert: Path, key: Path, *, alpn: list[str] | None = None) -> StreamContext:
     """A stdlib SSLContext for the client listeners' own TLS layer (xmppd/listeners/tlslayer.py):
     TLS 1.2+, no compression, no renegotiation, optional ALPN (XEP-0368: `xmpp-client`)."""
-    ctx = stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_SERVER)
+    from xmppd.listeners.channel_binding import end_point_hash
+    ctx = StreamContext(stdlib_ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = stdlib_ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(CIPHERS)
     ctx.options |= stdlib_ssl.OP_NO_COMPRESSION | stdlib_ssl.OP_NO_RENEGOTIATION
@@ -89,6 +96,7 @@ def stream_context(cert: Path, key: Path, *, alpn: list[str] | None = None) -> s
         ctx.load_cert_chain(str(cert), str(key))
     except (OSError, stdlib_ssl.SSLError) as e:
         raise TLSConfigError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
+    ctx.end_point = end_point_hash(cert)
     if alpn:
         ctx.set_alpn_protocols(alpn)
     _STREAM.add(ctx)

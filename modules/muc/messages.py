@@ -93,6 +93,7 @@ def groupchat(room: Room, el: _E, sender: JID, occ: Occupant | None) -> None:
     if out.find(codec.BODY) is not None:
         room.remember(out, now, occ.nick)
         room.service.archive(room, out, now, occ)
+        room.service.announce(room, out, occ)       # members away: push (XEP-0357)
 
 
 def stamp(room: Room, out: _E, occ: Occupant) -> str:

@@ -43,6 +43,7 @@ from stanzas.errors import StanzaError
 from storage.batch import MAX_PENDING, GroupCommit
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
+from xmppd import hooks
 from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest
 from stanzas.wire import serialize
@@ -89,6 +90,14 @@ class MucService:
 
     def fan_out(self, stanza: etree._Element, recipients: list[JID]) -> None:
         self.ctx.fan_out(stanza, recipients)
+
+    def announce(self, room: Room, message: etree._Element, occ: Occupant) -> None:
+        """`groupchat_sent`: who belongs to the room and who is in it (XEP-0357 push)."""
+        members = tuple((JID.parse(j), e.nick) for j, e in room.affiliations.items()
+                        if e.affiliation in ("member", "admin", "owner") and "@" in j)
+        here = tuple((full, o.nick) for o in room.occupants.values() for full in o.sessions)
+        self.ctx.run(hooks.groupchat_sent, hooks.GroupchatEvent(
+            room.jid, message, occ.bare, room.config.members_only, members, here))
 
     def _run(self, result: Any, what: str) -> None:
         if isinstance(result, Coroutine):

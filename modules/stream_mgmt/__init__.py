@@ -31,6 +31,10 @@
 - `ctx.service(StreamManagementService).send_tracked(session, el, done)`: `done(True)` once the
   client acknowledged the stanza (at once without stream management), `done(False)` if its
   session ended without.
+- Inline (XEP-0198 §... with XEP-0388 / XEP-0386): <sm/> is offered in SASL2's <inline/> and as
+  a Bind 2 feature; <resume/> inside <authenticate/> answers <resumed/> or <failed/> inside
+  <success/> (the unacknowledged stanzas follow it), and <enable/> inside Bind 2's <bind/>
+  answers <enabled/> inside <bound/>.
 
 Config ([modules.stream_mgmt]):
   resume_timeout  duration  default "5 min"  how long a lost session can be resumed
@@ -54,9 +58,9 @@ from modules.stream_mgmt.state import (
 from stanzas import ns
 from stanzas.content import classify
 from stanzas.delay import delay, delayed_by, stamp
-from stanzas.errors import StanzaError, StreamError, error_reply, escape_attr
+from stanzas.errors import StanzaError, StreamError, error_reply
 from xmppd import hooks
-from xmppd.hooks import LAST, STOP, ConnectionLost, SessionEvent, StanzaEvent
+from xmppd.hooks import LAST, STOP, ConnectionLost, InlineRequest, SessionEvent, StanzaEvent
 from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, duration, number, size
 from stanzas.wire import serialize
@@ -109,6 +113,10 @@ class StreamManagement(Module[SmOptions]):
         ctx.output_filter(self.outgoing, priority=LAST)
         ctx.input_observer(self.incoming)
         ctx.provide(StreamManagementService())
+        ctx.hook(hooks.sasl2_inline, lambda q, acc: [*acc, _element("sm")])
+        ctx.hook(hooks.bind2_inline, lambda q, acc: [*acc, NS])
+        ctx.hook(hooks.bind2_enable, self.inline_enable)
+        ctx.hook(hooks.sasl2_resume, self.inline_resume)
 
     # -- the session's traffic and life ----------------------------------------------------
     def outgoing(self, session: Any, data: bytes) -> bool:
@@ -177,6 +185,19 @@ class StreamManagement(Module[SmOptions]):
         return None                 # unknown: the session closes the stream
 
     def enable(self, session: Any, el: etree._Element) -> object:
+        session.write([serialize(self._enabled(session, el))])
+        return STOP
+
+    def inline_enable(self, ev: InlineRequest, acc: list[etree._Element]) -> list[etree._Element]:
+        """XEP-0386: <enable/> inside Bind 2's <bind/>: the answer goes into <bound/>."""
+        el = ev.request.find(_SM + "enable")
+        if el is None:
+            return acc
+        if ev.session.get(STATE) is not None:
+            return [*acc, _failed("unexpected-request")]
+        return [*acc, self._enabled(ev.session, el)]
+
+    def _enabled(self, session: Any, el: etree._Element) -> etree._Element:
         resume = el.get("resume") in ("true", "1")
         timeout = self.resume_timeout
         asked = parse_h(el.get("max"))
@@ -185,42 +206,59 @@ class StreamManagement(Module[SmOptions]):
         state = SmState(self, session, resume, timeout)
         self.states.add(state)
         session.set(STATE, state)
-        attrs = ""
+        answer = _element("enabled")
         if state.id is not None:
             self.resumable[state.id] = state
-            attrs = " id='%s' resume='true' max='%d'" % (escape_attr(state.id), int(timeout))
-        session.write([("<enabled xmlns='%s'%s/>" % (NS, attrs)).encode()])
-        return STOP
+            answer.attrib.update({"id": state.id, "resume": "true", "max": str(int(timeout))})
+        return answer
 
     def resume(self, session: Any, user: JID, el: etree._Element) -> object:
-        if session.bound:
-            self._failed(session, "unexpected-request")
+        found = self._resumable(session, user, el)
+        if isinstance(found, etree._Element):
+            session.write([serialize(found)])
             return STOP
-        previd, h = el.get("previd"), parse_h(el.get("h"))
-        if not previd or h is None:
-            self._failed(session, "bad-request")
-            return STOP
-        state = self.resumable.get(previd)
-        if state is None or state.session.jid.bare != user.bare:
-            gone = self.expired.get(previd)
-            known = gone[1] if gone is not None and gone[0] == user.bare else None
-            self._failed(session, "item-not-found", known)
-            return STOP
-        if state.resuming:
-            self._failed(session, "unexpected-request")
-            return STOP
-        state.resuming = True
+        state, previd, h = found
         d = state.settled()
         d.addCallback(lambda _: self._resume(state, session, previd, h))
         return d
 
-    def _resume(self, state: SmState, session: Any, previd: str, h: int) -> object:
+    def inline_resume(self, ev: InlineRequest, acc: etree._Element | None) -> Any:
+        """<resume/> inside SASL2 <authenticate/>: the answer goes into <success/>, and the
+        unacknowledged stanzas are resent after it (`ev.after`)."""
+        session = ev.session
+        found = self._resumable(session, session.stream.jid, ev.request)
+        if isinstance(found, etree._Element):
+            return found
+        state, previd, h = found
+        d = state.settled()
+        d.addCallback(lambda _: self._resume(state, session, previd, h, inline=ev.after))
+        return d
+
+    def _resumable(self, session: Any, user: JID, el: etree._Element
+                   ) -> etree._Element | tuple[SmState, str, int]:
+        """The state <resume/> names, or the <failed/> to answer (§5)."""
+        if session.bound:
+            return _failed("unexpected-request")
+        previd, h = el.get("previd"), parse_h(el.get("h"))
+        if not previd or h is None:
+            return _failed("bad-request")
+        state = self.resumable.get(previd)
+        if state is None or state.session.jid.bare != user.bare:
+            gone = self.expired.get(previd)
+            return _failed("item-not-found",
+                           gone[1] if gone is not None and gone[0] == user.bare else None)
+        if state.resuming:
+            return _failed("unexpected-request")
+        state.resuming = True
+        return state, previd, h
+
+    def _resume(self, state: SmState, session: Any, previd: str, h: int,
+                inline: list[Any] | None = None) -> Any:
         state.resuming = False
         if session.transport is None or session.bound:
             return STOP             # the new connection went away meanwhile; still resumable
         if self.resumable.get(previd) is not state:
-            self._failed(session, "item-not-found")
-            return STOP
+            return self._answer(session, _failed("item-not-found"), inline)
         if state.too_high(h):
             session.close(HandledCountTooHigh(h, state.sent % MOD))
             return STOP
@@ -228,26 +266,33 @@ class StreamManagement(Module[SmOptions]):
         if state.timer is not None and state.timer.active():
             state.timer.cancel()
         state.timer = None
-        units = [b"<resumed xmlns='%s' previd='%s' h='%d'/>"
-                 % (NS.encode(), escape_attr(previd).encode(), state.handled % MOD)]
-        units.extend(out.data for out in state.queue)       # counted when first sent
+        resumed = _element("resumed", previd=previd, h=str(state.handled % MOD))
+        units = [out.data for out in state.queue]           # counted when first sent
         state.requested = bool(state.queue)
         if state.queue:
             units.append(REQUEST)
         old = state.session
-        session.write(units)
+        if inline is None:
+            session.write([serialize(resumed), *units])
+        else:
+            inline.append(lambda: session.write(units))     # after <success/>
         session.take_over(old)          # moves the STATE slot
         state.session = session
         state.detached = False
         self.ctx.log.info("%s resumed its session (%d stanzas resent)", session.jid,
                           len(state.queue))
         self.ctx.run(hooks.session_resumed, SessionEvent(session))
+        return STOP if inline is None else resumed
+
+    @staticmethod
+    def _answer(session: Any, answer: etree._Element, inline: list[Any] | None) -> Any:
+        if inline is not None:
+            return answer
+        session.write([serialize(answer)])
         return STOP
 
     def _failed(self, session: Any, condition: str, h: int | None = None) -> None:
-        attr = " h='%d'" % (h % MOD) if h is not None else ""
-        session.write([("<failed xmlns='%s'%s><%s xmlns='%s'/></failed>"
-                        % (NS, attr, condition, ns.STANZA_ERRORS)).encode()])
+        session.write([serialize(_failed(condition, h))])
 
     # -- the end of a session ----------------------------------------------------------------
     def forget(self, state: SmState) -> None:
@@ -290,3 +335,18 @@ class StreamManagement(Module[SmOptions]):
     def _bounce(self, el: etree._Element) -> None:
         reply = error_reply(el, StanzaError.service_unavailable())
         self.ctx.send(reply)
+
+
+def _element(name: str, **attrs: str) -> etree._Element:
+    return etree.Element(_SM + name, attrs, nsmap={None: NS})  # type: ignore[dict-item]
+
+
+def _failed(condition: str, h: int | None = None) -> etree._Element:
+    """§3, §5: <failed/> with a stanza error condition (and the last 'h' of an expired
+    session)."""
+    el = _element("failed")
+    if h is not None:
+        el.set("h", str(h % MOD))
+    etree.SubElement(el, "{%s}%s" % (ns.STANZA_ERRORS, condition),
+                     nsmap={None: ns.STANZA_ERRORS})  # type: ignore[dict-item]
+    return el

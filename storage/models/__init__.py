@@ -23,24 +23,13 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
 )
 
-JID_PART = 1023
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+from storage.models.base import JID_PART, metadata   # shared with storage/models/mobile.py
 
 accounts = Table(
     "accounts",
@@ -353,3 +342,14 @@ host_settings = Table(
     Column("updated_at", Double, nullable=False),  # POSIX seconds
     PrimaryKeyConstraint("host", "name"),
 )
+
+
+# The mobile features' tables (FAST tokens, push registrations, invitations) live in their own
+# file on the same metadata.
+from storage.models.mobile import fast_tokens, invites, push_registrations  # noqa: E402
+
+__all__ = ["account_credentials", "accounts", "archive_messages", "archive_prefs",
+           "fast_tokens", "host_settings", "invites", "kv_items", "last_activity", "metadata", "muc_affiliations",
+           "muc_archive", "muc_rooms", "offline_messages", "pubsub_items", "pubsub_nodes",
+           "pubsub_subscriptions", "push_registrations", "roster_items", "roster_versions",
+           "upload_slots"]

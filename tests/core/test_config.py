@@ -98,7 +98,10 @@ def test_empty_config_gives_the_defaults() -> None:
     assert cfg.limits.preauth_stanza_size == 8192
     assert cfg.limits.preauth_elements == 32
     assert cfg.limits.auth_timeout == 60.0
-    assert cfg.auth.mechanisms == ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+    assert cfg.auth.mechanisms == ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
+                                   "SCRAM-SHA-1", "PLAIN")
+    assert (cfg.auth.sasl2, cfg.auth.fast, cfg.auth.fast_token_lifetime) == (True, True,
+                                                                             21 * 86400)
     assert cfg.auth.scram_iterations == 4096
     assert cfg.modules == {}
 
@@ -193,7 +196,7 @@ def test_at_least_one_host_is_needed() -> None:
 
 def test_unknown_sasl_mechanism_is_named() -> None:
     with error("auth.mechanisms[1]: unknown mechanism 'DIGEST-MD5' (known: PLAIN, SCRAM-SHA-1, "
-               "SCRAM-SHA-256)"):
+               "SCRAM-SHA-1-PLUS, SCRAM-SHA-256, SCRAM-SHA-256-PLUS)"):
         from_dict({"auth": {"mechanisms": ["SCRAM-SHA-256", "DIGEST-MD5"]}})
 
 
@@ -322,6 +325,19 @@ def test_shipped_development_config_loads() -> None:
     assert cfg.server.hosts == ("localhost",)
     assert cfg.listeners and all(lc.starttls == "required" for lc in cfg.listeners)
     assert all(isinstance(table, dict) for table in cfg.modules.values())
+
+
+def test_shipped_configs_turn_the_mobile_features_on() -> None:
+    """Issue 16: push, SASL2/Bind 2/FAST, external services (a STUN entry) and invitations,
+    on in both shipped configs, with options their modules accept."""
+    from xmppd.loader import resolve
+    for name in ("xmppd.toml", "xmppd.production.toml"):
+        cfg = load(ROOT / "conf" / name)
+        assert cfg.auth.sasl2 and cfg.auth.fast
+        assert "SCRAM-SHA-256-PLUS" in cfg.auth.mechanisms
+        options = {cls.name: opts for cls, opts in resolve(cfg.modules)}
+        assert {"push", "external_services", "invites", "register"} <= set(options)
+        assert any(s.type == "stun" for s in options["external_services"].services)
 
 
 def test_shipped_production_config_loads() -> None:

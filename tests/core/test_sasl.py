@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from xmppd.scram import ScramServer
 from xmppd.sasl import (
     HASHES,
     PlainServer,
     SaslFailure,
     ScramCredentials,
-    ScramServer,
     derive_all,
     derive_scram,
     saslprep,

@@ -98,3 +98,86 @@ def test_only_forward_secret_aead_suites_on_tls12(context: ssl.SSLContext) -> No
     assert names and all(n.startswith("ECDHE-") and ("GCM" in n or "CHACHA20" in n)
                          for n in names), names
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+# -- channel bindings (RFC 5929, RFC 9266), checked against pyOpenSSL's own values -----------
+_OP_NO_EXTENDED_MASTER_SECRET = 0x1    # SSL_OP_NO_EXTENDED_MASTER_SECRET, OpenSSL 3 (unnamed
+                                       # in pyOpenSSL)
+
+
+class OpenSslClient:
+    """A pyOpenSSL client on memory BIOs: another OpenSSL build computing the same bindings."""
+
+    def __init__(self, version: int, *, ems: bool = True) -> None:
+        from OpenSSL import SSL
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ctx.set_min_proto_version(version)
+        ctx.set_max_proto_version(version)
+        if not ems:
+            ctx.set_options(_OP_NO_EXTENDED_MASTER_SECRET)
+        self.conn = SSL.Connection(ctx, None)
+        self.conn.set_connect_state()
+
+    def handshake(self, server: TlsLayer) -> None:
+        from OpenSSL import SSL
+        for _ in range(10):
+            try:
+                self.conn.do_handshake()
+            except SSL.WantReadError:
+                pass
+            server.receive(self.conn.bio_read(65536))
+            back = server.pending_output()
+            if back:
+                self.conn.bio_write(back)
+            if server.handshaken:
+                try:
+                    self.conn.do_handshake()
+                    return
+                except SSL.WantReadError:
+                    pass
+        raise AssertionError("no handshake")
+
+
+def _expected_end_point(client: OpenSslClient) -> bytes:
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+    cert = client.conn.get_peer_certificate(as_cryptography=True)
+    assert cert is not None
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).digest()   # RSA-SHA256 self-signed
+
+
+def test_tls13_offers_exporter_and_end_point(context: ssl.SSLContext) -> None:
+    from OpenSSL import SSL
+    server, client = TlsLayer(context), OpenSslClient(SSL.TLS1_3_VERSION)
+    client.handshake(server)
+    found = server.channel_bindings()
+    assert found["tls-exporter"] == client.conn.export_keying_material(
+        b"EXPORTER-Channel-Binding", 32)
+    assert found["tls-server-end-point"] == _expected_end_point(client)
+    assert "tls-unique" not in found        # RFC 9266 §3: not on TLS 1.3
+
+
+def test_tls12_offers_unique_and_exporter_with_extended_master_secret(
+        context: ssl.SSLContext) -> None:
+    from OpenSSL import SSL
+    server, client = TlsLayer(context), OpenSslClient(SSL.TLS1_2_VERSION)
+    client.handshake(server)
+    found = server.channel_bindings()
+    assert found["tls-unique"] == client.conn.get_finished()    # the client's Finished
+    assert found["tls-exporter"] == client.conn.export_keying_material(
+        b"EXPORTER-Channel-Binding", 32)
+    assert found["tls-server-end-point"] == _expected_end_point(client)
+
+
+def test_tls12_without_extended_master_secret_has_no_exporter(context: ssl.SSLContext) -> None:
+    from OpenSSL import SSL
+    server, client = TlsLayer(context), OpenSslClient(SSL.TLS1_2_VERSION, ems=False)
+    client.handshake(server)
+    found = server.channel_bindings()
+    assert "tls-exporter" not in found      # RFC 9266 §3 needs RFC 7627
+    assert "tls-unique" in found and "tls-server-end-point" in found
+
+
+def test_no_bindings_before_the_handshake(context: ssl.SSLContext) -> None:
+    assert TlsLayer(context).channel_bindings() == {}

@@ -9,6 +9,7 @@ and reads the output units back as elements, compared semantically ({any} wildca
     bob.expect("<message from='alice@example.org/phone' to='bob@example.org'>...</message>")
 
     c = StreamClient(h, "alice@example.org/phone")          # for per-connection tests:
+    c = StreamClient(h, "alice@example.org", login=False)   # the test logs in (SASL2)
     c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")  # nonzas (XEP-0198, XEP-0352),
     c.drop()                                                 # a dropped socket, resumption
 
@@ -71,7 +72,8 @@ class StreamClient(ClientSession):
     send <resume/>)."""
 
     def __init__(self, h: Harness, jid: str, *, bind: bool = True, available: bool = True,
-                 password: str = "pw", lose_on_close: bool = False) -> None:
+                 password: str = "pw", lose_on_close: bool = False,
+                 login: bool = True) -> None:
         self.h = h
         local, rest = jid.split("@", 1)
         host, _, resource = rest.partition("/")
@@ -85,6 +87,10 @@ class StreamClient(ClientSession):
         self.gone = False
         self._closed_with: str | None = None
         h.streams.append(self)
+        self.features = etree.Element("none")
+        if not login:       # the test speaks for the client from the stream header on
+            self.wire.lose_on_close = lose_on_close
+            return
         header = HEADER.format(host=host).encode()
         self.data_received(header)
         token = base64.b64encode(f"\0{local}\0{password}".encode()).decode()

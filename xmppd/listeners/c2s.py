@@ -4,7 +4,10 @@ from the first byte (XEP-0368, type "c2s_tls": no STARTTLS offered, ALPN "xmpp-c
 
 - One `C2SConnection` (a Twisted protocol) per TCP connection, carrying one `ClientSession`
   (xmppd/listeners/session.py), which does everything but moving bytes.
-- TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py).
+- TCP keepalive is on (dead links are also found by XEP-0199 pings, modules/ping.py), and
+  Nagle's algorithm off (TCP_NODELAY, as ejabberd's listeners): an answer written in two parts
+  (the features, then a SASL2 <success/> after a look-up) would otherwise wait for the
+  client's delayed ACK, 40 ms on Linux (docs/PERFORMANCE.md, reconnects).
 - Every connection holds a slot of the process's connection limits, or is closed as soon as it
   is accepted; what it sends is shaped (xmppd/limits.py).
 - Flow control: the connection is a streaming producer on its TCP transport, so a full write
@@ -17,11 +20,12 @@ import logging
 import ssl as stdlib_ssl
 from typing import TYPE_CHECKING, Any
 
+from lxml import etree
 from twisted.internet import protocol, ssl
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
-from xmppd import c2s
+from xmppd import c2s, hooks
 from xmppd.config import ListenerConfig
 from xmppd.limits import ConnectionGuard, ReadShaper, limits_of
 from xmppd.listeners.session import ClientSession
@@ -54,6 +58,7 @@ class C2SConnection(protocol.Protocol):
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         try:
             self.transport.setTcpKeepAlive(True)  # type: ignore[union-attr]
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         except (AttributeError, OSError):
             pass
         if self.factory.direct_tls:
@@ -165,6 +170,10 @@ class C2SConnection(protocol.Protocol):
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
+    def channel_bindings(self) -> dict[str, bytes]:
+        """RFC 5929 / RFC 9266 data of our own TLS layer (none on Twisted's pyOpenSSL one)."""
+        return self._tls.channel_bindings() if self._tls is not None else {}
+
     def _force_close(self) -> None:
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
@@ -210,4 +219,19 @@ def c2s_settings(server: Server, *, tls: str, tls_available: bool,
         preauth_iq_allowed=lambda stream, tag: hosts[stream.host or ""].preauth_allowed(
             stream.peer_ip, tag),
         framing=framing,  # type: ignore[arg-type]
+        # XEP-0206 restarts the stream after SASL; SASL2 has no restart: not over BOSH
+        sasl2=cfg.auth.sasl2 and framing != "bosh",
+        fast=cfg.auth.fast,
+        sasl2_inline=lambda stream: _inline(hosts, stream, hooks.sasl2_inline),
+        bind2_inline=lambda stream: [
+            etree.Element("{urn:xmpp:bind:0}feature", {"var": var},
+                          nsmap={None: "urn:xmpp:bind:0"})  # type: ignore[dict-item]
+            for var in _inline(hosts, stream, hooks.bind2_inline)],
     )
+
+
+def _inline(hosts: dict[str, Any], stream: c2s.C2SStream, hook: Any) -> list[Any]:
+    """What the host's modules offer inline in SASL2 or Bind 2 (synchronous folds)."""
+    host = hosts[stream.host or ""]
+    found = host.hooks.fold(hook, hooks.InlineQuery(stream, host.name), [])
+    return found if isinstance(found, list) else []

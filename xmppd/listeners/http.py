@@ -13,6 +13,8 @@
   (§3.2: CORS for web clients; the document is public and carries no credentials).
 - `upload_path` (default /upload): files of XEP-0363 (modules/http_upload.py registers itself
   as an `HttpFiles` service on its host; this tree hands it every request under the path).
+- Pages of modules (`HttpPages` services with an `http_prefix`, e.g. the invitation page of
+  modules/invites at /invite/<token>): every request under the prefix goes to the module.
 - CORS (Fetch standard): requests from an origin in `cors_origins` (or any with "*") get
   `Access-Control-Allow-Origin` and preflights are answered; with no list only same-origin
   pages may read our answers. WebSocket handshakes from other origins are refused the same way
@@ -32,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import http, resource, server
@@ -43,29 +45,16 @@ from xmppd.listeners import bosh as bosh_mod
 from xmppd.listeners import bosh_http
 from xmppd.listeners import websocket as ws_mod
 from xmppd.listeners.c2s import c2s_settings
+from xmppd.listeners.http_services import HttpFiles, HttpPages, HttpRequest
+
+__all__ = ["HttpFiles", "HttpListener", "HttpPages", "HttpRequest"]
 
 if TYPE_CHECKING:
     from xmppd.server import Server
 
 log = logging.getLogger(__name__)
-HttpRequest = Any      # twisted.web.server.Request (untyped)
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _SMALL_BODY = 64 * 1024
-
-
-@runtime_checkable
-class HttpFiles(Protocol):
-    """A module's files under the listener's `upload_path` (modules/http_upload.py)."""
-
-    max_body: int
-
-    def render_http(self, request: HttpRequest, path: list[str]) -> bytes | int:
-        """Answer `request` for the path segments after `upload_path`; None if not ours."""
-        ...
-
-    def owns(self, path: list[str]) -> bool:
-        """Whether the path (segments after `upload_path`) names one of this service's files."""
-        ...
 
 
 class HttpListener:
@@ -112,6 +101,13 @@ class HttpListener:
             for svc in host.services.values():
                 if isinstance(svc, HttpFiles) and svc.owns(path):
                     return svc
+        return None
+
+    def page_for(self, path: str) -> tuple[HttpPages, list[str]] | None:
+        for host in self.server.hosts.values():
+            for svc in host.services.values():
+                if isinstance(svc, HttpPages) and path.startswith(svc.http_prefix + "/"):
+                    return svc, path[len(svc.http_prefix) + 1:].split("/")
         return None
 
     def max_upload(self) -> int:
@@ -357,6 +353,9 @@ class _Root(resource.Resource):
             files = lst.files_for(segments)
             if files is not None:
                 return files.render_http(request, segments)
+        page = lst.page_for(path)
+        if page is not None:
+            return page[0].render_page(request, page[1])
         request.setResponseCode(http.NOT_FOUND)
         request.setHeader("content-type", "text/plain; charset=utf-8")
         return b"not found\n"

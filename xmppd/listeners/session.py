@@ -42,6 +42,7 @@ from twisted.python.failure import Failure
 from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
 from xmppd import c2s, hooks, throttle
+from xmppd.listeners import sasl2_shell
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent, StanzaEvent
 from xmppd.logs import session_fields
 from xmppd.metrics import transport_kind
@@ -112,6 +113,8 @@ class ClientSession(SessionState):
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
         self._count = server.metrics.core
+        # TLS channel bindings for SCRAM-*-PLUS and FAST (xmppd/listeners/c2s.py)
+        self.stream.channel_bindings = getattr(transport, "channel_bindings", dict)
         self.server.connections.add(self)
         self._count.connection_opened(transport_kind(transport))
         self._arm_timer()
@@ -347,9 +350,13 @@ class ClientSession(SessionState):
                 stream.tls_started()
             else:
                 stream.close(StreamError.internal_server_error("TLS is not available"))
+        elif isinstance(ev, c2s.NeedCredentials) and ev.kind == "token":
+            sasl2_shell.tokens(self, ev).addCallbacks(self._tokens, self._storage_failed)
         elif isinstance(ev, c2s.NeedCredentials):
             d = throttle.credentials(self.server, self.peer_ip, ev.username, ev.host)
             d.addCallbacks(self._credentials, self._storage_failed)
+        elif isinstance(ev, c2s.Sasl2Success):
+            sasl2_shell.complete(self, ev).addCallbacks(self._sasl2_done, self._sasl2_failed)
         elif isinstance(ev, c2s.AuthFailed):
             self._count.login_failures += 1
             throttle.login_failed(self.server, self.peer_ip, ev.username, ev.host)
@@ -388,6 +395,22 @@ class ClientSession(SessionState):
         self.stream.credentials_found(account.credentials if usable else None)
         self._pump()
 
+    def _tokens(self, found: list[Any]) -> None:
+        self.stream.tokens_found(found, self.server.clock.now())
+        self._pump()
+
+    def _sasl2_done(self, done: sasl2_shell.Completed) -> None:
+        """XEP-0388: <success/> with the inline results, then what must follow it."""
+        children, full, after = done
+        self.stream.sasl2_finish(children, full)
+        self._pump()
+        for run in after:
+            run()
+
+    def _sasl2_failed(self, failure: Failure) -> None:
+        log.error("SASL2 completion failed for %s: %s", self.stream.jid, failure.value)
+        self.close(StreamError.internal_server_error())
+
     def _storage_failed(self, failure: Failure) -> None:
         if isinstance(failure.value, throttle.Throttled):
             log.info("login refused from %s: %s", self.peer_ip, failure.value)
@@ -409,15 +432,20 @@ class ClientSession(SessionState):
 
     def _bind(self, ev: c2s.BindRequest) -> None:
         try:
-            full = self.server.sessions.bind(ev.user, ev.resource, self)
+            full = self.bind_resource(ev.user, ev.resource)
         except StanzaError as e:
             self.stream.bind_failed(ev.stanza, e)
             return
-        self.jid = full
-        host = self.server.hosts[full.domain]
-        self._attach(host)
         self.stream.bind_succeeded(full, ev.stanza.get("id") or "")
-        host.hooks.run(hooks.session_bound, SessionEvent(self))
+        self.server.hosts[full.domain].hooks.run(hooks.session_bound, SessionEvent(self))
+
+    def bind_resource(self, user: JID, resource: str | None) -> JID:
+        """Bind this session as `resource` of `user` (RFC 6120 §7, XEP-0386 Bind 2); raises
+        StanzaError."""
+        full = self.server.sessions.bind(user, resource, self)
+        self.jid = full
+        self._attach(self.server.hosts[full.domain])
+        return full
 
     def _idle_check(self) -> None:
         """Lazy idle timer: re-armed for the remainder instead of reset on every read."""

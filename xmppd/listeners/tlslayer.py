@@ -11,10 +11,14 @@ idle connections are most of an XMPP server's connections, so the client listene
   sent on a broken TLS layer).
 - A close_notify from the peer sets `peer_closed`: the caller answers with `close()` and
   closes the connection (RFC 8446 §6.1), rather than hold it until a timer notices.
+- `channel_bindings()`: the RFC 5929 / RFC 9266 channel-binding data of the finished handshake
+  by type, for SCRAM-*-PLUS and FAST (xmppd/listeners/channel_binding.py).
 """
 from __future__ import annotations
 
 import ssl
+
+from xmppd.listeners import channel_binding
 
 
 class TlsFailed(Exception):
@@ -26,6 +30,7 @@ class TlsLayer:
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._obj = context.wrap_bio(self._in, self._out, server_side=True)
+        self._context = context
         self.handshaken = False
         self.peer_closed = False
         self._held: list[bytes] = []
@@ -86,3 +91,20 @@ class TlsLayer:
     @property
     def alpn(self) -> str | None:
         return self._obj.selected_alpn_protocol()
+
+    def channel_bindings(self) -> dict[str, bytes]:
+        """Channel-binding data by type (XEP-0440 names), strongest first: `tls-exporter`
+        (RFC 9266), `tls-unique` (TLS 1.2 only), `tls-server-end-point` (RFC 5929 §4)."""
+        if not self.handshaken:
+            return {}
+        found: dict[str, bytes] = {}
+        exported = channel_binding.exporter(self._obj)
+        if exported is not None:
+            found["tls-exporter"] = exported
+        unique = channel_binding.tls_unique(self._obj)
+        if unique is not None:
+            found["tls-unique"] = unique
+        end_point = getattr(self._context, "end_point", b"")
+        if end_point:
+            found["tls-server-end-point"] = end_point
+        return found
