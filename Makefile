@@ -18,8 +18,8 @@ TEST_DEBS    := chromium redis-server haproxy coturn prosody ejabberd
 QUIET_DAEMONS := haproxy coturn prosody ejabberd
 POLICY_RC    := /usr/sbin/policy-rc.d
 
-.PHONY: run test test-setup test-debs test-services install check-config wheel bench \
-	bench-memory bench-parser bench-presence mypy clean
+.PHONY: run run-cluster test test-setup test-debs test-services install check-config wheel \
+	bench bench-memory bench-parser bench-presence mypy clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml bot/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/xmppd --config conf/xmppd.toml
+
+# Three nodes (c2s 6001-6003, HTTP 6101-6103) on this machine's PostgreSQL and Redis behind
+# HAProxy on 5222/5280 (docs/CLUSTER.md); Ctrl-C stops all of it.
+run-cluster: $(STAMP)
+	$(BIN)/python tools/run_cluster.py
 
 check-config: $(STAMP)
 	$(BIN)/xmppctl --config conf/xmppd.toml check-config

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import copy
 import hashlib
 import hmac
 import json
@@ -709,7 +710,16 @@ async def run_messages(cfg):
     errors = []
     senders = list(range(cfg.start, cfg.start + P))
     receivers = list(range(cfg.start + P, cfg.start + 2 * P))
-    res = await login_many(cfg, senders + receivers, cfg.concurrency, cfg.presence, errors=errors)
+    if cfg.receiver_server:     # receivers elsewhere (another node of a cluster)
+        other = copy.copy(cfg)
+        host, _, port = cfg.receiver_server.rpartition(":")
+        other.host, other.port = host or "127.0.0.1", int(port)
+        res = (await login_many(cfg, senders, cfg.concurrency, cfg.presence, errors=errors)
+               + await login_many(other, receivers, cfg.concurrency, cfg.presence,
+                                  errors=errors))
+    else:
+        res = await login_many(cfg, senders + receivers, cfg.concurrency, cfg.presence,
+                               errors=errors)
     conns = {i: c for i, c, _ in res}
     if errors:
         await close_all(conns.values())
@@ -860,6 +870,9 @@ def parse_args(argv=None):
     ms.add_argument("--settle", type=float, default=1.0, help="pause after logins (s)")
     ms.add_argument("--drain-timeout", type=float, default=10.0)
     ms.add_argument("--no-presence", dest="presence", action="store_false")
+    ms.add_argument("--receiver-server", default="",
+                    help="host:port where the receivers log in (default: --server); a cluster "
+                         "benchmark puts senders and receivers on different nodes")
 
     idl = sub.add_parser("idle", parents=[common], help="hold N idle logged-in connections")
     idl.add_argument("--connections", type=int, default=1000)

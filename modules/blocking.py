@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from modules.roster import RosterService
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
+from xmppd.cluster.api import cluster_memory
 from xmppd import hooks
 from xmppd.hooks import EARLY, FIRST, STOP, PresenceQuery, SessionEvent, StanzaEvent, Stop
 from xmppd.hooks import UserEvent
@@ -51,7 +52,7 @@ from xmppd.module import IqRequest, Module, ModuleContext, SessionKey, number
 NS = ns.BLOCKING
 _B = "{%s}" % NS
 # this resource asked for the blocklist: it gets pushes (XEP-0191 §3.3)
-_REQUESTED: SessionKey[bool] = SessionKey("blocking.requested")
+_REQUESTED: SessionKey[bool] = SessionKey("blocking.requested", shared=True)
 T = TypeVar("T")
 
 
@@ -113,6 +114,8 @@ class Blocking(Module[BlockingOptions]):
         self.online: dict[JID, Blocklist] = {}            # users with a session here
         self.loading: OneLoad[JID, Blocklist] = OneLoad(self._unreadable)
         self.locks: KeyedLock[JID] = KeyedLock()       # one change per user at a time
+        # A cluster node forgets a list another node changed (docs/CLUSTER.md).
+        self.cluster = cluster_memory(ctx, "blocking", lambda user: self.online.pop(user, None))
         ctx.disco_feature(NS)
         ctx.iq_get(NS, "blocklist", self.blocklist, to="self")
         ctx.iq_set(NS, "block", self.block, to="self")
@@ -276,6 +279,8 @@ class Blocking(Module[BlockingOptions]):
             raise StanzaError.internal_server_error("the account is gone")
         if self.ctx.sessions.resources(user):
             self.online[user] = new
+        if self.cluster is not None:
+            self.cluster.changed("blocking", user)
 
     async def _watchers(self, user: JID, items: list[JID]) -> list[JID]:
         """Those addressed by `items` who may see `user`'s presence ("only if the JID is allowed

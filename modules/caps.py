@@ -54,12 +54,21 @@ _C = "{%s}c" % NS
 _INFO = "{%s}" % ns.DISCO_INFO
 _X = "{%s}" % ns.DATA_FORMS
 _LANG = "{%s}lang" % ns.XML
-# the verified features of the session's client
-FEATURES: SessionKey[frozenset[str]] = SessionKey("caps.features")
+def _listed(value: Caps | None) -> Any:
+    return list(value) if value is not None else None
+
+
+def _caps(value: Any) -> Caps | None:
+    return (str(value[0]), str(value[1]), str(value[2])) if value else None
+
+
+# the verified features of the session's client (read by a cluster's other nodes: PEP)
+FEATURES: SessionKey[frozenset[str]] = SessionKey(
+    "caps.features", shared=True, codec=(sorted, frozenset))
 # (hash, node, ver) of its last presence; None: it advertised none
-CURRENT: SessionKey[Caps | None] = SessionKey("caps.current")
+CURRENT: SessionKey[Caps | None] = SessionKey("caps.current", codec=(_listed, _caps))
 # sent available presence, not unavailable since
-ONLINE: SessionKey[bool] = SessionKey("caps.online")
+ONLINE: SessionKey[bool] = SessionKey("caps.online", codec=(bool, bool))
 _UNSET: Any = ()
 EMPTY: frozenset[str] = frozenset()
 MEMO_SIZE = 4096

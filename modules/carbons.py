@@ -42,7 +42,8 @@ from stanzas.jid import JID
 from xmppd.module import IqRequest, Module, ModuleContext, NoOptions, SessionKey
 
 NS = ns.CARBONS
-ENABLED: SessionKey[bool] = SessionKey("carbons.enabled")     # this resource wants copies
+# this resource wants copies (shared: a cluster's other nodes send them too)
+ENABLED: SessionKey[bool] = SessionKey("carbons.enabled", shared=True)
 _MESSAGE = "{%s}message" % ns.CLIENT
 _WRAPPERS = ("{%s}sent" % NS, "{%s}received" % NS)
 

@@ -41,6 +41,7 @@ from stanzas.delay import delay, delayed_by, stamp
 from storage.batch import MAX_PENDING, GroupCommit
 from storage.errors import StorageError
 from storage.offline import NewOffline
+from xmppd.cluster.api import cluster_memory
 from xmppd import hooks
 from xmppd.hooks import STOP, AvailableEvent, StanzaEvent, UserEvent, UserOffline
 from stanzas.jid import JID
@@ -73,6 +74,8 @@ class Offline(Module[OfflineOptions]):
         self.in_flight: dict[JID, set[int]] = {}    # stored messages a session has, unacked
         self.clean: set[JID] = set()                # available users with nothing to deliver
         self.stored = ctx.metrics.counter("offline_stored", "messages stored for offline users")
+        # On a cluster another node may store for a user clean here (docs/CLUSTER.md).
+        self.cluster = cluster_memory(ctx, "offline", self.clean.discard)
         ctx.disco_feature(FEATURE)
         ctx.hook(hooks.message_offline, self.keep)
         ctx.hook(hooks.session_available, self.deliver)
@@ -94,6 +97,8 @@ class Offline(Module[OfflineOptions]):
             return STOP             # §3: chat states only are not stored (and not an error)
         user = ev.to.bare
         self.clean.discard(user)
+        if self.cluster is not None:
+            self.cluster.changed("offline", user)
         d = self.adds.add(NewOffline(user, self.ctx.clock.now(), serialize(ev.stanza)))
         return d.addCallbacks(self._stored, self._not_stored, errbackArgs=(ev,))
 

@@ -45,9 +45,11 @@ from stanzas.wire import serialize
 
 _C = "{%s}" % ns.CLIENT
 # sent available presence, not yet unavailable
-ONLINE: SessionKey[bool] = SessionKey("presence.online")
+ONLINE: SessionKey[bool] = SessionKey("presence.online", shared=True)
 # directed presence recipients (RFC 6121 §4.6), in order
-DIRECTED: SessionKey[dict[JID, None]] = SessionKey("presence.directed")
+DIRECTED: SessionKey[dict[JID, None]] = SessionKey(
+    "presence.directed", codec=(lambda d: [str(j) for j in d],
+                                lambda v: dict.fromkeys(map(JID.parse, v))))
 _TYPES = frozenset({None, "unavailable", "probe", "error", "subscribe", "subscribed",
                     "unsubscribe", "unsubscribed"})
 

@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
+from xmppd.cluster.api import cluster_memory
 from xmppd import hooks
 from xmppd.hooks import SessionEvent, StanzaEvent, UserEvent, VCardEvent
 from stanzas.jid import JID
@@ -70,6 +71,8 @@ class VCard(Module[VCardOptions]):
         self.kv = ctx.stores.kv
         self.hashes: dict[JID, str] = {}          # photo hash ("" = none) of online users
         self.loading: OneLoad[JID, str | None] = OneLoad(self._unreadable)
+        # A cluster node forgets a hash another node changed (docs/CLUSTER.md).
+        self.cluster = cluster_memory(ctx, "vcard", lambda user: self.hashes.pop(user, None))
         ctx.disco_feature(NS)                     # XEP-0054 §4
         ctx.disco_feature(NS, to="account")
         ctx.iq_get(NS, "vCard", self.own, to="self")
@@ -111,6 +114,8 @@ class VCard(Module[VCardOptions]):
             raise StanzaError.internal_server_error("the account is gone")
         if self.ctx.sessions.resources(user):
             self.hashes[user] = photo
+        if self.cluster is not None:
+            self.cluster.changed("vcard", user)
         # XEP-0398 §3.2: PEP publishes the photo as an XEP-0084 avatar.
         done = self.ctx.run(hooks.vcard_published,
                                                               VCardEvent(user, card))

@@ -170,7 +170,9 @@ class RedisCache:
     """Redis through a runner; keys are stored as `prefix + key`.
 
     Args:
-        url: `redis://[:password@]host:port/db` (or `rediss://`, `unix://`).
+        url: `redis://[:password@]host:port/db` (or `rediss://`, `unix://`), or
+            `redis+cluster://host:port` for a Redis Cluster (any node; keys spread over slots,
+            so `get_many` reads them slot by slot).
         runner: ThreadRunner in the server, ImmediateRunner in tests and the command line.
         prefix: namespace for every key this cache touches.
     """
@@ -179,7 +181,13 @@ class RedisCache:
         self._runner = runner
         self._prefix = prefix
         self._metrics: StorageMetrics | None = None
-        self._redis: redis.Redis = redis.Redis.from_url(
+        self._cluster = url.startswith("redis+cluster://")
+        if self._cluster:
+            self._redis: redis.Redis = redis.RedisCluster.from_url(  # type: ignore[assignment]
+                "redis://" + url[len("redis+cluster://"):], decode_responses=False,
+                socket_timeout=5.0, socket_connect_timeout=5.0)
+            return
+        self._redis = redis.Redis.from_url(
             url,
             decode_responses=False,
             socket_timeout=5.0,
@@ -245,7 +253,11 @@ class RedisCache:
         if not wanted:
             return {}
         full = [self._k(k) for k in wanted]
-        values: list[Any] = await self._call("mget", lambda r: list(r.mget(full)))
+        if self._cluster:       # keys of several slots: redis-py splits the MGET per slot
+            values: list[Any] = await self._call(
+                "mget", lambda r: list(r.mget_nonatomic(full)))  # type: ignore[attr-defined]
+        else:
+            values = await self._call("mget", lambda r: list(r.mget(full)))
         return {k: bytes(v) for k, v in zip(wanted, values) if v is not None}
 
     async def hset(self, key: str, field: str, value: bytes) -> None:
@@ -294,7 +306,7 @@ def open_cache(
     if url is None or url == "memory":
         return MemoryCache(max_entries=max_entries, clock=clock)
     scheme = url.partition("://")[0]
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+cluster"):
         runner: Runner = (
             ImmediateRunner() if reactor is None
             else ThreadRunner(reactor, max_threads=max_threads, name="xmppd-cache")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from xmppd.cluster.options import ClusterSection
     from xmppd.s2s.options import ComponentConfig, S2SSection
 
 from xmppd.schema import ConfigError as ConfigError
@@ -187,6 +188,7 @@ class Config:
     modules: dict[str, dict[str, Any]]   # raw tables; each module validates its own
     s2s: S2SSection = field(default_factory=lambda: _s2s_options().S2SSection())
     components: tuple[ComponentConfig, ...] = ()
+    cluster: ClusterSection | None = None     # [cluster]: one node of several (docs/CLUSTER.md)
 
 
 _SECTIONS: dict[str, type] = {"server": ServerSection, "storage": StorageSection,
@@ -208,7 +210,7 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
-    known = set(_SECTIONS) | {"listeners", "modules", "s2s", "components"}
+    known = set(_SECTIONS) | {"listeners", "modules", "s2s", "components", "cluster"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r} (known: "
@@ -250,8 +252,12 @@ def from_dict(raw: dict[str, Any], path: Path = Path("<config>")) -> Config:
     options = _s2s_options()
     s2s = options.parse_s2s(raw.get("s2s", {}))
     components = options.parse_components(raw.get("components", []), server.hosts)
+    cluster = None
+    if "cluster" in raw:
+        from xmppd.cluster.options import parse_cluster
+        cluster = parse_cluster(raw["cluster"], sections["storage"].url, sections["cache"].url)
     return Config(path=path, listeners=listeners, modules=dict(modules), s2s=s2s,
-                  components=components, **sections)
+                  components=components, cluster=cluster, **sections)
 
 
 def _s2s_options() -> Any:

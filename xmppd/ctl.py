@@ -10,10 +10,12 @@ on it, so they take effect in the running server at once (its caches, its hooks)
 they write the database directly.
 Exit codes: 0 done, 1 refused (user exists / unknown), 2 bad input or config, 3 no server
 answers on the admin socket (live commands).
+`xmppctl cluster status` lists a cluster's nodes (xmppd/cluster/status.py).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from typing import Any, Coroutine, TypeVar
@@ -55,9 +57,21 @@ def _server(config: Config) -> Any:
     cache = (MemoryCache(clock=clock.seconds) if config.cache.url == "memory" else
              open_cache(config.cache.url, None, clock=clock.seconds,
                         max_entries=config.cache.max_entries, prefix=config.cache.prefix))
-    server = Server(config, reactor=clock, db=db, cache=cache)
+    # One node's config or not, this command is no node: it joins no cluster.
+    server = Server(dataclasses.replace(config, cluster=None), reactor=clock, db=db,
+                    cache=cache)
     server.load_modules()
     return server
+
+
+def _cluster_status(config: Config) -> int:
+    if config.cluster is None:
+        print(f"xmppctl: {config.path} has no [cluster] table: this server is one node",
+              file=sys.stderr)
+        return 2
+    from xmppd.cluster.status import render, status
+    print(render(status(config.cluster, config.cache.prefix)))
+    return 0
 
 
 def _password(value: str) -> str:
@@ -84,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="bring the database schema up to date")
     ctl_live.add_parsers(sub)
     ctl_mobile.add_commands(sub)
+    cl = sub.add_parser("cluster", help="the nodes of a cluster (docs/CLUSTER.md)")
+    cl.add_argument("action", choices=["status"])
     args = p.parse_args(argv)
     if args.config is None:
         from xmppd.paths import default_config
@@ -104,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(config.listeners)} listener(s), modules: "
                   f"{', '.join(cls.name for cls, _ in plan) or 'none'})")
             return 0
+        if args.command == "cluster":
+            return _cluster_status(config)
         server = _server(config)
     except ConfigError as e:
         print(f"xmppctl: {e}", file=sys.stderr)

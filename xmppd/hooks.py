@@ -359,3 +359,29 @@ groupchat_sent: RunHook[GroupchatEvent] = RunHook("groupchat_sent")
 room's occupants. Push (XEP-0357) notifies the members of a members-only room, and anyone the
 message mentions, whose devices sleep or who are not in the room. Cannot be stopped; handlers
 must not change `stanza`."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserDataChanged:
+    user: JID                     # bare
+    kind: str | None              # what changed ("roster", ...); None: the user's last session
+                                  # left the cluster (forget everything kept for it)
+
+
+user_data_changed: RunHook[UserDataChanged] = RunHook("user_data_changed")
+"""Fired by a cluster node (xmppd/cluster/) on every host when another node wrote a user's data of `kind`
+(`ClusterService.changed`), or with `kind` None when the user's last session anywhere is gone
+from this node's view. Modules drop what they keep in memory for the user (it is read again
+when needed). Never fired without a cluster. Cannot be stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementChanged:
+    live: frozenset[str]          # the live nodes now
+    gone: frozenset[str]          # nodes that left since the last change
+
+
+placement_changed: RunHook[PlacementChanged] = RunHook("placement_changed")
+"""Fired by a cluster node on every host when the live set changed: JIDs placed with
+`ClusterService.owner` may have moved (MUC rooms leave memory here, their occupants hear
+status 332 and join again on the new owner). Cannot be stopped."""

@@ -236,17 +236,22 @@ class Router(IqRouting):
                  held: _Held = None) -> _Done:
         data = serialize(el)
         for s in targets:
-            s.send_bytes(data)
+            done = s.send_bytes(data)
+            if done is not None and held is not None:
+                held.append(done)   # on another node (cluster): handled once it says so
         self.count.delivered += len(targets)
         return None
 
-    def undelivered(self, units: list[bytes], jid: JID) -> None:
+    def undelivered(self, units: list[bytes], jid: JID) -> defer.Deferred[Any] | None:
         """Units written for the client session `jid` that never reached it (its connection
         is gone): each stanza as if the resource had gone before it arrived (RFC 6121
         §8.5.3.2.1). Chat/normal messages go to offline storage (`message_offline`, with a
         XEP-0203 delay of now) or bounce; IQ requests get <service-unavailable/>; presence,
-        other messages and server-made copies (carbons, archive results) are dropped."""
+        other messages and server-made copies (carbons, archive results) are dropped.
+        Returns None, or a Deferred firing once what goes to offline storage is stored (a
+        cluster node answers "handled" for a stanza it could not deliver only then)."""
         host = self.server.hosts.get(jid.domain)
+        storing: list[defer.Deferred[Any]] = []
         for data in units:
             if not data.startswith((b"<message", b"<iq")):
                 continue
@@ -269,9 +274,10 @@ class Router(IqRouting):
                     nsmap={None: ns.DELAY})  # type: ignore[dict-item]
             stored = host.hooks.run(hooks.message_offline, StanzaEvent(el, sender, jid.bare))
             if isinstance(stored, defer.Deferred):
-                stored.addCallback(self._after_offline, el, sender)
+                storing.append(stored.addCallback(self._after_offline, el, sender))
             elif not stored:
                 self._bounce(el, StanzaError.service_unavailable(), sender)
+        return defer.gatherResults(storing) if storing else None
 
     def recipients(self, to: JID, kind: str) -> list[Session]:
         """The local sessions a message of type `kind` to `to` reaches now (RFC 6121 §8.5): the

@@ -106,16 +106,35 @@ class Server:
         self.cache = cache
         self.stores = Stores(db, cache)
         self.metrics = Metrics(self)            # xmppd/metrics.py: the registry a listener serves
-        self.sessions = SessionManager(
-            max_sessions_per_user=config.limits.max_sessions_per_user)
+        self.sessions: SessionManager
+        if config.cluster is None:
+            self.sessions = SessionManager(
+                max_sessions_per_user=config.limits.max_sessions_per_user)
+        else:
+            from xmppd.cluster.sessions import ClusterSessions
+            self.sessions = ClusterSessions(
+                max_sessions_per_user=config.limits.max_sessions_per_user,
+                node=config.cluster.node, epoch=int(self.clock.now() * 1000))
         self.hosts: dict[str, Host] = {h: Host(h, self) for h in config.server.hosts}
         self.local_domains = frozenset(self.hosts)
         self.accounts = Accounts(self)
         self.router = Router(self)
         self.connections: set[Any] = set()      # every live C2S connection, bound or not
+        self.stopping = False                   # stop() began: new client streams are refused
         # HTTP listeners started for this server (xmppd/listeners/http.py), in config order
         self.http_listeners: list[Any] = []
         self.s2s: Any = None    # federation and components (xmppd/s2s/service.py), if configured
+        # One node of several ([cluster], docs/CLUSTER.md): joins once the reactor runs; a
+        # client's resource binding waits for it.
+        self.cluster: Any = None
+        if config.cluster is not None:
+            from xmppd.cluster.node import ClusterNode
+            self.cluster = ClusterNode(self, reactor)
+            reactor.callWhenRunning(self._join_cluster)  # type: ignore[attr-defined]
+
+    def _join_cluster(self) -> None:
+        d = defer.Deferred.fromCoroutine(self.cluster.start())
+        d.addErrback(lambda f: log.error("could not join the cluster: %s", f.getTraceback()))
 
     def load_modules(self) -> None:
         """Instantiate the configured modules on every host (raises ConfigError)."""
@@ -134,13 +153,21 @@ class Server:
 
     async def stop(self) -> None:
         """Goodbyes (`server_stopping`) while clients are connected, then every client
-        stream closes with <system-shutdown/>, then modules stop and are unloaded."""
+        stream closes with <system-shutdown/>, then modules stop and are unloaded.
+        A cluster node drains first: its rooms go to the other nodes, and after the streams
+        closed it waits (up to `cluster.drain_timeout`) until their clients resumed their
+        sessions elsewhere (XEP-0198), so nothing they had not acknowledged is stranded."""
+        self.stopping = True
+        if self.cluster is not None and self.cluster.started:
+            await self.cluster.leave()
         for host in self.hosts.values():
             done = host.hooks.run(hooks.server_stopping, ServerStopping(host.name))
             if isinstance(done, defer.Deferred):
                 await done
         for conn in list(self.connections):
             conn.close(StreamError.system_shutdown())
+        if self.cluster is not None and self.cluster.started:
+            await self.cluster.drained()
         for host in self.hosts.values():
             for name, module in reversed(list(host.modules.items())):
                 try:
@@ -151,3 +178,5 @@ class Server:
                 ctx.close()
             host.modules.clear()
             host.contexts.clear()
+        if self.cluster is not None:
+            await self.cluster.stop()

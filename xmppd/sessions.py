@@ -12,12 +12,15 @@ Not here: presence broadcast (modules/presence.py), the Twisted session object (
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar, overload
 
 from lxml import etree
 
 from stanzas.errors import StanzaError, StreamError
 from stanzas.jid import JID, JIDError
+
+if TYPE_CHECKING:
+    from twisted.internet import defer
 
 
 T = TypeVar("T")
@@ -28,21 +31,44 @@ class SessionKey(Generic[T]):
 
     `resumable`: the value moves to the new connection when XEP-0198 resumes the session
     (carbons on, joined rooms); False for per-connection state (XEP-0352 starts active again).
+    `codec`: (encode, decode) between the value and JSON, for slots that travel when another
+    node of a cluster takes the session over (XEP-0198 resumption there). `shared`: other nodes
+    read the value too (carbons on, roster pushes wanted, caps features): it is published with
+    the session in the cluster's registry (docs/CLUSTER.md); plain JSON values (bool, str, int)
+    need no codec. Without a cluster neither costs anything.
     Keys compare by identity: declare each once, at module level.
     """
-    __slots__ = ("name", "resumable")
+    __slots__ = ("name", "resumable", "shared", "codec")
+    _with_codec: dict[str, SessionKey[Any]] = {}    # by name: what a handover can carry
 
-    def __init__(self, name: str, *, resumable: bool = True) -> None:
+    def __init__(self, name: str, *, resumable: bool = True, shared: bool = False,
+                 codec: tuple[Callable[[T], Any], Callable[[Any], T]] | None = None) -> None:
         self.name = name
         self.resumable = resumable
+        self.shared = shared
+        self.codec = codec if codec is not None or not shared else (_same, _same)
+        if self.codec is not None:
+            SessionKey._with_codec[name] = self
+
+    @staticmethod
+    def named(name: str) -> SessionKey[Any] | None:
+        """The key with a codec declared under `name` (a cluster node rebuilding a session)."""
+        return SessionKey._with_codec.get(name)
 
     def __repr__(self) -> str:
         return f"SessionKey({self.name})"
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 class SessionState:
     """The per-session slots (mixed into every session the router knows)."""
     _state: dict[SessionKey[Any], Any]
+    # Set by a cluster's session manager on its nodes' own sessions: told when a shared slot
+    # changes (xmppd/cluster/). None (the class default) everywhere else.
+    _shared_changed: Callable[[SessionState, SessionKey[Any]], None] | None = None
 
     @overload
     def get(self, key: SessionKey[T]) -> T | None: ...
@@ -54,14 +80,21 @@ class SessionState:
 
     def set(self, key: SessionKey[T], value: T) -> None:
         self._state[key] = value
+        if key.shared and self._shared_changed is not None:
+            self._shared_changed(self, key)
 
     def pop(self, key: SessionKey[T]) -> T | None:
-        return self._state.pop(key, None)   # type: ignore[no-any-return]
+        found = self._state.pop(key, None)
+        if key.shared and self._shared_changed is not None:
+            self._shared_changed(self, key)
+        return found   # type: ignore[no-any-return]
 
     def setdefault(self, key: SessionKey[T], make: Callable[[], T]) -> T:
         found = self._state.get(key)
         if found is None:
             found = self._state[key] = make()
+            if key.shared and self._shared_changed is not None:
+                self._shared_changed(self, key)
         return found
 
     def move_state(self, old: SessionState) -> None:
@@ -79,8 +112,10 @@ class Session(Protocol):
     presence: etree._Element | None
     peer_ip: str | None
 
-    def send_bytes(self, data: bytes) -> None: ...
-    def send_element(self, el: etree._Element) -> None: ...
+    # None once written (or queued) for the client; in a cluster, a session on another node
+    # returns a Deferred firing once that node handled the stanza (delivered or stored).
+    def send_bytes(self, data: bytes) -> defer.Deferred[None] | None: ...
+    def send_element(self, el: etree._Element) -> defer.Deferred[None] | None: ...
     def close(self, error: StreamError | None = None) -> None: ...
     @overload
     def get(self, key: SessionKey[T]) -> T | None: ...

@@ -31,6 +31,7 @@ from storage.archive import ArchiveEntry, ArchiveStore
 from storage.batch import MAX_PENDING, GroupCommit
 from stanzas.wire import serialize
 from storage.errors import StorageError
+from xmppd.cluster.api import SEQ_STRIDE, cluster_of
 from xmppd.hooks import STOP, SessionEvent, StanzaEvent
 from xmppd.module import ModuleContext, SessionKey
 
@@ -55,6 +56,9 @@ class Archiver:
             store.append, max_batch=batch_size, name="archive", clock=ctx.clock,
             max_pending=MAX_PENDING)
         self._seq = 0
+        # A cluster: nodes write one archive side by side; each takes its own residue of seq
+        # (ClusterService.slot) so two never pick the same (docs/CLUSTER.md).
+        self._cluster = cluster_of(ctx)
 
     def outgoing(self, ev: StanzaEvent) -> Any:
         """A message from a local client: clean it, archive it for the sender."""
@@ -142,7 +146,11 @@ class Archiver:
             return
         el = ev.stanza
         now = int(self.ctx.clock.now() * 1_000_000)
-        self._seq = max(now, self._seq + 1)
+        if self._cluster is None:
+            self._seq = max(now, self._seq + 1)
+        else:
+            stride, slot = SEQ_STRIDE, self._cluster.slot
+            self._seq = max(now - now % stride + slot, self._seq + stride)
         uid = secrets.token_urlsafe(12)
         entry = ArchiveEntry(user, self._seq, uid, peer, outgoing, serialize(el),
                              _origin_id(el) if outgoing else None)

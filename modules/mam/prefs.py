@@ -21,6 +21,7 @@ from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from stanzas.jid import JID, JIDError
 from storage.archive import ArchiveSettings, ArchiveStore, Prefs
+from xmppd.cluster.api import cluster_memory
 from xmppd.concurrency import OneLoad
 from xmppd.hooks import SessionEvent, UserEvent
 from xmppd.module import IqRequest, ModuleContext
@@ -46,6 +47,8 @@ class Preferences:
         self.default = default
         self.online: dict[JID, Prefs] = {}              # users with sessions
         self.loading: OneLoad[JID, Loaded] = OneLoad(self._unreadable)
+        # A cluster node forgets preferences another node changed (docs/CLUSTER.md).
+        self.cluster = cluster_memory(ctx, "mam", lambda user: self.online.pop(user, None))
 
     # -- reading -------------------------------------------------------------------------
     def settings(self, user: JID) -> Loaded | defer.Deferred[Loaded]:
@@ -130,6 +133,8 @@ class Preferences:
         await self.store.set_prefs(user, prefs)
         if self.sessions.resources(user):
             self.online[user] = prefs
+        if self.cluster is not None:
+            self.cluster.changed("mam", user)
         return iq.result(req.stanza, element(prefs))
 
 

@@ -16,6 +16,10 @@ Conversations, Gajim and Converse.js speak them.
   self-ping answered by the service.
 - Persistent rooms, their configuration, subject and affiliations live in the database and
   come back after a restart, as does their archive; temporary rooms go away when empty.
+- On a cluster each room lives on the node rendezvous hashing picks (stanzas for it are
+  forwarded there); when the live set changes, rooms placed elsewhere leave memory and are read
+  again on their new node (a temporary room is gone, as on a restart); occupants notice by
+  XEP-0410 self-ping and join again (docs/CLUSTER.md).
 Not here: routing to the service domain (xmppd/router.py `service_domain`, `fan_out`), leaving
 rooms on disconnect (the presence module's directed presence, RFC 6121 §4.6.3).
 
@@ -33,12 +37,16 @@ Storage: MucStore (storage/muc.py): persistent rooms, affiliations, room archive
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from lxml import etree
 
 from modules.muc.config import Limits, RoomConfig
 from xmppd import hooks
 from modules.muc.service import MucService, Policy
+from xmppd.cluster.api import cluster_of
 from xmppd.config import ConfigError
 from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, number
@@ -77,7 +85,16 @@ class Muc(Module[MucOptions]):
         self.service = MucService(
             ctx, domain, Limits(o.max_occupants, o.max_occupants_limit, o.history,
                                 o.history_limit), Policy(o.create_rooms, admins, o.name))
-        ctx.service_domain(domain, self.service.receive)
+        handler: Callable[[etree._Element, JID, JID], Any] = self.service.receive
+        self.cluster = cluster_of(ctx)
+        self._unreport: Callable[[], None] | None = None
+        if self.cluster is not None:
+            # A cluster: each room lives on one node; stanzas for it go there (docs/CLUSTER.md).
+            handler = self.cluster.placed(domain, handler)
+            self.service.cluster = self.cluster
+            ctx.hook(hooks.placement_changed, lambda ev: self.service.placement_changed())
+            self._unreport = self.cluster.report("rooms", lambda: len(self.service.rooms))
+        ctx.service_domain(domain, handler)
         ctx.disco_item(domain, o.name)      # XEP-0045 §6.1: the host lists its MUC service
         ctx.hook(hooks.server_stopping, lambda ev: self.service.shutting_down())
         rooms = self.service.rooms
@@ -105,4 +122,6 @@ class Muc(Module[MucOptions]):
         return [*(acc or []), *(found[j] for j in sorted(found, key=str))]
 
     async def stop(self) -> None:
+        if self._unreport is not None:
+            self._unreport()
         await self.service.stop()

@@ -44,6 +44,7 @@ from storage.batch import MAX_PENDING, GroupCommit
 from storage.muc import AffiliationEntry, ArchivedMessage, MucStore
 from stanzas.jid import JID
 from xmppd import hooks
+from xmppd.cluster.api import ClusterService
 from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest
 from stanzas.wire import serialize
@@ -80,6 +81,7 @@ class MucService:
             self._write_archive, name="room archive", clock=ctx.clock, max_pending=MAX_PENDING)
         self._due: list[defer.Deferred[None]] | None = None    # archive writes of a stanza
         self.writes: KeyedLock[JID] = KeyedLock()   # one room's writes, in the order made
+        self.cluster: ClusterService | None = None   # set on a cluster node (__init__.py)
 
     # -- plumbing used by rooms ------------------------------------------------------------
     def now(self) -> float:
@@ -359,6 +361,22 @@ class MucService:
         room_destroyed(room, reason, alternate, password)
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
+
+    def placement_changed(self) -> None:
+        """A cluster's live set changed: rooms placed on another node now leave memory here;
+        a persistent one is read from the store there, a temporary one is gone (with its
+        archive), as after a restart, and its occupants hear status 332. Occupants of a moved
+        persistent room learn it by XEP-0410 self-ping: the new node does not know them, and
+        their clients join again."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+        for room in list(self.rooms.values()):
+            if cluster.owner(room.jid) != cluster.node:
+                del self.rooms[room.jid]
+                if not room.config.persistent:      # gone: its occupants hear it (§11.2)
+                    room_destroyed(room, None, None, None, codes=(332,))
+                    self.forget(room)
 
     def shutting_down(self) -> None:
         """§11.2: occupants hear 332 when the service shuts down."""

@@ -27,7 +27,8 @@ from xmppd import hooks
 from xmppd.module import ModuleContext, SessionKey
 
 # owners whose last items the session got since its initial presence
-SENT: SessionKey[set[JID]] = SessionKey("pep.sent")
+SENT: SessionKey[set[JID]] = SessionKey(
+    "pep.sent", codec=(lambda s: sorted(map(str, s)), lambda v: set(map(JID.parse, v))))
 
 
 def interest(features: Iterable[str]) -> frozenset[str]:

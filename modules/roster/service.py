@@ -18,12 +18,13 @@ from stanzas import iq, ns
 from stanzas.errors import StanzaError
 from storage.roster import Roster, RosterItem, RosterStore, Subscription
 from stanzas.jid import JID
+from xmppd.cluster.api import cluster_memory
 from xmppd.concurrency import KeyedLock
 from xmppd.module import ModuleContext, SessionKey
 
 _Q = "{%s}" % ns.ROSTER
 # the session asked for the roster: it gets roster pushes (RFC 6121 §2.1.6)
-INTERESTED: SessionKey[bool] = SessionKey("roster.interested")
+INTERESTED: SessionKey[bool] = SessionKey("roster.interested", shared=True)
 
 
 def _visible(item: RosterItem | None) -> tuple[object, ...] | None:
@@ -42,6 +43,8 @@ class RosterService:
         self.store = store
         self._live: dict[JID, Roster] = {}          # users with sessions
         self._locks: KeyedLock[JID] = KeyedLock()
+        # A cluster node forgets a roster another node wrote (docs/CLUSTER.md).
+        self._cluster = cluster_memory(ctx, "roster", lambda user: self._live.pop(user, None))
 
     # -- reading (public) ------------------------------------------------------------------
     def cached(self, user: JID) -> Roster | None:
@@ -121,6 +124,8 @@ class RosterService:
             else:
                 live.items[contact] = new
             self._live[user] = Roster(version, live.items)
+        if self._cluster is not None:
+            self._cluster.changed("roster", user)
         if bump:
             self.push(user, contact, new if new is not None and new.listed else None, version)
 

@@ -53,6 +53,7 @@ from typing import Any
 from lxml import etree
 from twisted.internet import defer
 
+from modules.stream_mgmt import handover
 from modules.stream_mgmt.state import (
     MOD, NS, REQUEST, STATE, Done, HandledCountTooHigh, Out, SmState, parse_h)
 from stanzas import ns
@@ -60,6 +61,7 @@ from stanzas.content import classify
 from stanzas.delay import delay, delayed_by, stamp
 from stanzas.errors import StanzaError, StreamError, error_reply
 from xmppd import hooks
+from xmppd.cluster.api import cluster_of
 from xmppd.hooks import LAST, STOP, ConnectionLost, InlineRequest, SessionEvent, StanzaEvent
 from stanzas.jid import JID, JIDError
 from xmppd.module import Module, ModuleContext, duration, number, size
@@ -106,6 +108,12 @@ class StreamManagement(Module[SmOptions]):
         self.states: set[SmState] = set()
         self.expired: OrderedDict[str, tuple[JID, int]] = OrderedDict()
         self.stopping = False
+        # A cluster: resumption on another node takes the session over (handover.py).
+        self.cluster = cluster_of(ctx)
+        self.id_prefix = f"{self.cluster.node}." if self.cluster is not None else ""
+        self._unanswer = self.cluster.answer(
+            f"sm.handover.{ctx.host}", lambda args: defer.Deferred.fromCoroutine(
+                handover.export(self, args))) if self.cluster is not None else None
         ctx.stream_feature(lambda stream: etree.Element(_SM + "sm", nsmap={None: NS}))  # type: ignore[dict-item]
         ctx.hook(hooks.nonza_in, self.on_nonza)
         ctx.hook(hooks.connection_lost, self.connection_lost)
@@ -145,6 +153,8 @@ class StreamManagement(Module[SmOptions]):
     async def stop(self) -> None:
         """Shutdown: no session can be resumed any more; what is unacknowledged goes offline."""
         self.stopping = True
+        if self._unanswer is not None:
+            self._unanswer()
         for state in list(self.states):
             state.session.end()
 
@@ -213,6 +223,12 @@ class StreamManagement(Module[SmOptions]):
         return answer
 
     def resume(self, session: Any, user: JID, el: etree._Element) -> object:
+        previd, h = el.get("previd"), parse_h(el.get("h"))
+        if (self.cluster is not None and previd and h is not None and not session.bound
+                and previd not in self.resumable and previd not in self.expired):
+            # held by another node of the cluster, or by none (handover.py)
+            return defer.Deferred.fromCoroutine(handover.resume_elsewhere(
+                self, self.cluster, session, user, previd, h))
         found = self._resumable(session, user, el)
         if isinstance(found, etree._Element):
             session.write([serialize(found)])

@@ -58,7 +58,8 @@ class SmState:
                  timeout: float) -> None:
         self.m = module
         self.session = session
-        self.id = secrets.token_urlsafe(24) if resumable else None
+        # On a cluster the id names this node (modules/stream_mgmt/handover.py).
+        self.id = module.id_prefix + secrets.token_urlsafe(24) if resumable else None
         self.timeout = timeout
         self.received = 0           # stanzas from the client
         self.handled = 0            # ... of which the handled prefix

@@ -125,7 +125,7 @@ def test_no_listeners_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"sever": {}}, "unknown section 'sever' (known: auth, cache, components, limits, "
+    ({"sever": {}}, "unknown section 'sever' (known: auth, cache, cluster, components, limits, "
                     "listeners, modules, s2s, server, storage, tls)"),
     ({"server": {"host": ["a"]}}, "server: unknown key 'host' (known: admin_socket, "
                                   "admin_socket_mode, admins, hosts, log_file, log_format, "

@@ -11,6 +11,8 @@
 - `FakeClock` (a settable `() -> float`) and `CacheEnv` (a cache and a way to move its time).
 - `backend_urls(kind, tmp)`: storage and cache URLs for a test server of one of
   SERVER_BACKENDS ("sqlite+memory", "postgresql+redis").
+- INTEGRATION_BACKENDS adds "cluster": three nodes on PostgreSQL and Redis behind HAProxy
+  (`ServerFactory` builds it, tests/harness/cluster_proc.py).
 Environment: XMPPD_TEST_PG_HOST/PORT (127.0.0.1:5432), XMPPD_TEST_PG_USER (tries postgres, root),
 XMPPD_TEST_REDIS (redis://127.0.0.1:6379/9).
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 import functools
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -196,6 +199,8 @@ def backend_available(name: str) -> bool:
             return False
         conn.close()
         return True
+    if name == "haproxy":
+        return Path("/usr/sbin/haproxy").exists() or shutil.which("haproxy") is not None
     if name == "redis":
         client = redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
         try:
@@ -215,6 +220,9 @@ def require(name: str) -> None:
 
 # The backend pairs every test server runs on: the embedded default and production.
 SERVER_BACKENDS = ["sqlite+memory", "postgresql+redis"]
+# ... and the integration tests once more on a cluster (issue 14): three nodes behind HAProxy.
+CLUSTER = "cluster"
+INTEGRATION_BACKENDS = [*SERVER_BACKENDS, CLUSTER]
 
 
 def backend_urls(kind: str, tmp: Path) -> tuple[str, str, list[Callable[[], None]]]:

@@ -3,7 +3,8 @@
 to a temp dir, and `xmppctl` against the same config. Used by integration and bot tests.
 
 - `ServerFactory(kind, mktemp)`: started servers on one backend pair ("sqlite+memory" or
-  "postgresql+redis"), each in its own directory with its accounts made; `close()` stops them
+  "postgresql+redis"; "cluster": three nodes behind HAProxy, tests/harness/cluster_proc.py),
+  each in its own directory with its accounts made; `close()` stops them
   all and drops their databases and Redis key spaces. Tests reach it through the
   `server_factory` fixture (tests/integration/conftest.py), whose docstring shows the options.
 - `make_server(...)`: one server's config and process, not started and without accounts (the
@@ -228,6 +229,8 @@ class ServerFactory:
         with the password "<name>-pw", or a mapping name -> password. `fd_limits`: the
         (soft, hard) RLIMIT_NOFILE it starts with."""
         tmp = self.mktemp()
+        if self.kind == "cluster":
+            return self._cluster(tmp, modules, users, listeners, extra, tables)
         if isinstance(self.kind, str):
             storage_url, cache_url, cleanups = backend_urls(self.kind, tmp)
         else:
@@ -241,6 +244,27 @@ class ServerFactory:
         srv.fd_limits = fd_limits
         srv.start()
         return srv
+
+    def _cluster(self, tmp: Path, modules: Mapping[str, Options] | None,
+                 users: Iterable[str] | Mapping[str, str],
+                 listeners: Mapping[str, Options] | None, extra: str,
+                 tables: dict[str, Any]) -> RunningServer:
+        """Three nodes behind HAProxy, used as one server (tests/harness/cluster_proc.py)."""
+        from tests.harness.backends import redis_url, require
+        from tests.harness.cluster_proc import make_cluster
+        require("haproxy")
+        storage_url, cache_url, cleanups = backend_urls("postgresql+redis", tmp)
+        space = redis_url()
+        self.cleanups.extend([*cleanups, space.cleanup])
+        cluster = make_cluster(tmp, storage_url, cache_url, space.prefix, modules, listeners,
+                               extra, tables, proxy=True)
+        self.servers.append(cluster)  # type: ignore[arg-type]
+        accounts = (dict(users) if isinstance(users, Mapping) else
+                    {u: f"{u}-pw" for u in users})
+        register_accounts(cluster.nodes[0], accounts)
+        cluster.registered_at = cluster.nodes[0].registered_at
+        cluster.start()
+        return cluster  # type: ignore[return-value]
 
     def close(self) -> None:
         for srv in self.servers:

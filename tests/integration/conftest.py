@@ -1,7 +1,9 @@
 # tests: tests/integration/
 """Integration tests run the real server in a subprocess (tests/harness/server_proc.py) on both
-backend pairs, "sqlite+memory" (the embedded default) and "postgresql+redis" (production):
-every test that uses a server runs once on each. Under CI=true a missing backend fails
+backend pairs, "sqlite+memory" (the embedded default) and "postgresql+redis" (production),
+and on "cluster": three nodes on PostgreSQL and Redis behind HAProxy, which tests use as one
+server (tests/harness/cluster_proc.py; `server.port` and `server.ports` are HAProxy's, clients
+land on the nodes in turn): every test that uses a server runs once on each. Under CI=true a missing backend fails
 instead of skipping (tests/harness/backends.py).
 
 Fixtures:
@@ -45,11 +47,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.backends import SERVER_BACKENDS
+from tests.harness.backends import INTEGRATION_BACKENDS
 from tests.harness.server_proc import RunningServer, ServerFactory
 
 
-@pytest.fixture(scope="module", params=SERVER_BACKENDS)
+@pytest.fixture(scope="module", params=INTEGRATION_BACKENDS)
 def server_factory(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
     with ServerFactory(request.param, lambda: tmp_path_factory.mktemp("xmppd")) as factory:

@@ -22,7 +22,7 @@ WEB = REPO / "tests" / "web"
 def srv(server_factory: ServerFactory) -> RunningServer:
     need(CHROMIUM, "Chromium")
     need(WEB / "node_modules" / "playwright-core", "npm packages")
-    return server_factory(DEFAULT_MODULES | {"invites": {}}, users=("alice",),
+    return server_factory(DEFAULT_MODULES | {"adhoc": {}, "invites": {}}, users=("alice",),
                           listeners={"http": {"type": "http"}})
 
 

@@ -190,6 +190,8 @@ class C2SFactory(protocol.ServerFactory):
                                      tls_available=tls_context is not None)
 
     def buildProtocol(self, addr: Any) -> C2SConnection | None:
+        if self.server.stopping:
+            return None         # shutting down (a cluster node draining): connect elsewhere
         slot = limits_of(self.server).open(getattr(addr, "host", None))
         if slot is None:
             return None             # Twisted closes the socket at once

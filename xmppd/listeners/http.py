@@ -323,6 +323,9 @@ class _Root(resource.Resource):
                 return _no_content(request)
             if method not in (b"GET", b"HEAD"):
                 return _not_allowed(request, b"GET, HEAD, OPTIONS")
+            if lst.server.stopping:     # a load balancer's health check: send clients elsewhere
+                request.setResponseCode(http.SERVICE_UNAVAILABLE)
+                return b"shutting down\n"
             return self._host_meta(request, json_form=path.endswith(".json"))
         if not lst.origin_allowed(request):
             request.setResponseCode(http.FORBIDDEN)

@@ -229,6 +229,35 @@ class ClientSession(SessionState):
         self.server.sessions.bind(self.jid.bare, self.jid.resource, self)
         self.stream.resumed(self.jid)
 
+    def adopt(self, jid: JID, priority: int, available: bool, presence: _E | None,
+              slots: dict[SessionKey[Any], Any]) -> None:
+        """XEP-0198 §5 resumption of a session another cluster node held (it handed it over,
+        `hand_over`): this connection carries it from now on, without a new bind."""
+        assert not self.bound
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.jid, self.priority, self.available, self.presence = jid, priority, available, \
+            presence
+        self._state.update(slots)
+        self._attach(self.server.hosts[jid.domain])
+        self.server.sessions.bind(jid.bare, jid.resource, self)
+        self.stream.resumed(jid)
+
+    def hand_over(self) -> None:
+        """The session moved to another cluster node (resumed there): it leaves routing here
+        without `session_closed`/`session_ended` — it lives on; a connection still open is
+        closed with <conflict/> (XEP-0198 §5)."""
+        if not self.bound:
+            return
+        self.bound = False
+        self.server.sessions.unbind(self)
+        for timer in (self._timer, self._idle_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.discard_output()
+        if self.transport is not None:
+            self.close(StreamError.conflict("the session was resumed elsewhere"))
+
     # -- output ------------------------------------------------------------------------------
     def send_bytes(self, data: bytes) -> None:
         """Session: one serialised stanza for this client, through the output filters."""
@@ -374,6 +403,9 @@ class ClientSession(SessionState):
             # On purpose, unless the server gave up on a silent link (XEP-0198 §6: an
             # unfinished stream stays resumable).
             self._clean_end = ev.error is None or ev.error.condition != "connection-timeout"
+            if self._clean_end and ev.error is not None and self.server.cluster is not None:
+                # A cluster node shutting down: the client resumes on another node.
+                self._clean_end = ev.error.condition != "system-shutdown"
             if ev.error is not None:
                 log.info("stream closed: %s", ev.error,
                          extra=session_fields(self, "stream_error"))
@@ -431,6 +463,10 @@ class ClientSession(SessionState):
             self._idle_timer = self.server.clock.call_later(host.idle_interval, self._idle_check)
 
     def _bind(self, ev: c2s.BindRequest) -> None:
+        cluster = self.server.cluster
+        if cluster is not None and not cluster.ready.called:
+            cluster.ready.addCallback(self._bind_later, ev)     # the node is joining
+            return
         try:
             full = self.bind_resource(ev.user, ev.resource)
         except StanzaError as e:
@@ -446,6 +482,11 @@ class ClientSession(SessionState):
         self.jid = full
         self._attach(self.server.hosts[full.domain])
         return full
+
+    def _bind_later(self, _: object, ev: c2s.BindRequest) -> None:
+        if self.transport is not None and not self.stream.closed:
+            self._bind(ev)
+            self._pump()
 
     def _idle_check(self) -> None:
         """Lazy idle timer: re-armed for the remainder instead of reset on every read."""
