@@ -18,6 +18,7 @@ from twisted.internet import defer
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError, error_reply
+from storage.errors import NoSuchAccount
 from storage.last import LastSeen
 from xmppd import hooks
 from xmppd.hooks import STOP, PresenceQuery, StanzaEvent
@@ -86,7 +87,10 @@ class LastActivity(Module[NoOptions]):
         await self.store.put(ev.user, LastSeen(at=self.clock.now(), status=""))
 
     async def remember_logout(self, ev: hooks.UserOffline) -> None:
-        await self.store.put(ev.user, LastSeen(at=self.clock.now(), status=ev.status))
+        try:
+            await self.store.put(ev.user, LastSeen(at=self.clock.now(), status=ev.status))
+        except NoSuchAccount:
+            pass                    # the session closed because the account was deleted
 
     async def forget(self, ev: hooks.UserEvent) -> None:
         await self.store.delete(ev.user)

@@ -21,3 +21,11 @@ class StorageError(Exception):
     def __init__(self, message: str = "", *, transient: bool = True) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class NoSuchAccount(StorageError):
+    """A write for an account that does not exist (any more): a per-user row has nothing to
+    belong to. Not transient."""
+
+    def __init__(self, message: str = "no such account") -> None:
+        super().__init__(message, transient=False)

@@ -13,13 +13,14 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.cache import Cache
 from storage.cached import ReadThrough
 from storage.db import Database
-from storage.models import last_activity
+from storage.errors import NoSuchAccount
+from storage.models import accounts, last_activity
 from stanzas.jid import JID
 
 MAX_STATUS = 4096       # characters kept of the status text (the column's size)
@@ -35,7 +36,8 @@ class LastActivityStore(Protocol):
     async def get(self, user: JID) -> LastSeen | None: ...
 
     async def put(self, user: JID, seen: LastSeen) -> None:
-        """Insert or replace (the account must exist)."""
+        """Insert or replace; `NoSuchAccount` if the account is gone (a logout that ends
+        with the account's deletion)."""
         ...
 
     async def delete(self, user: JID) -> None: ...
@@ -67,12 +69,16 @@ class SqlLastActivityStore:
         status = seen.status[:MAX_STATUS]
 
         def txn(conn: Connection) -> None:
-            c = last_activity.c
-            stmt = self._insert(last_activity).values(host=host, username=username,
-                                                      seen_at=seen.at, status=status)
-            conn.execute(stmt.on_conflict_do_update(
+            c, a = last_activity.c, accounts.c
+            row = select(literal(host), literal(username), literal(seen.at), literal(status)
+                         ).where(exists().where(a.host == host, a.username == username))
+            stmt = self._insert(last_activity).from_select(
+                [c.host, c.username, c.seen_at, c.status], row)
+            done = conn.execute(stmt.on_conflict_do_update(
                 index_elements=[c.host, c.username],
                 set_={"seen_at": seen.at, "status": status}))
+            if done.rowcount == 0:
+                raise NoSuchAccount(f"no account {username}@{host}")
 
         await self._db.run(txn)
 

@@ -96,6 +96,10 @@ class RunningCluster:
     def log(self) -> str:
         return "\n".join(f"--- {name}\n{node.log()}" for name, node in zip(self.names, self.nodes))
 
+    def errors(self) -> list[str]:
+        return [f"{name}: {line}" for name, node in zip(self.names, self.nodes)
+                for line in node.errors()]
+
     def cpu_seconds(self) -> float:
         return sum(n.cpu_seconds() for n in self.nodes if n.proc is not None)
 

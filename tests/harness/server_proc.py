@@ -173,6 +173,12 @@ class RunningServer:
         path = self.tmp / "xmppd.log"
         return path.read_text()[-4000:] if path.exists() else ""
 
+    def errors(self) -> list[str]:
+        """Every ERROR line and traceback start of the server's log so far."""
+        path = self.tmp / "xmppd.log"
+        text = path.read_text() if path.exists() else ""
+        return [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line]
+
     def cpu_seconds(self) -> float:
         """utime + stime of the server process, from /proc (Linux)."""
         assert self.proc is not None

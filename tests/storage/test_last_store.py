@@ -8,7 +8,7 @@ from sqlalchemy import delete, insert
 
 from storage.cache import MemoryCache, RedisCache
 from storage.db import Database
-from storage.errors import StorageError
+from storage.errors import NoSuchAccount, StorageError
 from storage.last import (
     CachedLastActivityStore,
     LastActivityStore,
@@ -99,8 +99,11 @@ def test_long_status_is_cut_to_the_column(store: LastActivityStore) -> None:
 
 
 def test_unknown_account_is_refused(store: LastActivityStore) -> None:
-    with pytest.raises(StorageError):
-        resolve(store.put(JID.parse("ghost@example.org"), LastSeen(1.0, "")))
+    ghost = JID.parse("ghost@example.org")
+    with pytest.raises(NoSuchAccount) as e:
+        resolve(store.put(ghost, LastSeen(1.0, "")))
+    assert isinstance(e.value, StorageError) and not e.value.transient
+    assert resolve(store.get(ghost)) is None        # nothing cached for it either
 
 
 def test_cache_record_round_trips_and_rejects_garbage() -> None:
