@@ -18,15 +18,16 @@ keeps rooms and their archives in the database.
 - Archive writes are group-committed (storage/batch.py): what arrives while a write runs goes
   in the next transaction, off the delivery path; `receive` tells the router when a stanza's
   write is committed. MAM queries wait for writes in flight.
-Not here: occupants and messages (room.py, messages.py), admin/owner IQs (admin.py), MAM
-(mam.py), discovery answers (disco.py), effects of admin/owner changes (changes.py).
+Not here: what is written to the database (persistence.py), occupants and messages (room.py,
+messages.py), admin/owner IQs (admin.py), MAM (mam.py), discovery answers (disco.py), effects
+of admin/owner changes (changes.py).
 """
 from __future__ import annotations
 
 import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from lxml import etree
@@ -37,6 +38,7 @@ from modules.muc import admin, codec, disco, mam
 from modules.muc.changes import room_destroyed
 from modules.muc.codec import NS_ADMIN, NS_OWNER
 from modules.muc.config import Limits, RoomConfig
+from modules.muc.persistence import RoomStorage
 from modules.muc.room import HistoryEntry, Occupant, Room
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
@@ -47,7 +49,6 @@ from xmppd import hooks
 from xmppd.cluster.api import ClusterService
 from xmppd.concurrency import KeyedLock, OneLoad
 from xmppd.module import IqRequest
-from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.module import ModuleContext
@@ -64,7 +65,7 @@ class Policy:
     name: str
 
 
-class MucService:
+class MucService(RoomStorage):
     def __init__(self, ctx: ModuleContext[Any], domain: str, limits: Limits,
                  policy: Policy) -> None:
         self.ctx = ctx
@@ -282,77 +283,6 @@ class MucService:
                     self.vacated(room)
             return then()
         self.ctx.call_iq(call, IqRequest(el, sender, to, payload), self.send)
-
-    # -- persistence -----------------------------------------------------------------------
-    def stored(self, room: Room) -> bool:
-        return room.config.in_store and not room.locked
-
-    async def store_affiliations(self, room: Room,
-                                 changes: dict[str, AffiliationEntry | None]) -> None:
-        if self.stored(room):
-            await self._serial(room, lambda: self.store.set_affiliations(room.jid, changes))
-
-    async def store_config(self, room: Room, config: RoomConfig,
-                           changes: dict[str, AffiliationEntry | None]) -> None:
-        if config.in_store:
-            affs = dict(room.affiliations)
-            for k, e in changes.items():
-                if e is None:
-                    affs.pop(k, None)
-                else:
-                    affs[k] = e
-            target = replace(room.stored(), config=config.to_json(), affiliations=affs)
-            await self._serial(room, lambda: self.store.put_room(target))
-        elif self.stored(room):
-            await self._serial(room, lambda: self.store.delete_room(room.jid))
-
-    def subject_changed(self, room: Room) -> None:
-        if self.stored(room):
-            subject, nick, at = room.subject, room.subject_nick, room.subject_at or 0.0
-            d = defer.Deferred.fromCoroutine(self._serial(
-                room, lambda: self.store.set_subject(room.jid, subject, nick, at)))
-            d.addErrback(self._failed, f"storing the subject of {room.jid}")
-
-    async def _serial(self, room: Room, write: Callable[[], Awaitable[Any]]) -> Any:
-        """One room's writes reach the database in the order they were made."""
-        return await self.writes.run(room.jid, write)
-
-    def archive(self, room: Room, message: etree._Element, at: float, occ: Occupant) -> None:
-        """Queue `message` for the room archive (group commit: what arrives while a write
-        runs goes in the next transaction); the stanza being handled waits for it."""
-        if not room.config.archived or room.locked:
-            return
-        sid = message.find(codec.STANZA_ID)
-        if sid is None:
-            return
-        written = self.archive_writes.add(ArchivedMessage(
-            room.jid, sid.get("id") or "", at, occ.nick, str(occ.bare), serialize(message)))
-        written.addErrback(lambda f: self.ctx.log.warning("not in the room archive: %s",
-                                                          f.value))
-        if self._due is not None:
-            self._due.append(written)
-
-    async def _write_archive(self, batch: list[ArchivedMessage]) -> list[None]:
-        await self.store.archive(batch)
-        return [None] * len(batch)
-
-    def archive_settled(self) -> defer.Deferred[None]:
-        """Fires once every archive write queued so far is committed (or failed)."""
-        return self.archive_writes.flushed()
-
-    async def _delete(self, room: Room) -> None:
-        """Delete a stored room and its archive once the archive writes queued so far are
-        done (none may land after the delete, in a new room of the same name)."""
-        async def delete() -> Any:
-            await self.archive_settled()
-            return await self.store.delete_room(room.jid)
-        if self.stored(room):
-            await self._serial(room, delete)
-
-    def forget(self, room: Room) -> None:
-        """A temporary room went away: its archive goes with it."""
-        d = defer.Deferred.fromCoroutine(self._delete(room))
-        d.addErrback(self._failed, f"deleting {room.jid}")
 
     async def destroy(self, room: Room, reason: str | None, alternate: JID | None,
                       password: str | None) -> None:
