@@ -37,6 +37,11 @@ Fixtures:
                              lambda: tmp_path_factory.mktemp("xmppd")) as factory:
               yield factory(users=("alice", "bob"))
 
+- A module that tests one process's own surface (its admin socket, its signals, its metrics
+  listener) sets `NODE_LOCAL = "why"`: its tests run on the two backend pairs, not on the
+  cluster (they are deselected there; a cluster's own drain, restart and status are tested in
+  tests/cluster/).
+
 Clients: tests/harness/clients.py (XmppClient on slixmpp; `run(coro, timeout=120)` drives a
 coroutine from a plain test function), tests/harness/raw.py (raw XML on a socket), and
 presence_helpers.py here (befriend, Watcher).
@@ -47,7 +52,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.backends import INTEGRATION_BACKENDS
+from tests.harness.backends import CLUSTER, INTEGRATION_BACKENDS
 from tests.harness.server_proc import RunningServer, ServerFactory
 
 
@@ -61,3 +66,17 @@ def server_factory(request: pytest.FixtureRequest,
 @pytest.fixture(scope="module")
 def server(server_factory: ServerFactory) -> RunningServer:
     return server_factory()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, node_local = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        reason = getattr(getattr(item, "module", None), "NODE_LOCAL", None)
+        if reason and callspec is not None and callspec.params.get("server_factory") == CLUSTER:
+            node_local.append(item)
+        else:
+            keep.append(item)
+    if node_local:
+        config.hook.pytest_deselected(items=node_local)
+        items[:] = keep

@@ -17,6 +17,8 @@ import pytest
 from tests.harness.server_proc import RunningServer, ServerFactory
 from tests.integration.test_messaging_slixmpp import Client
 
+NODE_LOCAL = "SIGTERM of one process (a cluster node's drain: tests/cluster/)"
+
 D = "localhost"
 SHUTDOWN_TIMEOUT = 10.0
 

@@ -22,6 +22,8 @@ from tests.harness.clients import XmppClient
 from tests.harness.server_proc import RunningServer, ServerFactory, make_server
 from xmppd.tls import ensure_certificate
 
+NODE_LOCAL = "one process's admin socket, signals and log files"
+
 
 @pytest.fixture(scope="module")
 def srv(server_factory: ServerFactory) -> RunningServer:

@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.harness.clients import XmppClient
 from tests.harness.server_proc import RunningServer, ServerFactory
 
+NODE_LOCAL = "one process's metrics listener and its exact counters"
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
