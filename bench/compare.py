@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-doc", action="store_true", help="leave docs/PERFORMANCE.md alone")
     ap.add_argument("--json-out", help="all raw results")
     ap.add_argument("--keep-tmp", action="store_true", help="keep temp dirs (configs, logs)")
+    ap.add_argument("--from-json", help="no run: the table from the --json-out of an earlier "
+                    "run (written to --doc if given)")
     a = ap.parse_args(argv)
     for k, v in (QUICK if a.quick else FULL).items():
         if getattr(a, k) is None:
@@ -90,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         [s for s in a.scenarios if s not in scenarios.WHO]
     if bad:
         ap.error(f"unknown: {bad}")
-    if a.doc is None and not a.quick and not a.no_doc:
+    if a.doc is None and not a.quick and not a.no_doc and not a.from_json:
         a.doc = str(REPO_ROOT / "docs" / "PERFORMANCE.md")
     if a.no_doc:
         a.doc = None
@@ -181,8 +183,20 @@ def run_after(servers: list[Server], a: argparse.Namespace, results: dict[str, A
         results.setdefault(s.label, {}).setdefault("after", []).append(res)
 
 
+def from_json(a: argparse.Namespace) -> int:
+    raw = json.loads(Path(a.from_json).read_text())
+    old = argparse.Namespace(**raw["args"])
+    text = report.block(raw["results"], old, raw["meta"])
+    print(text)
+    if a.doc:
+        report.rewrite_doc(Path(a.doc), text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    if a.from_json:
+        return from_json(a)
     missing = [n for n, b in (("prosody", "prosody"), ("ejabberd", "ejabberdctl"))
                if any(w.startswith(n) for w in a.servers) and not shutil.which(b)]
     if missing:
