@@ -104,10 +104,14 @@ mypy: $(STAMP)
 	$(BIN)/mypy --strict xmppd stanzas storage modules
 	$(BIN)/mypy --config-file bot/pyproject.toml bot/xmppd_bot bot/examples
 
-# Side-by-side with Prosody and ejabberd (Debian packages; run as root: they drop to their users).
+# The comparison with Prosody and ejabberd (Debian packages; run as root: they drop to their
+# users): xmppd's shipped config and archive-off, the anchors without and with archive-all,
+# 3 interleaved rounds, medians; rewrites the table in docs/PERFORMANCE.md (bench/README.md).
+# About 20-25 min on 2 cores; `make bench BENCH_ARGS=--quick` is a 3-5 min smoke run that
+# leaves the doc alone.
 bench: $(STAMP)
-	$(BIN)/python bench/compare.py --servers prosody,prosody+mam,ejabberd,xmppd --repeat 3 \
-		--nice -10 --json-out /tmp/xmppd-bench.json
+	BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)") (= bench/compare.py --nice -10 --json-out /tmp/xmppd-bench.json$(if $(BENCH_ARGS), $(BENCH_ARGS)))' \
+		$(BIN)/python bench/compare.py --nice -10 --json-out /tmp/xmppd-bench.json $(BENCH_ARGS)
 
 bench-memory: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/memory_bench.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """MUC fan-out: 100 occupants in one room, side by side with Prosody's MUC in the same run.
 
-For each server in --servers (reusing compare.py: temp dir, our config, self-signed cert,
+For each server in --servers (reusing servers.py: temp dir, our config, self-signed cert,
 accounts made with the server's own tool, the server's pid for CPU sampling) this script
 
   1. logs in --occupants users (raw asyncio clients from loadgen.py: STARTTLS, SCRAM-SHA-1,
@@ -35,7 +35,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -43,220 +42,38 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import compare  # noqa: E402
 import loadgen  # noqa: E402
-import procstat  # noqa: E402
+import scenarios  # noqa: E402
+import servers  # noqa: E402
+from anchors import Ejabberd, Prosody  # noqa: E402
+from lg_muc import run_room  # noqa: E402
+from xmppd_server import Xmppd  # noqa: E402
 
-DOMAIN = compare.DOMAIN
-SERVICE = f"conference.{DOMAIN}"
-ROOM = f"bench@{SERVICE}"
-MUC = "http://jabber.org/protocol/muc"
-OWNER = MUC + "#owner"
-
-
-# -- servers: compare.py's, with a MUC service ----------------------------------------------
-class ProsodyMuc(compare.Prosody):
-    def write_config(self) -> None:
-        super().write_config()
-        archive = '\n    modules_enabled = { "muc_mam" }\n    muc_log_by_default = true' \
-            if self.mam else ""
-        with open(self.cfg, "a") as f:
-            f.write(f'\nComponent "{SERVICE}" "muc"\n    restrict_room_creation = false'
-                    f"\n    max_history_messages = 20{archive}\n")
-        compare.chown_tree(self.tmp, self.user)
+DOMAIN = servers.DOMAIN
+ROOM = f"bench@{servers.MUC_DOMAIN}"
 
 
-class XmppdMuc(compare.Xmppd):
-    def start(self) -> None:
-        self.cfg = os.path.join(self.tmp, "xmppd.toml")
-        text = compare.xmppd_config(self.tmp, self.port, DOMAIN, False)
-        text += ("[modules.roster]\n[modules.presence]\n[modules.muc]\n"
-                 "max_occupants = 1000\nmax_occupants_limit = 10000\n")
-        Path(self.cfg).write_text(text)
-        self.proc = self.popen([self.bin("xmppd"), "--config", self.cfg])
-        compare.wait_port(self.port, self.proc, timeout=60)
-        self.pid = self.proc.pid
+# -- servers: the comparison's (their configs carry a MUC service at conference.<host>) ----
+SERVERS: dict[str, type[servers.Server]] = {"prosody": Prosody, "ejabberd": Ejabberd,
+                                            "xmppd": Xmppd}
 
 
-SERVERS: dict[str, type[compare.Server]] = {"prosody": ProsodyMuc, "xmppd": XmppdMuc}
+# -- the scenario: bench/lg_muc.py (loadgen.py muc) -----------------------------------------
 
 
-# -- the scenario ----------------------------------------------------------------------------
-class Occupant:
-    """Counts groupchat deliveries in the raw byte stream (no XML parsing: a body marker)."""
-
-    MARK = b"</body>"
-
-    def __init__(self, index: int, conn: loadgen.Conn) -> None:
-        self.index = index
-        self.conn = conn
-        self.tail = b""
-        self.received = 0
-        self.own = 0                 # own messages reflected back (the sender's window)
-        self.own_mark = f"<body>{index:04d}|".encode()
-        self.waiter: asyncio.Future[None] | None = None
-        self.sent_at: dict[int, int] | None = None
-        self.latencies: list[int] = []
-        self.last_ns = 0
-
-    def feed(self, data: bytes) -> None:
-        # The tail of the previous chunk is kept so a marker split between two reads is
-        # found; what lay wholly inside it was counted then and is skipped now.
-        keep = len(self.tail)
-        chunk = self.tail + data
-        n = _count(chunk, self.MARK, keep)
-        if n:
-            now = time.perf_counter_ns()
-            self.received += n
-            self.last_ns = now
-            start = max(0, keep - 17)
-            while True:           # "<body>SSSS|NNNNNN|..." -> latency per delivery
-                i = chunk.find(b"<body>", start)
-                if i < 0 or i + 18 > len(chunk):
-                    break
-                try:
-                    sender, seq = int(chunk[i + 6:i + 10]), int(chunk[i + 11:i + 17])
-                except ValueError:
-                    start = i + 6
-                    continue
-                t0 = SENT.get((sender, seq))
-                if t0 is not None:
-                    self.latencies.append(now - t0)
-                start = i + 6
-        mine = _count(chunk, self.own_mark, keep)
-        if mine:
-            self.own += mine
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(None)
-        self.tail = chunk[-24:]
-
-
-def _count(chunk: bytes, needle: bytes, keep: int) -> int:
-    """Occurrences of `needle` in `chunk` that end after its first `keep` bytes."""
-    n, i = 0, max(0, keep - len(needle) + 1)
-    while (i := chunk.find(needle, i)) >= 0:
-        n += 1
-        i += len(needle)
-    return n
-
-
-SENT: dict[tuple[int, int], int] = {}
-
-
-async def wait_bytes(conn: loadgen.Conn, needle: bytes, timeout: float = 30) -> None:
-    def found(buf: bytearray) -> tuple[int, None] | None:
-        i = buf.find(needle)
-        return None if i < 0 else (i + len(needle), None)
-    await conn.wait(found, timeout)
-
-
-async def settle(conns: list[loadgen.Conn], tag: str) -> None:
-    """A ping per connection: everything the server sent before the answer has arrived."""
-    async def one(k: int, c: loadgen.Conn) -> None:
-        c.on_data = None
-        c.buf.clear()
-        c.write(f"<iq type='get' id='{tag}-{k}-' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/>"
-                f"</iq>".encode())
-        await wait_bytes(c, f"{tag}-{k}-".encode())
-        c.on_data = loadgen._discard
-    await asyncio.gather(*(one(k, c) for k, c in enumerate(conns)))
-
-
-async def run_room(cfg: SimpleNamespace) -> dict[str, Any]:
-    errors: list[str] = []
-    res = await loadgen.login_many(cfg, list(range(1, cfg.occupants + 1)), cfg.concurrency,
-                                   True, errors=errors)
-    conns = [c for _, c, _ in res]
-    if errors:
-        await loadgen.close_all(conns)
-        raise loadgen.XMPPError(f"login failed ({len(errors)}): {errors[:3]}")
-    owner = conns[0]
-    owner.on_data = None
-    owner.buf.clear()
-    owner.write(f"<presence to='{ROOM}/u1'><x xmlns='{MUC}'/></presence>".encode())
-    await wait_bytes(owner, b"</presence>")
-    on = "1" if cfg.archive else "0"          # ours and Prosody's name for the archive switch
-    fields = ("<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig"
-              f"</value></field><field var='muc#roomconfig_persistentroom'><value>{on}</value>"
-              f"</field><field var='muc#roomconfig_enablelogging'><value>{on}</value></field>"
-              f"<field var='muc#roomconfig_enablearchiving'><value>{on}</value></field>")
-    owner.write(f"<iq type='set' id='cfg1' to='{ROOM}'><query xmlns='{OWNER}'>"
-                f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>".encode())
-    await wait_bytes(owner, b"cfg1")
-    owner.on_data = loadgen._discard
-    sem = asyncio.Semaphore(cfg.concurrency)
-
-    async def enter(k: int, c: loadgen.Conn) -> None:
-        async with sem:
-            c.on_data = None
-            c.buf.clear()
-            c.write(f"<presence to='{ROOM}/u{k + 1}'><x xmlns='{MUC}'><history maxchars='0'/>"
-                    f"</x></presence>".encode())
-            await wait_bytes(c, b"<subject")             # joined: presence, then subject
-            c.on_data = loadgen._discard
-    await asyncio.gather(*(enter(k, c) for k, c in enumerate(conns) if k > 0))
-    await settle(conns, "settle")
-
-    occupants = [Occupant(k + 1, c) for k, c in enumerate(conns)]
-    for o in occupants:
-        o.conn.on_data = o.feed
-    senders = occupants[:cfg.senders]
-    SENT.clear()
-    filler = "x" * max(0, cfg.body_size - 12)
-    sampler = procstat.Sampler(cfg.server_pid)
-    before = sampler.snap()
-    first = time.perf_counter_ns()
-
-    async def send(o: Occupant) -> None:
-        for seq in range(cfg.messages):
-            while seq - o.own >= cfg.window:
-                o.waiter = asyncio.get_running_loop().create_future()
-                await asyncio.wait_for(o.waiter, cfg.timeout)
-            SENT[(o.index, seq)] = time.perf_counter_ns()
-            o.conn.write(f"<message to='{ROOM}' type='groupchat' id='{o.index}-{seq}'><body>"
-                         f"{o.index:04d}|{seq:06d}|{filler}</body></message>".encode())
-    await asyncio.gather(*(send(o) for o in senders))
-    expected = cfg.senders * cfg.messages * cfg.occupants
-    last_total, last_change = -1, time.perf_counter()
-    while True:
-        total = sum(o.received for o in occupants)
-        if total >= expected:
-            break
-        if total != last_total:
-            last_total, last_change = total, time.perf_counter()
-        elif time.perf_counter() - last_change > cfg.drain_timeout:
-            break
-        await asyncio.sleep(0.01)
-    after = sampler.snap()
-    d = procstat.Sampler.delta(before, after)
-    received = sum(o.received for o in occupants)
-    elapsed = (max(o.last_ns for o in occupants) - first) / 1e9
-    lats = sorted(x for o in occupants for x in o.latencies)
-    out: dict[str, Any] = {
-        "scenario": "muc", "occupants": cfg.occupants, "senders": cfg.senders,
-        "messages_per_sender": cfg.messages, "window": cfg.window, "archive": cfg.archive,
-        "expected": expected, "received": received, "lost": expected - received,
-        "elapsed_s": round(elapsed, 3),
-        "deliveries_per_s": round(received / elapsed, 1) if elapsed > 0 else None,
-        **loadgen.lat_stats(lats), **d}
-    if d.get("server_cpu_s") is not None and received:
-        out["server_cpu_s_per_1000"] = round(1000 * d["server_cpu_s"] / received, 4)
-    await loadgen.close_all(conns)
-    return out
-
-
-def one_run(server: compare.Server, a: argparse.Namespace) -> dict[str, Any]:
-    busy = compare.wait_quiet(a) if a.quiet_timeout > 0 else compare.background_busy(1.0)
+def one_run(server: servers.Server, a: argparse.Namespace) -> dict[str, Any]:
+    busy = scenarios.background_busy(1.0)
     cfg = SimpleNamespace(
         host="127.0.0.1", port=server.port, domain=DOMAIN, tls=True, mech="SCRAM-SHA-1",
         transport="tcp", ws_path="", client_ns=b"",
         sslctx=loadgen.make_sslctx(), timeout=30.0, user_prefix="user", password_prefix="pw",
         occupants=a.occupants, senders=a.senders, messages=a.messages, window=a.window,
         body_size=a.body_size, concurrency=a.concurrency, drain_timeout=a.drain_timeout,
-        archive=server.mam, server_pid=server.pid)
+        archive=server.mam, server_pid=server.pid, room=ROOM, room_fields=server.room_fields,
+        start=1)
     result = asyncio.run(run_room(cfg))
     result["background_busy_pct"] = busy
-    compare.log(server.label, "  ->", {k: result.get(k) for k in (
+    servers.log(server.label, "  ->", {k: result.get(k) for k in (
         "deliveries_per_s", "server_cpu_s_per_1000", "latency_ms_p50", "latency_ms_p99",
         "lost", "server_cpu_pct", "machine_busy_pct")})
     return result
@@ -267,7 +84,7 @@ def bench(name: str, a: argparse.Namespace, cert: str, key: str) -> dict[str, An
     server = SERVERS[base](variant == "mam", cert, key, a)
     out: dict[str, Any] = {"server": server.label}
     try:
-        out["background_busy_pct"] = compare.background_busy()
+        out["background_busy_pct"] = scenarios.background_busy()
         server.start()
         server.register(a.occupants)
         runs = []
@@ -281,8 +98,8 @@ def bench(name: str, a: argparse.Namespace, cert: str, key: str) -> dict[str, An
                                               "machine_busy_pct", "background_busy_pct",
                                               "lost")} for r in runs]
     except Exception as e:  # noqa: BLE001
-        compare.log(server.label, "FAILED:", e)
-        compare.log(server.label, "log tail:\n" + server.log_tail())
+        servers.log(server.label, "FAILED:", e)
+        servers.log(server.label, "log tail:\n" + server.log_tail())
         out["error"] = str(e)
     finally:
         server.cleanup()
@@ -321,25 +138,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pick", choices=("best", "median"), default="best")
     ap.add_argument("--drain-timeout", type=float, default=10)
     ap.add_argument("--nice", type=int, default=0)
-    ap.add_argument("--quiet-below", type=float, default=20)
-    ap.add_argument("--quiet-timeout", type=float, default=0)
-    ap.add_argument("--xmppd-bin", default=str(compare.REPO / ".venv" / "bin"))
+    ap.add_argument("--python", default=sys.executable, help="interpreter that runs xmppd")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--json-out")
     a = ap.parse_args(argv)
     wanted = [s.strip() for s in a.servers.split(",") if s.strip()]
     if any(w.startswith("prosody") for w in wanted) and not shutil.which("prosody"):
-        print(f"missing prosody; install with:\n    {compare.APT_HINT}", file=sys.stderr)
+        print(f"missing prosody; install with:\n    {servers.APT_HINT}", file=sys.stderr)
         return 2
     if a.nice:
         os.setpriority(os.PRIO_PROCESS, 0, a.nice)
-        compare.set_autogroup_nice("self", a.nice)
+        servers.set_autogroup_nice("self", a.nice)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     certdir = tempfile.mkdtemp(prefix="bench-cert-")
     try:
-        cert, key = compare.make_cert(certdir)
-        machine = compare.machine_info()
-        compare.log("machine:", machine)
+        cert, key = servers.make_cert(certdir)
+        machine = servers.machine_info()
+        servers.log("machine:", machine)
         results = [bench(w, a, cert, key) for w in wanted]
     finally:
         shutil.rmtree(certdir, ignore_errors=True)

@@ -79,6 +79,34 @@ def descendants(root: int) -> list[int]:
     return out
 
 
+def tree(root: int) -> list[int]:
+    """``root`` and its live descendants: a server that forks workers is measured whole."""
+    return [root] + descendants(root)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of ``root`` and every live descendant (a child that exited is not
+    counted: the servers measured here keep theirs for their whole life)."""
+    total = 0.0
+    for p in tree(root):
+        try:
+            total += cpu_seconds(p)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def tree_rss_kib(root: int) -> int:
+    """VmRSS of ``root`` plus that of its live descendants."""
+    total = 0
+    for p in tree(root):
+        try:
+            total += rss_kib(p)
+        except (OSError, KeyError, ValueError):
+            continue
+    return total
+
+
 def find_process(root: int, comm_prefix: str) -> int | None:
     """``root`` itself or its first descendant whose comm starts with
     ``comm_prefix`` (e.g. ``beam.smp`` under ``ejabberdctl``)."""
@@ -107,8 +135,8 @@ class Sampler:
             "machine": machine_cpu(),
         }
         if self.pid:
-            s["server_cpu"] = cpu_seconds(self.pid)
-            s["server_rss"] = rss_kib(self.pid)
+            s["server_cpu"] = tree_cpu_seconds(self.pid)
+            s["server_rss"] = tree_rss_kib(self.pid)
         return s
 
     @staticmethod
