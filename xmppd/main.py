@@ -61,6 +61,23 @@ def _housekeeping(server: Any, trim: Any) -> None:
 _IDLE_COMPACT_AFTER = float(os.environ.get("XMPPD_IDLE_COMPACT_AFTER", "20"))
 
 
+def multiproc_worker(r: Any, server: Any, spec: Any) -> None:
+    """A worker tells the supervisor once it serves (its cluster node joined). SIGINT (the
+    supervisor stopping them all, or Ctrl-C) stops it without the drain SIGTERM does: there
+    is no other process left to move to."""
+    import signal
+
+    def ready(_: Any) -> None:
+        os.write(spec.ready_fd, b"1")
+        os.close(spec.ready_fd)
+    server.cluster.ready.addCallback(ready)
+
+    def on_int(signum: int, frame: Any) -> None:
+        server.cluster.drain = False
+        r.callFromThread(r.stop)
+    r.callWhenRunning(signal.signal, signal.SIGINT, on_int)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="xmppd XMPP server")
     parser.add_argument("--config", "-c", default=None,
@@ -75,7 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
+    from xmppd import multiproc
+    spec = None
+    if os.environ.get(multiproc.ENV):                 # a worker of the supervisor
+        spec = multiproc.WorkerSpec.loads(os.environ[multiproc.ENV])
+        config = multiproc.worker_config(config, spec)
     setup_logging(config)
+    if spec is None and config.server.processes != 1:
+        plan = multiproc.plan(config)
+        if plan.processes > 1:
+            from xmppd.supervisor import supervise
+            try:
+                return int(supervise(config, args.config, plan))
+            except (ConfigError, ValueError, OSError) as e:
+                print(f"xmppd: {e}", file=sys.stderr)
+                return 2
+        log.warning("server.processes: serving with one process: %s", plan.reason,
+                    extra={"event": "one_process"})
     # Every connection is a file descriptor: take all the kernel allows us (xmppd/limits.py
     # keeps strangers below it).
     from xmppd.limits import raise_fd_limit
@@ -113,18 +146,21 @@ def main(argv: list[str] | None = None) -> int:
             tls_ctx = stream_context(cert, key)
         from xmppd.listeners import federation
         s2s = federation.start(server, r, cert, key)
-        for lst in config.listeners:
+        for k, lst in enumerate(config.listeners):
+            if multiproc.skipped(spec, k):
+                continue
+            rk = multiproc.reactor_for(r, spec, k)     # a worker adopts the shared socket
             if lst.type in federation.TYPES:
                 assert s2s is not None
-                port = federation.listen(r, s2s, lst)
+                port = federation.listen(rk, s2s, lst)
             elif lst.type == "http":
                 web = HttpListener(server, lst)
                 if lst.tls:
                     site_tls = TlsSiteFactory(server_context(cert, key, alpn=[b"http/1.1"]),
                                               False, web.site)
-                    port = r.listenTCP(lst.port, site_tls, interface=lst.bind)
+                    port = rk.listenTCP(lst.port, site_tls, interface=lst.bind)
                 else:
-                    port = r.listenTCP(lst.port, web.site, interface=lst.bind)
+                    port = rk.listenTCP(lst.port, web.site, interface=lst.bind)
                 web.bound_port = port.getHost().port
                 log.info("http listening on %s:%d (tls %s): WebSocket %s, BOSH %s", lst.bind,
                          web.bound_port, "on" if lst.tls else "off", lst.websocket_path,
@@ -136,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             elif lst.type == "c2s_tls":
                 # XEP-0368 §3: ALPN "xmpp-client" on direct TLS.
                 direct = stream_context(cert, key, alpn=["xmpp-client"])
-                port = r.listenTCP(lst.port, C2SFactory(server, lst, direct),
-                                   interface=lst.bind)
+                port = rk.listenTCP(lst.port, C2SFactory(server, lst, direct),
+                                    interface=lst.bind)
                 log.info("c2s listening on %s:%d (direct TLS)", lst.bind, port.getHost().port)
             else:
-                port = r.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx),
-                                   interface=lst.bind)
+                port = rk.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx),
+                                    interface=lst.bind)
                 log.info("c2s listening on %s:%d (starttls %s)", lst.bind,
                          port.getHost().port, lst.starttls)
             runtime.listening(lst, port)
@@ -159,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     housekeeping = task.LoopingCall(_housekeeping, server, _malloc_trim())
     housekeeping.start(float(os.environ.get("XMPPD_HOUSEKEEPING_INTERVAL", "30")), now=False)
     runtime.install_signals()
+    if spec is not None:
+        multiproc_worker(r, server, spec)
     r.addSystemEventTrigger("before", "shutdown",
                             lambda: defer.Deferred.fromCoroutine(runtime.shutdown()))
     r.addSystemEventTrigger("after", "shutdown", db.close)
