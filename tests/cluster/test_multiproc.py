@@ -213,8 +213,8 @@ def test_a_rolling_restart_under_load_loses_no_message(make: Make) -> None:
         await asyncio.sleep(1.0)
         acked = {(to.split("@")[0], body) for c in users for to, body in c.acked}
         # slixmpp may drop a stanza it was handed just as its stream went (never sent, so
-        # never acknowledged): a few.
-        assert len(acked) >= sum(sent) - len(users), (len(acked), sum(sent))
+        # never acknowledged): one per move, and a client may move twice (off p1, then off p2).
+        assert len(acked) >= sum(sent) - 2 * len(users), (len(acked), sum(sent))
         for c in users:
             mine = {b for to, b in acked if to == c.boundjid.user}
             missing = mine - set(c.got)
