@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", "-c", default=None,
                         help="config file (default: $XMPPD_CONFIG, ./conf/xmppd.toml, "
                              "/etc/xmppd/xmppd.toml, the packaged default; xmppd/paths.py)")
+    parser.add_argument("--processes", default=None, metavar="N|auto",
+                        help="override server.processes: worker processes, 'auto' = one "
+                             "per core, 1 = one process (docs/CLUSTER.md \"Every core\")")
     args = parser.parse_args(argv)
     if args.config is None:
         from xmppd.paths import default_config
@@ -93,11 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
     from xmppd import multiproc
+    if args.processes is not None:
+        try:
+            config = multiproc.with_processes(config, args.processes)
+        except ConfigError as e:
+            print(f"xmppd: {e}", file=sys.stderr)
+            return 2
     spec = None
     if os.environ.get(multiproc.ENV):                 # a worker of the supervisor
         spec = multiproc.WorkerSpec.loads(os.environ[multiproc.ENV])
         config = multiproc.worker_config(config, spec)
     setup_logging(config)
+    if spec is not None:
+        multiproc.tag_logs(f"p{spec.index}")
     if spec is None and config.server.processes != 1:
         plan = multiproc.plan(config)
         if plan.processes > 1:

@@ -92,6 +92,33 @@ class WorkerSpec:
                    int(d["ready_fd"]), str(d["redis_url"]))
 
 
+def with_processes(config: Config, value: str) -> Config:
+    """`config` with server.processes from the command line ("auto" or N); ConfigError."""
+    from xmppd.schema import _convert, processes
+    n = _convert(value if value == "auto" else _int(value), int, processes(default=1).metadata,
+                 "--processes")
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, processes=n))
+
+
+def _int(value: str) -> int | str:
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def tag_logs(tag: str) -> None:
+    """A worker's log records say which worker wrote them ("[p2] ...")."""
+    import logging
+    make = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        record.msg = f"[{tag}] {record.msg}"
+        return record
+    logging.setLogRecordFactory(factory)
+
+
 def node_name(config: Config, index: int) -> str:
     return f"{config.cluster.node}-p{index}" if config.cluster is not None else f"p{index}"
 
