@@ -54,12 +54,16 @@ def make(tmp_path: Path) -> Iterator[Make]:
             f()
 
 
-def ask(path: Path, command: str) -> Any:
+def kick(path: Path, jid: str) -> Any:
+    return ask(path, "kick", {"user": jid})
+
+
+def ask(path: Path, command: str, args: dict[str, str] | None = None) -> Any:
     """One admin socket request (xmppd/control.py); its data."""
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
         s.connect(str(path))
-        s.sendall(json.dumps({"command": command, "args": {}}).encode() + b"\n")
+        s.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):
             more = s.recv(65536)
@@ -131,8 +135,15 @@ def test_users_on_two_processes_chat_and_see_presence(make: Make, kind: str) -> 
         await b.until(lambda: len(b.got) >= 50)
         assert sorted(b.got) == sorted(f"ab{i}" for i in range(50))
         assert sorted(a.got) == sorted(f"ba{i}" for i in range(50))
+        # p1's admin socket sees b (on p2) and ends his session there
+        rows = await asyncio.to_thread(ask, sockets(srv)[0], "sessions")
+        assert str(b.boundjid.full) in {r["jid"] for r in rows}
+        kicked = await asyncio.to_thread(kick, sockets(srv)[0], str(b.boundjid.full))
+        assert kicked == [str(b.boundjid.full)]
+        await asyncio.wait_for(b.gone.wait(), 10)
         for c in clients:
-            await c.stop()
+            if c is not b:
+                await c.stop()
     run(go())
 
 
