@@ -38,6 +38,9 @@ ENV = "XMPPD_WORKER"
 SHARED = frozenset({"c2s", "c2s_tls", "s2s", "s2s_tls", "http"})
 
 
+WORKER_NODE_TIMEOUT = 15.0
+
+
 @dataclass(frozen=True)
 class Plan:
     processes: int
@@ -129,7 +132,11 @@ def worker_config(config: Config, spec: WorkerSpec) -> Config:
     if config.cluster is not None:
         cluster = dataclasses.replace(config.cluster, node=name)
     else:
-        cluster = ClusterSection(node=name, redis_url=spec.redis_url)
+        # The supervisor starts a dead worker again within seconds, under its name, and that
+        # run takes over what the last one left (xmppd/cluster/restart.py): the others should
+        # not presume it dead first (the leader would claim its stream while it is back).
+        cluster = ClusterSection(node=name, redis_url=spec.redis_url,
+                                 node_timeout=WORKER_NODE_TIMEOUT)
     cache = config.cache
     if not cache.url.startswith(("redis://", "redis+cluster://")):
         cache = dataclasses.replace(cache, url=spec.redis_url)
