@@ -13,6 +13,7 @@ average before the run. Then the ratio of the medians.
 
   python3 bench/multiproc_bench.py [--rounds 3] [--pairs 50] [--messages 2000] [--window 50]
                                    [--backend sqlite|postgresql] [--mam] [--procs 1,2]
+                                   [--rate max|N]
 """
 from __future__ import annotations
 
@@ -124,12 +125,12 @@ def one(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         cpu0 = server_cpu(server.pid) + (procstat.cpu_seconds(redis.pid) if redis else 0)
         cmd = [PY, str(ROOT / "bench/loadgen.py"), "messages", "--server", f"127.0.0.1:{port}",
                "--domain", DOMAIN, "--pairs", str(args.pairs), "--messages",
-               str(args.messages), "--rate", "max", "--window", str(args.window)]
+               str(args.messages), "--rate", args.rate, "--window", str(args.window)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900).stdout
         got: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         cpu1 = server_cpu(server.pid) + (procstat.cpu_seconds(redis.pid) if redis else 0)
         recv = got["received"]
-        res = {"procs": procs, "backend": args.backend, "mam": args.mam,
+        res = {"procs": procs, "backend": args.backend, "mam": args.mam, "rate": args.rate,
                "received": recv, "lost": got["lost"], "msgs_per_s": got["msgs_per_s"],
                "server_cpu_us_per_msg": round((cpu1 - cpu0) / recv * 1e6, 1) if recv else None,
                "server_cores": round((cpu1 - cpu0) / got["wall_s"], 2) if got.get("wall_s")
@@ -166,6 +167,9 @@ def main() -> int:
     ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--mam", action="store_true")
     ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--rate", default="max",
+                    help="offered msgs/s in total, or max (a fixed rate compares CPU per "
+                         "message without the batching a saturated server gets)")
     args = ap.parse_args()
     counts = [int(x) for x in args.procs.split(",")]
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
