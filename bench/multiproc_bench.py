@@ -6,6 +6,9 @@ Backends: `sqlite` (the embedded default: a SQLite file and, with 2 processes, t
 supervisor's private redis-server) or `postgresql` (a fresh database on the local PostgreSQL
 and a private redis-server started here for both). `--mam` archives every message.
 
+`--scenario logins`: 2 × pairs users log in (STARTTLS, SCRAM-SHA-1, bind) `--login-rounds`
+times, 20 at a time: work per connection that never crosses between processes.
+
 Per run: delivered messages/s (loadgen's measured phase), server CPU per message (every
 process of the server: workers, supervisor, its private Redis; the logins are included, so
 the figure is a little above loadgen's per-phase one), the load generator's CPU, the load
@@ -13,7 +16,7 @@ average before the run. Then the ratio of the medians.
 
   python3 bench/multiproc_bench.py [--rounds 3] [--pairs 50] [--messages 2000] [--window 50]
                                    [--backend sqlite|postgresql] [--mam] [--procs 1,2]
-                                   [--rate max|N]
+                                   [--rate max|N] [--scenario messages|logins]
 """
 from __future__ import annotations
 
@@ -123,21 +126,30 @@ def one(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         time.sleep(1.0)
         load = os.getloadavg()[0]
         cpu0 = server_cpu(server.pid) + (procstat.cpu_seconds(redis.pid) if redis else 0)
-        cmd = [PY, str(ROOT / "bench/loadgen.py"), "messages", "--server", f"127.0.0.1:{port}",
-               "--domain", DOMAIN, "--pairs", str(args.pairs), "--messages",
-               str(args.messages), "--rate", args.rate, "--window", str(args.window)]
+        common = ["--server", f"127.0.0.1:{port}", "--domain", DOMAIN]
+        if args.scenario == "logins":
+            cmd = [PY, str(ROOT / "bench/loadgen.py"), "logins", *common, "--users",
+                   str(2 * args.pairs), "--rounds", str(args.login_rounds), "--concurrency",
+                   "20"]
+        else:
+            cmd = [PY, str(ROOT / "bench/loadgen.py"), "messages", *common, "--pairs",
+                   str(args.pairs), "--messages", str(args.messages), "--rate", args.rate,
+                   "--window", str(args.window)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900).stdout
         got: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         cpu1 = server_cpu(server.pid) + (procstat.cpu_seconds(redis.pid) if redis else 0)
-        recv = got["received"]
-        res = {"procs": procs, "backend": args.backend, "mam": args.mam, "rate": args.rate,
-               "received": recv, "lost": got["lost"], "msgs_per_s": got["msgs_per_s"],
-               "server_cpu_us_per_msg": round((cpu1 - cpu0) / recv * 1e6, 1) if recv else None,
+        done = got["ok"] if args.scenario == "logins" else got["received"]
+        res = {"procs": procs, "backend": args.backend, "mam": args.mam,
+               "scenario": args.scenario, "rate": args.rate, "done": done,
+               "lost": got.get("lost", got.get("failed")),
+               "per_s": got["logins_per_s"] if args.scenario == "logins" else got["msgs_per_s"],
+               "server_cpu_us_per_op": round((cpu1 - cpu0) / done * 1e6, 1) if done else None,
                "server_cores": round((cpu1 - cpu0) / got["wall_s"], 2) if got.get("wall_s")
                else None,
                "loadgen_cpu_pct": got.get("loadgen_cpu_pct"),
                "machine_busy_pct": got.get("machine_busy_pct"),
-               "latency_ms_p99": got.get("latency_ms_p99"), "loadavg_before": round(load, 2)}
+               "latency_ms_p99": got.get("latency_ms_p99", got.get("login_ms_p99")),
+               "loadavg_before": round(load, 2)}
         print(json.dumps(res), flush=True)
         return res
     finally:
@@ -167,6 +179,9 @@ def main() -> int:
     ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--mam", action="store_true")
     ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--scenario", choices=["messages", "logins"], default="messages")
+    ap.add_argument("--login-rounds", type=int, default=3,
+                    help="logins: log every one of the 2 x pairs users in this many times")
     ap.add_argument("--rate", default="max",
                     help="offered msgs/s in total, or max (a fixed rate compares CPU per "
                          "message without the batching a saturated server gets)")
@@ -179,14 +194,14 @@ def main() -> int:
     summary: dict[str, Any] = {"summary": True, "backend": args.backend, "mam": args.mam,
                                "cpus": os.cpu_count()}
     for n, rs in runs.items():
-        rates = [r["msgs_per_s"] for r in rs if r["msgs_per_s"]]
-        cpu = [r["server_cpu_us_per_msg"] for r in rs if r["server_cpu_us_per_msg"]]
-        summary[f"p{n}"] = {"msgs_per_s_median": statistics.median(rates),
+        rates = [r["per_s"] for r in rs if r["per_s"]]
+        cpu = [r["server_cpu_us_per_op"] for r in rs if r["server_cpu_us_per_op"]]
+        summary[f"p{n}"] = {"per_s_median": statistics.median(rates),
                             "min": min(rates), "max": max(rates),
-                            "server_cpu_us_per_msg_median": statistics.median(cpu),
+                            "server_cpu_us_per_op_median": statistics.median(cpu),
                             "lost": sum(r["lost"] for r in rs)}
     if len(counts) == 2:
-        a, b = (summary[f"p{n}"]["msgs_per_s_median"] for n in counts)
+        a, b = (summary[f"p{n}"]["per_s_median"] for n in counts)
         summary["ratio"] = round(b / a, 3)
     print(json.dumps(summary), flush=True)
     return 0

@@ -67,7 +67,16 @@ def multiproc_worker(r: Any, server: Any, spec: Any) -> None:
     is no other process left to move to."""
     import signal
 
-    def ready(_: Any) -> None:
+    # Ready once this node sees every worker live: a node learns of one that joined after it
+    # only at its next heartbeat, and until then it would not tell it of its writes (users'
+    # data kept in memory, ClusterService.changed) — so the port files wait for that too.
+    waited = [0]
+
+    def ready(_: Any = None) -> None:
+        if len(server.cluster.live()) < spec.count and waited[0] < 100:
+            waited[0] += 1
+            r.callLater(0.1, ready)
+            return
         os.write(spec.ready_fd, b"1")
         os.close(spec.ready_fd)
     server.cluster.ready.addCallback(ready)
