@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         server.load_modules()
         from xmppd.runtime import Runtime
         runtime = Runtime(server, r)            # ports, admin socket, signals, shutdown
+        if spec is not None:
+            runtime.adapt = lambda c: multiproc.worker_config(c, spec)
         tls_ctx = None
         cert, key = Path(config.tls.cert), Path(config.tls.key)
         if any((lst.type in ("c2s", "s2s") and lst.starttls != "off")
