@@ -25,14 +25,14 @@ from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, make_serve
     register_accounts
 
 USERS = tuple(f"u{i}" for i in range(12))
-Make = Callable[[str], RunningServer]
+Make = Callable[..., RunningServer]
 
 
 @pytest.fixture
 def make(tmp_path: Path) -> Iterator[Make]:
     made: list[tuple[RunningServer, list[Callable[[], None]]]] = []
 
-    def build(kind: str) -> RunningServer:
+    def build(kind: str, listeners: dict[str, Any] | None = None) -> RunningServer:
         if kind == "sqlite+memory" and shutil.which("redis-server") is None:
             skip_or_fail("redis-server is not installed (the supervisor runs a private one)")
         if kind == "postgresql+redis":
@@ -40,6 +40,7 @@ def make(tmp_path: Path) -> Iterator[Make]:
             require("redis")
         storage_url, cache_url, cleanups = backend_urls(kind, tmp_path)
         srv = make_server(tmp_path, storage_url, cache_url, modules=DEFAULT_MODULES,
+                          listeners=listeners,
                           server={"processes": 2, "admin_socket": str(tmp_path / "ctl.sock"),
                                   "pid_file": str(tmp_path / "pid"),
                                   "shutdown_timeout": "10 s"})
@@ -239,3 +240,33 @@ def test_a_rolling_restart_under_load_loses_no_message(make: Make) -> None:
     after = worker_pids(srv)
     assert not set(after) & set(before), (before, after)   # both processes are new
     assert srv.proc is sup and sup.poll() is None
+
+
+async def _post(port: int, body: str) -> str:
+    r, w = await asyncio.open_connection("127.0.0.1", port)     # a new connection each time
+    data = body.encode()
+    w.write(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            b"Content-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data))
+    answer = (await asyncio.wait_for(r.read(), 20)).decode()
+    w.close()
+    return answer
+
+
+def test_a_bosh_session_stays_on_its_process(make: Make) -> None:
+    """XEP-0206 makes a new HTTP request per poll: the HTTP sockets are steered by the
+    client's address, so every request of a session reaches the process holding it (on the
+    other one the sid is unknown: item-not-found)."""
+    srv = make("sqlite+memory", listeners={"http": {"type": "http"}})
+    port = srv.ports["http"]
+
+    async def go() -> None:
+        created = await _post(port, "<body content='text/xml; charset=utf-8' hold='1' "
+                                    "rid='1000' to='localhost' wait='1' ver='1.6' "
+                                    "xmlns='http://jabber.org/protocol/httpbind'/>")
+        sid = created.split("sid='")[1].split("'")[0] if "sid='" in created else \
+            created.split('sid="')[1].split('"')[0]
+        for rid in range(1001, 1009):
+            answer = await _post(port, f"<body rid='{rid}' sid='{sid}' "
+                                       "xmlns='http://jabber.org/protocol/httpbind'/>")
+            assert "200 OK" in answer and "item-not-found" not in answer, answer
+    run(go())
