@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 SO_ATTACH_REUSEPORT_CBPF = 51
 _SKF_NET_OFF = -0x100000
 _LD_W_ABS, _ALU_MOD_K, _RET_A = 0x20, 0x94, 0x16
+_LD_B_ABS, _ALU_RSH_K, _JEQ_K, _JA = 0x30, 0x74, 0x15, 0x05
 BACKLOG = 1024
 
 
@@ -52,10 +53,15 @@ def steer_by_source(s: socket.socket, count: int) -> bool:
     # The program sees the TCP segment; SKF_NET_OFF reaches back into the IP header: the
     # source address (IPv4 at 12, IPv6 its last word at 20), modulo the number of workers,
     # is the index of the socket in the group (an index past its end: the kernel hashes).
-    offset = 12 if s.family == socket.AF_INET else 20
-    prog = [(_LD_W_ABS, 0, 0, (_SKF_NET_OFF + offset) & 0xFFFFFFFF),
-            (_ALU_MOD_K, 0, 0, count),
-            (_RET_A, 0, 0, 0)]
+    net = _SKF_NET_OFF & 0xFFFFFFFF
+    if s.family == socket.AF_INET:
+        prog = [(_LD_W_ABS, 0, 0, net + 12), (_ALU_MOD_K, 0, 0, count), (_RET_A, 0, 0, 0)]
+    else:       # a dual-stack socket sees IPv4 packets too: the version nibble decides
+        prog = [(_LD_B_ABS, 0, 0, net), (_ALU_RSH_K, 0, 0, 4),
+                (_JEQ_K, 0, 2, 4),                          # IPv4: next; IPv6: +2
+                (_LD_W_ABS, 0, 0, net + 12), (_JA, 0, 0, 1),
+                (_LD_W_ABS, 0, 0, net + 20),
+                (_ALU_MOD_K, 0, 0, count), (_RET_A, 0, 0, 0)]
     raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
     buf = ctypes.create_string_buffer(raw, len(raw))
     fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))

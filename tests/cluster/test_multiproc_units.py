@@ -132,3 +132,26 @@ def test_connections_spread_over_the_group_and_http_sticks_to_the_client() -> No
     assert _accepted([h, i], 20) == [0, 20]
     for s in clients + [a, b, h, i]:
         s.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::"])
+def test_http_steering_follows_the_source_address_on_ipv4_and_dual_stack(host: str) -> None:
+    try:
+        a = sharedsockets.bind(host, 0)
+    except OSError:
+        pytest.skip(f"cannot listen on {host}")
+    port = a.getsockname()[1]
+    b = sharedsockets.bind(host, port)
+    assert sharedsockets.steer_by_source(a, 2)
+    for source, expected in (("127.0.0.2", [20, 0]), ("127.0.0.3", [0, 20])):
+        clients = []
+        for _ in range(20):
+            c = socket.socket()
+            c.bind((source, 0))
+            c.connect(("127.0.0.1", port))
+            clients.append(c)
+        assert _accepted([a, b], 20) == expected, source       # address modulo 2
+        for c in clients:
+            c.close()
+    a.close()
+    b.close()
