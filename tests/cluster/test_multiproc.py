@@ -269,4 +269,6 @@ def test_a_bosh_session_stays_on_its_process(make: Make) -> None:
             answer = await _post(port, f"<body rid='{rid}' sid='{sid}' "
                                        "xmlns='http://jabber.org/protocol/httpbind'/>")
             assert "200 OK" in answer and "item-not-found" not in answer, answer
+        await _post(port, f"<body rid='1009' sid='{sid}' type='terminate' "
+                          "xmlns='http://jabber.org/protocol/httpbind'/>")
     run(go())
