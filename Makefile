@@ -30,8 +30,10 @@ $(STAMP): setup.cfg setup.py pyproject.toml bot/pyproject.toml
 
 install: $(STAMP)
 
+# One worker process per core (server.processes = "auto"; docs/CLUSTER.md "Every core");
+# `make run PROCESSES=auto` for one worker per core (docs/CLUSTER.md "Every core"). SIGUSR2 to the supervisor: rolling restart.
 run: $(STAMP)
-	$(BIN)/xmppd --config conf/xmppd.toml
+	$(BIN)/xmppd --config conf/xmppd.toml $(if $(PROCESSES),--processes $(PROCESSES))
 
 # Three nodes (c2s 6001-6003, HTTP 6101-6103) on this machine's PostgreSQL and Redis behind
 # HAProxy on 5222/5280 (docs/CLUSTER.md); Ctrl-C stops all of it.

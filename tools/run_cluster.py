@@ -62,6 +62,8 @@ def node_config(base: str, name: str, i: int, storage: str) -> str:
     text = re.sub(r'(?m)^url = "sqlite:[^"]*"', f'url = "{storage}"', text, count=1)
     text = re.sub(r'(?m)^url = "memory"', f'url = "{REDIS}"\nprefix = "xmppd_cluster:"',
                   text, count=1)
+    # One process per node here (three nodes already share this machine's cores).
+    text = re.sub(r'(?m)^processes = "auto"', "processes = 1", text, count=1)
     text = re.sub(r"(?m)^port = 5222\b", f"port = {6000 + i}", text, count=1)
     text = re.sub(r"(?m)^port = 5280\b", f'port = {6100 + i}\npublic_url = "http://localhost:5280"',
                   text, count=1)

@@ -26,6 +26,7 @@ from xmppd.schema import build as build
 from xmppd.schema import duration as duration
 from xmppd.schema import networks as networks
 from xmppd.schema import number as number
+from xmppd.schema import processes as processes
 from xmppd.schema import parse_duration as parse_duration
 from xmppd.schema import parse_size as parse_size
 from xmppd.schema import rate as rate
@@ -44,6 +45,9 @@ class ServerSection:
     admin_socket: str = ""        # UNIX socket for xmppctl's live commands; "" = none
     admin_socket_mode: int = number(default=0o600, minimum=0, maximum=0o777)
     shutdown_timeout: float = duration(default="15 s", minimum=1)   # SIGTERM to exit, at most
+    # "auto" (0 here: one per core) or N worker processes sharing the listening sockets
+    # (xmppd/supervisor.py, docs/CLUSTER.md "Every core"); 1 = one process, as always
+    processes: int = processes(default=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,11 +61,40 @@ def _housekeeping(server: Any, trim: Any) -> None:
 _IDLE_COMPACT_AFTER = float(os.environ.get("XMPPD_IDLE_COMPACT_AFTER", "20"))
 
 
+def multiproc_worker(r: Any, server: Any, spec: Any) -> None:
+    """A worker tells the supervisor once it serves (its cluster node joined). SIGINT (the
+    supervisor stopping them all, or Ctrl-C) stops it without the drain SIGTERM does: there
+    is no other process left to move to."""
+    import signal
+
+    # Ready once this node sees every worker live: a node learns of one that joined after it
+    # only at its next heartbeat, and until then it would not tell it of its writes (users'
+    # data kept in memory, ClusterService.changed) — so the port files wait for that too.
+    waited = [0]
+
+    def ready(_: Any = None) -> None:
+        if len(server.cluster.live()) < spec.count and waited[0] < 100:
+            waited[0] += 1
+            r.callLater(0.1, ready)
+            return
+        os.write(spec.ready_fd, b"1")
+        os.close(spec.ready_fd)
+    server.cluster.ready.addCallback(ready)
+
+    def on_int(signum: int, frame: Any) -> None:
+        server.cluster.drain = False
+        r.callFromThread(r.stop)
+    r.callWhenRunning(signal.signal, signal.SIGINT, on_int)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="xmppd XMPP server")
     parser.add_argument("--config", "-c", default=None,
                         help="config file (default: $XMPPD_CONFIG, ./conf/xmppd.toml, "
                              "/etc/xmppd/xmppd.toml, the packaged default; xmppd/paths.py)")
+    parser.add_argument("--processes", default=None, metavar="N|auto",
+                        help="override server.processes: worker processes, 'auto' = one "
+                             "per core, 1 = one process (docs/CLUSTER.md \"Every core\")")
     args = parser.parse_args(argv)
     if args.config is None:
         from xmppd.paths import default_config
@@ -75,7 +104,31 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
+    from xmppd import multiproc
+    if args.processes is not None:
+        try:
+            config = multiproc.with_processes(config, args.processes)
+        except ConfigError as e:
+            print(f"xmppd: {e}", file=sys.stderr)
+            return 2
+    spec = None
+    if os.environ.get(multiproc.ENV):                 # a worker of the supervisor
+        spec = multiproc.WorkerSpec.loads(os.environ[multiproc.ENV])
+        config = multiproc.worker_config(config, spec)
     setup_logging(config)
+    if spec is not None:
+        multiproc.tag_logs(f"p{spec.index}")
+    if spec is None and config.server.processes != 1:
+        plan = multiproc.plan(config)
+        if plan.processes > 1:
+            from xmppd.supervisor import supervise
+            try:
+                return int(supervise(config, args.config, plan))
+            except (ConfigError, ValueError, OSError) as e:
+                print(f"xmppd: {e}", file=sys.stderr)
+                return 2
+        log.warning("server.processes: serving with one process: %s", plan.reason,
+                    extra={"event": "one_process"})
     # Every connection is a file descriptor: take all the kernel allows us (xmppd/limits.py
     # keeps strangers below it).
     from xmppd.limits import raise_fd_limit
@@ -102,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         server.load_modules()
         from xmppd.runtime import Runtime
         runtime = Runtime(server, r)            # ports, admin socket, signals, shutdown
+        if spec is not None:
+            runtime.adapt = lambda c: multiproc.worker_config(c, spec)
         tls_ctx = None
         cert, key = Path(config.tls.cert), Path(config.tls.key)
         if any((lst.type in ("c2s", "s2s") and lst.starttls != "off")
@@ -113,18 +168,21 @@ def main(argv: list[str] | None = None) -> int:
             tls_ctx = stream_context(cert, key)
         from xmppd.listeners import federation
         s2s = federation.start(server, r, cert, key)
-        for lst in config.listeners:
+        for k, lst in enumerate(config.listeners):
+            if multiproc.skipped(spec, k):
+                continue
+            rk = multiproc.reactor_for(r, spec, k)     # a worker adopts the shared socket
             if lst.type in federation.TYPES:
                 assert s2s is not None
-                port = federation.listen(r, s2s, lst)
+                port = federation.listen(rk, s2s, lst)
             elif lst.type == "http":
                 web = HttpListener(server, lst)
                 if lst.tls:
                     site_tls = TlsSiteFactory(server_context(cert, key, alpn=[b"http/1.1"]),
                                               False, web.site)
-                    port = r.listenTCP(lst.port, site_tls, interface=lst.bind)
+                    port = rk.listenTCP(lst.port, site_tls, interface=lst.bind)
                 else:
-                    port = r.listenTCP(lst.port, web.site, interface=lst.bind)
+                    port = rk.listenTCP(lst.port, web.site, interface=lst.bind)
                 web.bound_port = port.getHost().port
                 log.info("http listening on %s:%d (tls %s): WebSocket %s, BOSH %s", lst.bind,
                          web.bound_port, "on" if lst.tls else "off", lst.websocket_path,
@@ -136,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             elif lst.type == "c2s_tls":
                 # XEP-0368 §3: ALPN "xmpp-client" on direct TLS.
                 direct = stream_context(cert, key, alpn=["xmpp-client"])
-                port = r.listenTCP(lst.port, C2SFactory(server, lst, direct),
-                                   interface=lst.bind)
+                port = rk.listenTCP(lst.port, C2SFactory(server, lst, direct),
+                                    interface=lst.bind)
                 log.info("c2s listening on %s:%d (direct TLS)", lst.bind, port.getHost().port)
             else:
-                port = r.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx),
-                                   interface=lst.bind)
+                port = rk.listenTCP(lst.port, C2SFactory(server, lst, tls_ctx),
+                                    interface=lst.bind)
                 log.info("c2s listening on %s:%d (starttls %s)", lst.bind,
                          port.getHost().port, lst.starttls)
             runtime.listening(lst, port)
@@ -159,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     housekeeping = task.LoopingCall(_housekeeping, server, _malloc_trim())
     housekeeping.start(float(os.environ.get("XMPPD_HOUSEKEEPING_INTERVAL", "30")), now=False)
     runtime.install_signals()
+    if spec is not None:
+        multiproc_worker(r, server, spec)
     r.addSystemEventTrigger("before", "shutdown",
                             lambda: defer.Deferred.fromCoroutine(runtime.shutdown()))
     r.addSystemEventTrigger("after", "shutdown", db.close)

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from xmppd import logs
 from xmppd.config import Config, ConfigError, load
@@ -49,12 +49,17 @@ class Outcome:
         return "\n".join(lines) or "nothing to reload"
 
 
-def reload(server: Server, *, tls_in_use: bool) -> Outcome:
-    """Reload `server`'s config file and certificates (module docstring)."""
+def reload(server: Server, *, tls_in_use: bool,
+           adapt: Callable[[Config], Config] | None = None) -> Outcome:
+    """Reload `server`'s config file and certificates (module docstring). `adapt`: what the
+    process makes of the file's config (a worker of several, xmppd/multiproc.py), so only
+    real changes are compared."""
     out = Outcome()
     old = server.config
     try:
         new = load(old.path)
+        if adapt is not None:
+            new = adapt(new)
     except ConfigError as e:
         out.ok = False
         out.errors.append(str(e))

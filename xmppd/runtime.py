@@ -28,13 +28,13 @@ import logging
 import os
 import signal
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import defer, task
 
 from storage import batch
 from xmppd import tls
-from xmppd.config import ListenerConfig
+from xmppd.config import Config, ListenerConfig
 from xmppd.reload import Outcome, reload
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class Runtime:
         self.ports: list[tuple[ListenerConfig, Any]] = []
         self.control: Any = None
         self.stopping = False
+        self.adapt: Callable[[Config], Config] | None = None   # a worker's view of its config
 
     def listening(self, lst: ListenerConfig, port: Any) -> None:
         """A listener's port, closed first at shutdown and shown by `xmppctl status`."""
@@ -76,7 +77,7 @@ class Runtime:
         signal.signal(signal.SIGHUP, on_hup)
 
     def reload(self) -> Outcome:
-        return reload(self.server, tls_in_use=tls.in_use())
+        return reload(self.server, tls_in_use=tls.in_use(), adapt=self.adapt)
 
     async def shutdown(self) -> None:
         if self.stopping:

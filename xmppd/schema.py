@@ -107,6 +107,11 @@ def number(*, default: int | float, minimum: float | None = None,
     return field(default=default, metadata={"minimum": minimum, "maximum": maximum})
 
 
+def processes(*, default: int) -> Any:
+    """A number of processes: an integer >= 1, or "auto" (stored as 0: one per CPU core)."""
+    return field(default=default, metadata={"kind": "processes"})
+
+
 def networks(*, default: tuple[str, ...]) -> Any:
     """A tuple of IP networks ("127.0.0.0/8", "::1")."""
     return field(default=tuple(ipaddress.ip_network(n, strict=False) for n in default),
@@ -147,6 +152,13 @@ def _convert(value: object, hint: Any, meta: typing.Mapping[str, Any], where: st
         if n < meta.get("minimum", 0):
             raise ConfigError(f"{where}: must be at least {meta['minimum']} bytes, got {value!r}")
         return n
+    if kind == "processes":
+        if value == "auto":
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+            raise ConfigError(f"{where}: expected \"auto\" or a number from 1 to 256, "
+                              f"got {value!r}")
+        return value
     if kind == "networks":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of addresses or networks, got {value!r}")

@@ -131,3 +131,34 @@ async def test_without_an_answer_the_sender_falls_back_in_time() -> None:
             a.t.stop()
         client.close()
         space.cleanup()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_started_again_reads_what_its_last_run_left_then_new_items() -> None:
+    require("redis")
+    space = redis_url()
+    client = RedisClient(reactor, REDIS_URL)
+    a = b = again = None
+    try:
+        await client.start()
+        a, b = Node(client, space.prefix, "a"), Node(client, space.prefix, "b")
+        await a.t.start()
+        await b.t.start()
+        b.results = {"left": defer.Deferred()}          # read, never handled: pending
+        left = a.t.send("b", ["x", 0, "left"])
+        await until(lambda: len(b.got) == 1)
+        b.t.stop()                                       # its run ends with it pending
+        await b.t.stopped
+        again = Node(client, space.prefix, "b")          # the same node, started again
+        again.results = {"left": "stored", "new": "delivered"}
+        await again.t.start()
+        assert await left == "stored"
+        # past the pending entries it reads new ones (it used to page the empty rest forever)
+        assert await a.t.send("b", ["x", 0, "new"]) == "delivered"
+        assert [i[2] for _, i in again.got] == ["left", "new"]
+    finally:
+        for n in (a, b, again):
+            if n is not None:
+                n.t.stop()
+        client.close()
+        space.cleanup()

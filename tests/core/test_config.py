@@ -129,7 +129,7 @@ def test_no_listeners_is_allowed() -> None:
                     "listeners, modules, s2s, server, storage, tls)"),
     ({"server": {"host": ["a"]}}, "server: unknown key 'host' (known: admin_socket, "
                                   "admin_socket_mode, admins, hosts, log_file, log_format, "
-                                  "log_ip, log_level, pid_file, shutdown_timeout)"),
+                                  "log_ip, log_level, pid_file, processes, shutdown_timeout)"),
     ({"limits": {"max_stanza": 1}}, "limits: unknown key 'max_stanza'"),
     ({"listeners": [{"port": 1, "tsl": "on"}]}, "listeners[0]: unknown key 'tsl'"),
     ({"listeners": [{}, {"prot": 1}]}, "listeners[1]: unknown key 'prot'"),

@@ -39,6 +39,7 @@ from xmppd.cluster.placement import Placement
 from xmppd.cluster.redis import RedisClient
 from xmppd.cluster.registry import Registry
 from xmppd.cluster.remote import RemoteSession
+from xmppd.cluster.restart import end_leftovers, leftovers
 from xmppd.cluster.sessions import ClusterSessions
 from xmppd.cluster.transport import Item, Transport
 from xmppd.hooks import (
@@ -93,6 +94,7 @@ class ClusterNode:
         self.slot = 0                   # ClusterService.slot, from Redis at start
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.started = False
+        self.drain = True               # stopping waits for sessions to move (not: SIGINT)
         for host in server.hosts.values():
             host.services[ClusterService] = self
 
@@ -167,6 +169,7 @@ class ClusterNode:
                       "with another (two such nodes writing one archive in the same "
                       "microsecond collide): reuse node names (docs/CLUSTER.md)", int(index) + 1,
                       self.node, self.slot)
+        stale = await leftovers(self)       # of this node's previous run (it crashed)
         self.nodes.listeners.append(self._live_changed)
         self.nodes.on_dead = self._dead
         self.nodes.on_rejoined = self._rejoined
@@ -196,6 +199,7 @@ class ClusterNode:
         log.info("cluster node %s joined (live: %s)", self.node, ", ".join(sorted(
             self.nodes.live)))
         self.ready.callback(None)
+        end_leftovers(self, stale)
 
     def _resync(self) -> None:
         d = defer.Deferred.fromCoroutine(self.registry.resync())
@@ -209,7 +213,9 @@ class ClusterNode:
 
     async def drained(self) -> None:
         """Until every local session was taken over elsewhere (XEP-0198 resumption) or ended,
-        or `drain_timeout` passed."""
+        or `drain_timeout` passed; at once when not draining (every process stops)."""
+        if not self.drain:
+            return
         deadline = self.reactor.seconds() + self.config.drain_timeout
         while self.sessions.local_count() and self.reactor.seconds() < deadline:
             d: defer.Deferred[None] = defer.Deferred()

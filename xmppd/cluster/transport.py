@@ -184,11 +184,11 @@ class Transport:
                     continue
                 raise
             entries = reply[0][1] if reply else []
-            if start == "0" and not entries:
-                start = ">"
-                continue
-            if start == "0":
-                start = entries[-1][0].decode()     # page through what was pending
+            if start != ">":                        # paging through what was pending
+                if not entries:                     # done (not only when none was): new ones
+                    start = ">"
+                    continue
+                start = entries[-1][0].decode()
             self.read_entries += len(entries)
             self._process(self.key, entries)
 
