@@ -30,7 +30,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml bot/pyproject.toml
 
 install: $(STAMP)
 
-# One worker process per core (server.processes = "auto"; docs/CLUSTER.md "Every core");
+# One process as shipped (server.processes = 1);
 # `make run PROCESSES=auto` for one worker per core (docs/CLUSTER.md "Every core"). SIGUSR2 to the supervisor: rolling restart.
 run: $(STAMP)
 	$(BIN)/xmppd --config conf/xmppd.toml $(if $(PROCESSES),--processes $(PROCESSES))
