@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, delete, func, insert, select, tuple_
+from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.db import Database
@@ -220,12 +220,13 @@ class SqlArchiveStore:
 
         def txn(conn: Connection) -> ArchiveSettings | None:
             a, p = accounts.c, archive_prefs.c
-            if conn.execute(select(a.username).where(
-                    a.host == host, a.username == username)).first() is None:
-                return None
-            r = conn.execute(select(p.mode, p.always, p.never).where(
-                p.host == host, p.username == username)).first()
+            r = conn.execute(select(a.username, p.mode, p.always, p.never).select_from(
+                accounts.outerjoin(archive_prefs, and_(p.host == a.host,
+                                                       p.username == a.username))).where(
+                a.host == host, a.username == username)).first()
             if r is None:
+                return None             # no such account
+            if r.mode is None:
                 return ArchiveSettings(None)
             return ArchiveSettings(Prefs(r.mode, _jids(r.always), _jids(r.never)))
 
