@@ -88,8 +88,11 @@ class SqlOfflineStore:
                     rows.append({"host": key[0], "username": key[1],
                                  "stored_at": item.stored_at, "stanza": item.stanza})
                 accepted.append(ok)
-            for row in rows:        # one by one: `seq` follows the order of the batch
-                conn.execute(insert(offline_messages).values(**row))
+            if rows:
+                # One executemany: SQLite runs the rows in order, PostgreSQL gets them as one
+                # multi-row VALUES (SQLAlchemy's insertmanyvalues), whose serial values are
+                # drawn row by row, so `seq` follows the order of the batch either way.
+                conn.execute(insert(offline_messages), rows)
             return accepted
 
         return await self._db.run(txn)
