@@ -108,6 +108,8 @@ class Preferences:
 
     def forget(self, ev: UserEvent) -> None:
         self.known.pop(ev.user, None)
+        if self.cluster is not None:
+            self.cluster.changed("mam", ev.user)    # other nodes may remember the user too
 
     # -- IQs -------------------------------------------------------------------------------
     async def get(self, req: IqRequest) -> iq.Reply:
