@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, delete, func, insert, select, tuple_
+from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.db import Database
@@ -220,12 +220,13 @@ class SqlArchiveStore:
 
         def txn(conn: Connection) -> ArchiveSettings | None:
             a, p = accounts.c, archive_prefs.c
-            if conn.execute(select(a.username).where(
-                    a.host == host, a.username == username)).first() is None:
-                return None
-            r = conn.execute(select(p.mode, p.always, p.never).where(
-                p.host == host, p.username == username)).first()
+            r = conn.execute(select(a.username, p.mode, p.always, p.never).select_from(
+                accounts.outerjoin(archive_prefs, and_(p.host == a.host,
+                                                       p.username == a.username))).where(
+                a.host == host, a.username == username)).first()
             if r is None:
+                return None             # no such account
+            if r.mode is None:
                 return ArchiveSettings(None)
             return ArchiveSettings(Prefs(r.mode, _jids(r.always), _jids(r.never)))
 
@@ -265,13 +266,27 @@ class SqlArchiveStore:
 
 def _existing(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which (host, username) of `keys` are accounts: one query per batch."""
+    return {(r[0], r[1]) for r in users_in(conn, "SELECT host, username FROM accounts", keys)}
+
+
+def users_in(conn: Connection, select_from: str, keys: Sequence[tuple[str, str]],
+             then: str = "") -> list[Any]:
+    """Rows of `select_from WHERE (host, username) IN (keys) then`, 400 keys a statement.
+
+    Plain SQL text run by the driver: the group commits call this once per transaction, and
+    building and compiling the SQLAlchemy form of a row-value IN cost more CPU than the
+    query itself (issue 18 profile: about 160 µs of each archive transaction's 600 µs).
+    Row values with VALUES work in SQLite (3.15+) and PostgreSQL alike.
+    """
     wanted = list(dict.fromkeys(keys))
-    a = accounts.c
-    found: set[tuple[str, str]] = set()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    rows: list[Any] = []
     for i in range(0, len(wanted), 400):
-        found.update((r.host, r.username) for r in conn.execute(select(a.host, a.username).where(
-            tuple_(a.host, a.username).in_(wanted[i:i + 400]))))
-    return found
+        part = wanted[i:i + 400]
+        sql = (f"{select_from} WHERE (host, username) IN (VALUES "
+               + ", ".join([f"({mark}, {mark})"] * len(part)) + f"){then}")
+        rows.extend(conn.exec_driver_sql(sql, tuple(x for key in part for x in key)))
+    return rows
 
 
 def _jids(text: str) -> tuple[JID, ...]:

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Connection, delete, func, insert, select, tuple_
+from sqlalchemy import Connection, delete, func, insert, select
 
-from storage.archive import _existing
+from storage.archive import _existing, users_in
 from storage.db import Database
 from storage.models import offline_messages
 from stanzas.jid import JID
@@ -68,15 +68,11 @@ class SqlOfflineStore:
         keys = [_key(i.user) for i in items]
 
         def txn(conn: Connection) -> list[bool]:
-            c = offline_messages.c
             users = list(dict.fromkeys(keys))
             exists = _existing(conn, users)
-            stored: dict[tuple[str, str], int] = {}
-            for i in range(0, len(users), 400):         # one count query per batch
-                stored.update(((r.host, r.username), int(r.n)) for r in conn.execute(
-                    select(c.host, c.username, func.count().label("n"))
-                    .where(tuple_(c.host, c.username).in_(users[i:i + 400]))
-                    .group_by(c.host, c.username)))
+            stored = {(r[0], r[1]): int(r[2]) for r in users_in(   # one count query per batch
+                conn, "SELECT host, username, count(*) FROM offline_messages", users,
+                " GROUP BY host, username")}
             room = {key: max(0, limit - stored.get(key, 0)) if key in exists else 0
                     for key in users}
             accepted: list[bool] = []
@@ -88,8 +84,11 @@ class SqlOfflineStore:
                     rows.append({"host": key[0], "username": key[1],
                                  "stored_at": item.stored_at, "stanza": item.stanza})
                 accepted.append(ok)
-            for row in rows:        # one by one: `seq` follows the order of the batch
-                conn.execute(insert(offline_messages).values(**row))
+            if rows:
+                # One executemany: SQLite runs the rows in order, PostgreSQL gets them as one
+                # multi-row VALUES (SQLAlchemy's insertmanyvalues), whose serial values are
+                # drawn row by row, so `seq` follows the order of the batch either way.
+                conn.execute(insert(offline_messages), rows)
             return accepted
 
         return await self._db.run(txn)

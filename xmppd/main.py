@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                             lambda: defer.Deferred.fromCoroutine(runtime.shutdown()))
     r.addSystemEventTrigger("after", "shutdown", db.close)
     log.info("xmppd serving %s", ", ".join(config.server.hosts))
+    from xmppd import gcpolicy
+    r.callWhenRunning(gcpolicy.settle)      # start-up's heap out of the collector's way
     r.run()
     return 0
 

@@ -1,4 +1,4 @@
-# tests: tests/core/test_router.py
+# tests: tests/core/test_router.py, tests/core/test_router_handled.py
 """Stanza routing (RFC 6120 §8, §10; RFC 6121 §8).
 
 - IQ get/set to the server, to a bare JID or with no `to` → the module handler registered for
@@ -18,7 +18,9 @@
   `<remote-server-not-found/>`.
 A stanza is serialised once per delivery batch, not once per recipient; `fan_out` (MUC rooms)
 splices each recipient's `to` into one serialisation. `recipients(to, kind)` tells modules
-(carbons) who a message would reach.
+(carbons) who a message would reach (both in xmppd/router_deliver.py, with `undelivered`).
+A stanza's JIDs are parsed once, here, and travel with it as arguments and in `StanzaEvent`;
+a client's `from` is its session's JID, which the stream stamped (not parsed again).
 Presence from a local client to a service domain runs the sender host's `presence_in` first
 (directed presence, RFC 6121 §4.6). No database is touched to deliver to an online user.
 
@@ -31,22 +33,20 @@ server could not store was answered with an error, which hands it back to its se
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from copy import deepcopy
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 from lxml import etree
 from twisted.internet import defer
 
 from stanzas import ns
-from stanzas.errors import StanzaError, error_reply, escape_attr
+from stanzas.errors import StanzaError, error_reply
+from stanzas.jid import JID, JIDError
+from stanzas.wire import serialize
 from xmppd import hooks
 from xmppd.hooks import StanzaEvent, summary
-from stanzas.jid import JID, JIDError
 from xmppd.metrics import TIMED_EVERY, timer
+from xmppd.router_deliver import Delivery, Done as _Done, Held as _Held, when_handled
 from xmppd.router_iq import IqRouting
-from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.server import Host, Server
@@ -57,12 +57,9 @@ _E = etree._Element
 _C = "{%s}" % ns.CLIENT
 _MESSAGE, _PRESENCE, _IQ = _C + "message", _C + "presence", _C + "iq"
 _PRIORITY = _C + "priority"
-_DELAY = "{%s}delay" % ns.DELAY
-_COPIES = frozenset(("{%s}sent" % ns.CARBONS, "{%s}received" % ns.CARBONS,
-                     "{%s}result" % ns.MAM))
 
 
-class Router(IqRouting):
+class Router(IqRouting, Delivery):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
@@ -90,7 +87,7 @@ class Router(IqRouting):
             count.route.observe(timer() - started)
         if done is None and not held:
             return None
-        handled = defer.Deferred.fromCoroutine(_handled(done, held, el))
+        handled = when_handled(done, held, el)
         return handled.addBoth(count.handled_after, started) if started else handled
 
     def route(self, el: _E) -> None:
@@ -102,11 +99,14 @@ class Router(IqRouting):
     # `held` collects what hook handlers `hold` (None for stanzas nobody waits on).
     def _route(self, el: _E, session: Session | None, held: _Held = None) -> _Done:
         self.routed += 1
-        try:
-            sender = JID.parse(el.get("from") or "")
-        except JIDError:
-            log.warning("dropping stanza with a bad from: %s", summary(el))
-            return None
+        if session is not None:
+            sender = session.jid            # what the stream stamped as `from`
+        else:
+            try:
+                sender = JID.parse(el.get("from") or "")
+            except JIDError:
+                log.warning("dropping stanza with a bad from: %s", summary(el))
+                return None
         to_attr = el.get("to")
         if to_attr is None:
             to = sender.bare            # RFC 6120 §10.3: no 'to' = the sender's own account
@@ -242,109 +242,6 @@ class Router(IqRouting):
         self.count.delivered += len(targets)
         return None
 
-    def undelivered(self, units: list[bytes], jid: JID) -> defer.Deferred[Any] | None:
-        """Units written for the client session `jid` that never reached it (its connection
-        is gone): each stanza as if the resource had gone before it arrived (RFC 6121
-        §8.5.3.2.1). Chat/normal messages go to offline storage (`message_offline`, with a
-        XEP-0203 delay of now) or bounce; IQ requests get <service-unavailable/>; presence,
-        other messages and server-made copies (carbons, archive results) are dropped.
-        Returns None, or a Deferred firing once what goes to offline storage is stored (a
-        cluster node answers "handled" for a stanza it could not deliver only then)."""
-        host = self.server.hosts.get(jid.domain)
-        storing: list[defer.Deferred[Any]] = []
-        for data in units:
-            if not data.startswith((b"<message", b"<iq")):
-                continue
-            try:
-                el = etree.fromstring(data)
-                sender = JID.parse(el.get("from") or "")
-            except (etree.XMLSyntaxError, JIDError):
-                continue
-            kind = el.get("type")
-            if el.tag == _IQ:
-                if kind in ("get", "set"):
-                    self._bounce(el, StanzaError.service_unavailable(), sender)
-                continue
-            if kind not in (None, "chat", "normal") or _server_copy(el) or host is None:
-                continue
-            if not any(d.get("from") == jid.domain for d in el.iter(_DELAY)):
-                stamp = datetime.fromtimestamp(self.server.clock.now(), timezone.utc)
-                etree.SubElement(el, _DELAY, {"from": jid.domain, "stamp": stamp.isoformat(
-                    timespec="milliseconds").replace("+00:00", "Z")},
-                    nsmap={None: ns.DELAY})  # type: ignore[dict-item]
-            stored = host.hooks.run(hooks.message_offline, StanzaEvent(el, sender, jid.bare))
-            if isinstance(stored, defer.Deferred):
-                storing.append(stored.addCallback(self._after_offline, el, sender))
-            elif not stored:
-                self._bounce(el, StanzaError.service_unavailable(), sender)
-        return defer.gatherResults(storing) if storing else None
-
-    def recipients(self, to: JID, kind: str) -> list[Session]:
-        """The local sessions a message of type `kind` to `to` reaches now (RFC 6121 §8.5): the
-        full JID's session, else for chat/normal the available resources of highest priority,
-        for headline all available ones; none for groupchat and error to a bare JID."""
-        if to.resource is not None:
-            target = self.sessions.get(to)
-            if target is not None:
-                return [target]
-            if kind in ("groupchat", "error"):
-                return []
-        if kind in ("groupchat", "error"):
-            return []
-        targets = self.sessions.available(to.bare)
-        if targets and kind != "headline":
-            top = targets[0].priority
-            targets = [s for s in targets if s.priority == top]
-        return targets
-
-    def fan_out(self, el: _E, recipients: Sequence[JID]) -> None:
-        """Deliver `el` (its `from` set, no `to`) to every full JID in `recipients`, each copy
-        addressed to its recipient: a MUC room's groupchat message or presence (XEP-0045 §7.4).
-
-        The stanza is serialised once; per recipient only `to` is spliced into the start tag
-        (DESIGN.md hot path). A recipient's host runs its `user_inbound` hooks on the shared
-        element (read-only; it has no `to`, `ev.to` is the recipient). Recipients not connected
-        here get their own routed copy.
-        """
-        if el.get("to") is not None:
-            del el.attrib["to"]
-        self.routed += len(recipients)
-        sender = JID.parse(el.get("from") or "")
-        data: bytes | None = None
-        cut = 0
-        for to in recipients:
-            host = self.server.hosts.get(to.domain)
-            session = self.sessions.get(to) if host is not None else None
-            if session is None or host is None:
-                mine = deepcopy(el)
-                mine.set("to", str(to))
-                self._route(mine, None)
-                continue
-            if host.hooks.has(hooks.user_inbound):
-                stopped = host.hooks.run(hooks.user_inbound, StanzaEvent(el, sender, to, None))
-                if isinstance(stopped, defer.Deferred):
-                    mine = deepcopy(el)
-                    mine.set("to", str(to))
-                    stopped.addCallback(_send_unless_stopped, session, mine)
-                    continue
-                if stopped:
-                    continue
-            if data is None:
-                data = serialize(el)
-                cut = len(etree.QName(el).localname) + 1
-                if data[:cut] != b"<" + etree.QName(el).localname.encode():
-                    cut = 0             # a prefixed start tag: never ours, but stay correct
-            if el.tag == _MESSAGE:
-                self.count.delivered += 1
-                self.count.delivered_room += 1
-            if cut:
-                session.send_bytes(b"".join((data[:cut], b' to="',
-                                             escape_attr(str(to)).encode(), b'"', data[cut:])))
-            else:
-                mine = deepcopy(el)
-                mine.set("to", str(to))
-                session.send_element(mine)
-
     # -- presence --------------------------------------------------------------------------
     def _presence(self, el: _E, sender: JID, to: JID, host: Host, session: Session | None,
                   broadcast: bool) -> None:
@@ -372,19 +269,6 @@ class Router(IqRouting):
         if not handled:
             self._deliver_presence(el, to, broadcast)
 
-    def _deliver_presence(self, el: _E, to: JID, broadcast: bool) -> None:
-        if broadcast or to.local is None:
-            return
-        if to.resource is not None:
-            target = self.sessions.get(to)
-            targets = [target] if target is not None else []
-        else:
-            targets = [s for s in self.sessions.resources(to) if s.available]
-        if targets:
-            data = serialize(el)
-            for s in targets:
-                s.send_bytes(data)
-
     # -- errors ----------------------------------------------------------------------------
     def _bounce(self, el: _E, error: StanzaError, sender: JID) -> None:
         """Answer `el` with `error` to its sender (never an error to an error, nor to an IQ
@@ -401,37 +285,6 @@ class Router(IqRouting):
             except JIDError:
                 reply.set("from", sender.domain)    # a malformed 'to' cannot be our 'from'
         self.route(reply)
-
-
-_Held = Optional[list[defer.Deferred[Any]]]
-_Done = Optional[defer.Deferred[Any]]
-
-
-async def _handled(done: defer.Deferred[Any] | None, held: list[defer.Deferred[Any]],
-                   el: _E) -> None:
-    """Wait for routing to finish, then for everything hooks held (routing may add more while
-    it runs). Failures were answered or logged where they happened; log and go on."""
-    if done is not None:
-        try:
-            await done
-        except Exception:
-            log.exception("routing failed for %s", summary(el))
-    while held:
-        work = held.pop(0)
-        try:
-            await work
-        except Exception as e:
-            log.warning("held work failed for %s: %s", summary(el), e)
-
-
-def _send_unless_stopped(stopped: bool, session: Session, el: _E) -> None:
-    if not stopped:
-        session.send_element(el)
-
-
-def _server_copy(el: _E) -> bool:
-    """A copy the server made for this client alone (XEP-0280 carbons, XEP-0313 results)."""
-    return any(isinstance(c.tag, str) and c.tag in _COPIES for c in el)
 
 
 def _priority(el: _E) -> int:

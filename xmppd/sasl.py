@@ -8,7 +8,11 @@
   `<failure/>`. Unknown users and wrong passwords fail identically (`not-authorized`), and an
   unknown user still gets a plausible server-first-message (RFC 5802 §9, "… SHOULD … fake salt").
 - Passwords are stored only as `ScramCredentials` (RFC 5802 §3); `derive_all` makes one per
-  mechanism, each with its own salt. PLAIN is verified against the same credentials.
+  mechanism, each with its own salt. PLAIN is verified against the same credentials: one
+  PBKDF2 per check, except that a password that matched is remembered in memory as a keyed
+  hash (a per-process key) for those exact credentials, so the next PLAIN login of that
+  account costs an HMAC, not a PBKDF2 (what a SCRAM client does with its SaltedPassword,
+  RFC 5802 §5). A wrong password always pays the full PBKDF2.
 - Usernames come back SASLprep'd (RFC 4013); mapping them to an account (Nodeprep, RFC 6120
   §6.3.8: the simple user name is the localpart) is the caller's.
 
@@ -128,6 +132,14 @@ def check_authzid(authzid: str, username: str, host: str | None) -> None:
 # --- PLAIN (RFC 4616) -----------------------------------------------------------------------
 
 
+# PLAIN: passwords that matched, as HMAC(_PLAIN_KEY, password) per (mechanism, credentials):
+# a changed password has new credentials (salt, keys), so its old entry can never match.
+_PLAIN_KEY = secrets.token_bytes(32)
+_PLAIN_VERIFIED: dict[tuple[str, ScramCredentials], bytes] = {}
+PLAIN_MEMORY = 100_000
+"""Accounts whose last PLAIN password is remembered; past it the oldest go."""
+
+
 @functools.lru_cache(maxsize=8)
 def _dummy_credentials(iterations: int) -> ScramCredentials:
     """A SCRAM-SHA-256 credential nobody knows the password of (PLAIN's unknown users)."""
@@ -199,14 +211,23 @@ class PlainServer:
         """
         hash_name = _hash_name(mechanism)
         try:
-            prepared = saslprep(password, allow_unassigned=True)
+            prepared = saslprep(password, allow_unassigned=True).encode("utf-8")
         except SaslFailure:
             return False
-        salted = hashlib.pbkdf2_hmac(
-            hash_name, prepared.encode("utf-8"), creds.salt, creds.iterations
-        )
+        key = (mechanism, creds)
+        tag = hmac.digest(_PLAIN_KEY, prepared, "sha256")
+        known = _PLAIN_VERIFIED.get(key)
+        if known is not None and hmac.compare_digest(known, tag):
+            return True
+        salted = hashlib.pbkdf2_hmac(hash_name, prepared, creds.salt, creds.iterations)
         stored_key, server_key = _keys(hash_name, salted)
         # Both comparisons always run: no early exit that would time which key differed.
-        return hmac.compare_digest(stored_key, creds.stored_key) & hmac.compare_digest(
+        ok = hmac.compare_digest(stored_key, creds.stored_key) & hmac.compare_digest(
             server_key, creds.server_key
         )
+        if ok:
+            _PLAIN_VERIFIED.pop(key, None)
+            _PLAIN_VERIFIED[key] = tag
+            if len(_PLAIN_VERIFIED) > PLAIN_MEMORY:
+                del _PLAIN_VERIFIED[next(iter(_PLAIN_VERIFIED))]
+        return ok

@@ -81,7 +81,6 @@ class Mam(Module[MamOptions]):
         ctx.hook(hooks.user_inbound, self.archiver.incoming, priority=LATE)
         ctx.hook(hooks.session_bound, self.archiver.bound, priority=FIRST)   # before any await
         ctx.hook(hooks.session_bound, self.prefs.warm)
-        ctx.hook(hooks.session_closed, self.prefs.cool)
         ctx.hook(hooks.user_deleted, self.prefs.forget)
         if o.retention is not None:
             retention = o.retention

@@ -16,7 +16,8 @@
 """
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 from typing import Any, Callable
 
 from lxml import etree
@@ -42,6 +43,30 @@ _ORIGIN = "{%s}origin-id" % ns.STANZA_ID
 BOUND_AT: SessionKey[float] = SessionKey("mam.bound_at")   # when the session was bound
 
 
+_forks = [0]       # a forked child never hands out its parent's pooled bytes
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
+class _Uids:
+    """XEP-0359 stanza ids: 12 random bytes each (96 bits, §3 "MUST be unpredictable"), as
+    16 base64url characters. The bytes come from os.urandom 256 ids at a time: one system
+    call per 256 archived messages instead of one each (issue 18 profile)."""
+    __slots__ = ("_pool", "_at", "_fork")
+    _SIZE = 12 * 256
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = self._SIZE
+        self._fork = _forks[0]
+
+    def __call__(self) -> str:
+        at = self._at
+        if at >= self._SIZE or self._fork != _forks[0]:
+            self._pool, at, self._fork = os.urandom(self._SIZE), 0, _forks[0]
+        self._at = at + 12
+        return base64.urlsafe_b64encode(self._pool[at:at + 12]).decode()
+
+
 class Archiver:
     def __init__(self, ctx: ModuleContext[Any], store: ArchiveStore, prefs: Preferences,
                  batch_size: int, dedup_window: float | None = None) -> None:
@@ -56,6 +81,7 @@ class Archiver:
             store.append, max_batch=batch_size, name="archive", clock=ctx.clock,
             max_pending=MAX_PENDING)
         self._seq = 0
+        self._uid = _Uids()
         # A cluster: nodes write one archive side by side; each takes its own residue of seq
         # (ClusterService.slot) so two never pick the same (docs/CLUSTER.md).
         self._cluster = cluster_of(ctx)
@@ -151,7 +177,7 @@ class Archiver:
         else:
             stride, slot = SEQ_STRIDE, self._cluster.slot
             self._seq = max(now - now % stride + slot, self._seq + stride)
-        uid = secrets.token_urlsafe(12)
+        uid = self._uid()
         entry = ArchiveEntry(user, self._seq, uid, peer, outgoing, serialize(el),
                              _origin_id(el) if outgoing else None)
         sid = etree.SubElement(el, _SID, nsmap={None: ns.STANZA_ID})  # type: ignore[dict-item]

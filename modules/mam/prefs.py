@@ -4,9 +4,10 @@
 - default always, roster or never (the server's `default` until the user sets one); always
   and never lists of JIDs, a bare JID covering its resources; never wins (§4).
 - Get and set answer with the preferences in force; a set replaces them whole.
-- In memory for users with sessions, so archiving a message of theirs reads no storage; for
-  others one shared read per user at a time, whose waiters resume in the order they asked
-  (message order is kept). "roster" mode reads the roster then too.
+- In memory for the users seen lately (at most `MAX_KNOWN`, oldest forgotten first), so a
+  login and archiving a message read no storage; for others one shared read per user at a
+  time, whose waiters resume in the order they asked (message order is kept). "roster" mode
+  reads the roster too for a user without a session.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from xmppd.hooks import SessionEvent, UserEvent
 from xmppd.module import IqRequest, ModuleContext
 
 _M = "{%s}" % ns.MAM
+MAX_KNOWN = 50_000
+"""Users whose preferences are kept in memory; past it the oldest entries go (read again)."""
 
 
 class Loaded:
@@ -45,29 +48,32 @@ class Preferences:
         self.sessions = ctx.sessions
         self.roster = ctx.service(RosterService)
         self.default = default
-        self.online: dict[JID, Prefs] = {}              # users with sessions
+        self.known: dict[JID, Prefs] = {}               # users seen lately (MAX_KNOWN)
         self.loading: OneLoad[JID, Loaded] = OneLoad(self._unreadable)
         # A cluster node forgets preferences another node changed (docs/CLUSTER.md).
-        self.cluster = cluster_memory(ctx, "mam", lambda user: self.online.pop(user, None))
+        self.cluster = cluster_memory(ctx, "mam", lambda user: self.known.pop(user, None))
 
     # -- reading -------------------------------------------------------------------------
     def settings(self, user: JID) -> Loaded | defer.Deferred[Loaded]:
-        """At once for a user with sessions; else from the store (one read at a time)."""
-        prefs = self.online.get(user)
-        if prefs is not None:
+        """At once for a user seen lately (unless "roster" mode needs the roster of a user
+        without a session); else from the store (one read at a time)."""
+        prefs = self.known.get(user)
+        if prefs is not None and (prefs.default != "roster" or self.sessions.resources(user)):
             return Loaded(prefs, None)
         return self.loading(user, lambda: self._load(user))
 
     async def _load(self, user: JID) -> Loaded:
-        settings: ArchiveSettings | None = await self.store.settings(user)
-        if settings is None:
-            return Loaded(None, None)
-        prefs = settings.prefs or self.default
-        online = bool(self.sessions.resources(user))
-        if online:
-            self.online[user] = prefs
+        prefs = self.known.get(user)
+        if prefs is None:
+            settings: ArchiveSettings | None = await self.store.settings(user)
+            if settings is None:
+                return Loaded(None, None)       # no such account: not remembered
+            # A `set` while we read has the newer preferences: it wins.
+            prefs = self.known.setdefault(user, settings.prefs or self.default)
+            if len(self.known) > MAX_KNOWN:
+                del self.known[next(iter(self.known))]
         contacts = None
-        if prefs.default == "roster" and not online:
+        if prefs.default == "roster" and not self.sessions.resources(user):
             roster = await self.roster.roster(user)
             contacts = frozenset(i.contact for i in roster.items.values() if i.listed)
         return Loaded(prefs, contacts)
@@ -95,18 +101,15 @@ class Preferences:
     # -- memory ----------------------------------------------------------------------------
     def warm(self, ev: SessionEvent) -> Any:
         user = ev.session.jid.bare
-        if user in self.online or user in self.loading:
+        if user in self.known or user in self.loading:
             return None
         found = self.settings(user)
         return found.addCallback(lambda _: None) if isinstance(found, defer.Deferred) else None
 
-    def cool(self, ev: SessionEvent) -> None:
-        user = ev.session.jid.bare
-        if not self.sessions.resources(user):
-            self.online.pop(user, None)
-
     def forget(self, ev: UserEvent) -> None:
-        self.online.pop(ev.user, None)
+        self.known.pop(ev.user, None)
+        if self.cluster is not None:
+            self.cluster.changed("mam", ev.user)    # other nodes may remember the user too
 
     # -- IQs -------------------------------------------------------------------------------
     async def get(self, req: IqRequest) -> iq.Reply:
@@ -131,8 +134,8 @@ class Preferences:
         prefs = Prefs(mode, lists["always"], lists["never"])  # type: ignore[arg-type]
         user = req.to.bare
         await self.store.set_prefs(user, prefs)
-        if self.sessions.resources(user):
-            self.online[user] = prefs
+        self.known.pop(user, None)          # newest last: forgotten after the older entries
+        self.known[user] = prefs
         if self.cluster is not None:
             self.cluster.changed("mam", user)
         return iq.result(req.stanza, element(prefs))

@@ -66,7 +66,7 @@ def test_fan_out_addresses_each_recipient(make_harness: Callable[..., Harness]) 
 def test_fan_out_serialises_once(make_harness: Callable[..., Harness], monkeypatch: Any) -> None:
     h = make_harness(modules={"disco": {}})
     sessions = [h.login(f"u{i}@example.org/r") for i in range(5)]
-    import xmppd.router as router
+    import xmppd.router_deliver as router
     calls: list[int] = []
     real = router.serialize
     monkeypatch.setattr(router, "serialize", lambda el: calls.append(1) or real(el))

@@ -41,6 +41,15 @@ def test_messages_come_back_in_arrival_order(store: OfflineStore) -> None:
     assert resolve(store.list(BOB)) == []
 
 
+def test_a_large_batch_for_two_users_keeps_its_order(store: OfflineStore) -> None:
+    # One executemany (PostgreSQL: a multi-row VALUES): seq must still follow the batch.
+    items = [NewOffline(ALICE if i % 3 else BOB, float(i), msg(i)) for i in range(300)]
+    assert resolve(store.add(items, 1000)) == [True] * 300
+    for user in (ALICE, BOB):
+        got = resolve(store.list(user))
+        assert [m.stanza for m in got] == [i.stanza for i in items if i.user == user]
+
+
 def test_the_limit_refuses_new_messages_and_keeps_the_old(store: OfflineStore) -> None:
     got = resolve(store.add([NewOffline(ALICE, 1.0, msg(i)) for i in range(3)]
                             + [NewOffline(BOB, 1.0, msg(9))], 2))
