@@ -780,3 +780,24 @@ def test_restricted_xml_still_refused_after_compact() -> None:
         assert e.condition == "restricted-xml"
     else:
         raise AssertionError("comment accepted after compact")
+
+
+def test_a_kept_stanza_does_not_keep_the_stream_parser_alive() -> None:
+    # lxml hands a copied element's document the parser it came from: each kept stanza (a
+    # session's presence, a cached item) held its stream's whole libxml2 state (~11 KiB), even
+    # after compact() or the end of the stream.
+    import gc
+    from lxml import etree
+
+    def pull_parsers() -> int:
+        gc.collect()
+        return sum(isinstance(o, etree.XMLPullParser) for o in gc.get_objects())
+    before = pull_parsers()
+    parser = XmlStreamParser()
+    parser.feed(HEADER)
+    [presence] = parser.feed(b"<presence><show>away</show></presence>")
+    assert pull_parsers() == before + 1
+    assert parser.compact()
+    assert pull_parsers() == before
+    assert render(presence) == '<presence xmlns="jabber:client"><show>away</show></presence>'
+    assert presence.getparent() is None
