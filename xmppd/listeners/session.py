@@ -19,6 +19,7 @@
 - Per-session module state lives in typed `SessionKey` slots (`get`/`set`/`pop`).
 - A lost connection ends the session unless a `connection_lost` handler keeps it bound
   (XEP-0198 waits for resumption: `take_over` moves it onto a new connection, `end` ends it).
+- The parser of a stream silent for a few seconds is freed (xmppd/listeners/idle_parsers.py).
 - Timers: the authentication deadline until bound, then a lazy idle timer (re-armed for the
   remainder rather than reset on every read) that fires `c2s_idle` for the heartbeat.
 """
@@ -40,6 +41,7 @@ from xmppd.listeners import sasl2_shell
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent
 from xmppd.logs import session_fields
 from xmppd.metrics import transport_kind
+from xmppd.listeners.idle_parsers import idle_parsers
 from xmppd.listeners.session_login import SessionLogin
 from xmppd.listeners.session_output import OutputFilter as OutputFilter, SessionOutput
 from xmppd.sessions import SessionKey, SessionState
@@ -103,6 +105,7 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
         self._count = server.metrics.core
+        self._idle_parsers = idle_parsers(server)
         # TLS channel bindings for SCRAM-*-PLUS and FAST (xmppd/listeners/c2s.py)
         self.stream.channel_bindings = getattr(transport, "channel_bindings", dict)
         self.server.connections.add(self)
@@ -128,6 +131,7 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
     # -- from the transport ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self.stream.receive(data, self.server.clock.now())
+        self._idle_parsers.touch(self)      # freed once the stream goes quiet
         self._pump()
 
     def items_received(self, items: list[Any]) -> None:
@@ -141,6 +145,7 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
             if timer is not None and timer.active():
                 timer.cancel()
         self.server.connections.discard(self)
+        self._idle_parsers.forget(self)
         self.stream.connection_lost()
         self._leave(self._clean_end)
         self._paused = False
@@ -292,6 +297,7 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
             units = stream.take_output()        # the stream error and the closing tag
             transport = self.transport
             self._closing = True
+            self._idle_parsers.forget(self)
             # A closing stream is no recipient (DESIGN.md): stanzas for this client go to its
             # other resources or offline storage from now on, not into a socket being shut.
             self._leave(self._clean_end)
