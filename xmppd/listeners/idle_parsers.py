@@ -50,6 +50,9 @@ class IdleParsers:
             elif now - stream.last_activity >= IDLE_AFTER:
                 # Not at a clean stanza boundary (a stanza cut by the read): next time.
                 if stream.parser.compact() or stream.parser.compacted:
+                    compact = getattr(session.transport, "compact", None)
+                    if compact is not None:
+                        compact()       # TLS buffers (xmppd/listeners/tlsbuffers.py)
                     done.append(session)
         for session in done:
             self.live.discard(session)
