@@ -98,7 +98,8 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
         self._closing = False
         self._clean_end = False               # the stream was closed on purpose, not lost
         self._paused = False                  # the transport asked us to stop writing
-        self._backlog: deque[bytes] = deque()     # units waiting for the transport
+        self._backlog: deque[bytes] | None = None     # units waiting for the transport (made
+        # when the transport is first full: an empty deque is 760 bytes, per connection)
         self._backlog_bytes = 0
         self._max_backlog = server.config.limits.max_output_buffer
         self.on_stanza: Callable[[], None] | None = None   # stanza-rate shaping (xmppd/limits.py)

@@ -45,7 +45,7 @@ class SessionOutput:
     _count: Any                     # the server's core metrics (xmppd/metrics.py)
     _filters: list[tuple[int, int, OutputFilter]]
     _paused: bool                   # the transport asked us to stop writing
-    _backlog: deque[bytes]          # units waiting for the transport
+    _backlog: deque[bytes] | None   # units waiting for the transport (None: none yet)
     _backlog_bytes: int
     _max_backlog: int
     _leave: Callable[[bool], None]
@@ -62,15 +62,18 @@ class SessionOutput:
     def resume_writing(self) -> None:
         self._paused = False
         transport = self.transport
-        while self._backlog and not self._paused and transport is not None:
-            unit = self._backlog.popleft()
+        backlog = self._backlog
+        while backlog and not self._paused and transport is not None:
+            unit = backlog.popleft()
             self._backlog_bytes -= len(unit)
             transport.send([unit])
+        if not backlog:
+            self._backlog = None
 
     def discard_output(self) -> list[bytes]:
         """Take what was never handed to the transport (XEP-0198 accounts for it itself)."""
-        units = list(self._backlog)
-        self._backlog.clear()
+        units = list(self._backlog) if self._backlog else []
+        self._backlog = None
         self._backlog_bytes = 0
         return units
 
@@ -119,6 +122,8 @@ class SessionOutput:
         if not self._paused and not self._backlog:
             transport.send(units)
             return
+        if self._backlog is None:
+            self._backlog = deque()
         self._backlog.extend(units)
         self._backlog_bytes += sum(len(u) for u in units)
         if self._backlog_bytes > self._max_backlog:
