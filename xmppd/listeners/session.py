@@ -208,6 +208,7 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
         assert not self.bound
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        self._timer = None
         self.jid, self.priority, self.available, self.presence = jid, priority, available, \
             presence
         self._state.update(slots)
@@ -315,6 +316,7 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
         self.bound = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        self._timer = None          # a cancelled call kept is ~450 bytes per session
         if host.idle_interval is not None:
             self._idle_timer = self.server.clock.call_later(host.idle_interval, self._idle_check)
 
