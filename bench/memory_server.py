@@ -106,6 +106,25 @@ def register(cfg: Path, n: int, tmp: Path) -> None:
                    env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def rss_parts(pid: int) -> dict[str, int]:
+    """RSS in KiB by kind of mapping: the main malloc heap ([heap]), anonymous mappings (Python's
+    object arenas, other threads' malloc arenas, large blocks) and files (code)."""
+    parts = {"heap": 0, "anon": 0, "file": 0}
+    kind = "file"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if not head:
+                continue
+            if "-" in head[0] and len(head) >= 5:       # a mapping's first line
+                name = head[5] if len(head) > 5 else ""
+                kind = "heap" if name == "[heap]" else "anon" if not name.startswith("/") \
+                    else "file"
+            elif head[0] == "Rss:":
+                parts[kind] += int(head[1])
+    return parts
+
+
 def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -209,6 +228,7 @@ def main() -> None:
         warm.communicate()
         time.sleep(2)
         base = procstat.rss_kib(proc.pid)
+        parts0 = rss_parts(proc.pid)
         _, heap0 = snapshot(proc, tmp, a.trace)
         out: dict[str, Any] = {"connections": n, "loadgens": a.loadgens, "rss_base_kib": base}
         if a.trace:
@@ -237,6 +257,7 @@ def main() -> None:
         _, heap1 = snapshot(proc, tmp, False)
         time.sleep(max(0.0, a.hold - a.settle - 5))
         later = procstat.rss_kib(proc.pid)
+        parts2 = rss_parts(proc.pid)
         _, heap2 = snapshot(proc, tmp, False)
         alive = 0
         for g in gens:
@@ -250,6 +271,8 @@ def main() -> None:
             "kib_per_conn_held": round((later - base) / n, 2),
             "heap_kib_per_conn_settled": round((heap1 - heap0) / 1024 / n, 2),
             "heap_kib_per_conn_held": round((heap2 - heap0) / 1024 / n, 2),
+            "rss_kib_per_conn_held_by_mapping": {
+                k: round((parts2[k] - parts0[k]) / n, 2) for k in parts0},
             "load_average": os.getloadavg(),
         })
         print(json.dumps(out))
