@@ -11,9 +11,10 @@ none.
 
 The stdlib does not expose the BIO, so this reads the `BIO *` of CPython's `_ssl.MemoryBIO`
 (the word after the object header) and calls OpenSSL through `_ssl`'s own shared object. It is
-used only where a self-test at first use passes — CPython without a debug build, OpenSSL 1.1.1
-or later, a BIO of type memory at that place, pending counts that agree with the stdlib's, and
-a released BIO that still works; anywhere else `release` does nothing.
+used only where a self-test at first use passes — CPython with the usual 16-byte object header
+(no debug or free-threaded build), OpenSSL 1.1.1 or later, a BIO of type memory at that place,
+pending counts that agree with the stdlib's, and a released BIO that still works; anywhere
+else `release` does nothing.
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def _self_test(lib: _Lib) -> bool:
 
 def _load() -> _Lib | None:
     if (sys.implementation.name != "cpython" or hasattr(sys, "gettotalrefcount")
+            or object.__basicsize__ != _HEADER        # a free-threaded or tracing build
             or ctypes.sizeof(ctypes.c_void_p) != 8 or ssl.OPENSSL_VERSION_INFO < (1, 1, 1)):
         return None
     try:
