@@ -4,7 +4,9 @@ Run: make bench-memory   (or: PYTHONPATH=. .venv/bin/python bench/memory_bench.p
 - TLS server state after a handshake and a little data, per connection: pyOpenSSL (what
   Twisted's startTLS uses) without and with SSL_MODE_RELEASE_BUFFERS, and the stdlib `ssl`
   memory-BIO layer xmppd uses (xmppd/listeners/tlslayer.py);
-- the XML stream parser after a stream header, before and after `compact()`.
+- the same after `TlsLayer.compact()` (what an idle connection keeps);
+- the XML stream parser after a stream header, before and after `compact()`, and with a
+  stanza of the stream kept (it must not keep the parser's state alive).
 Linux with glibc only (mallinfo2).
 """
 from __future__ import annotations
@@ -112,6 +114,21 @@ def parser(compact: bool) -> XmlStreamParser:
     return p
 
 
+def parser_keeping_a_stanza() -> tuple[XmlStreamParser, Any]:
+    """A compacted parser whose stream's presence is kept (as a session keeps it)."""
+    p = XmlStreamParser()
+    p.feed(HEADER)
+    [presence] = p.feed(b"<presence><show>away</show><status>out</status></presence>")
+    p.compact()
+    return p, presence
+
+
+def compacted_layer(ctx: ssl.SSLContext) -> TlsLayer:
+    layer = stdlib_layer(ctx)
+    layer.compact()
+    return layer
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +149,11 @@ def main() -> None:
             ("stdlib ssl memory BIO layer (%s)" % ssl.OPENSSL_VERSION,
              per_object(lambda: stdlib_layer(std), n)),
             ("XmlStreamParser after the header", per_object(lambda: parser(False), n * 5)),
+            ("stdlib ssl layer after compact() (idle: BIO buffers freed)",
+             per_object(lambda: compacted_layer(std), n)),
             ("XmlStreamParser after compact()", per_object(lambda: parser(True), n * 5)),
+            ("XmlStreamParser after compact(), its stream's presence kept",
+             per_object(parser_keeping_a_stanza, n * 5)),
         ]
     for name, kib in rows:
         print(f"{name:60s} {kib:6.1f} KiB")

@@ -47,24 +47,39 @@ class ByteScan:
     _utf8: codecs.IncrementalDecoder
 
     def _complete_prefix(self, chunk: bytes) -> int:
-        """Length of `chunk` without an incomplete `&ref`, `<`, `<![CDATA[`, XML declaration
-        or reserved-namespace declaration (see the module docstring)."""
-        keep = len(chunk)                   # the earliest incomplete construct wins
+        """Length of `chunk` without an incomplete reserved-namespace declaration, `&ref`, `<`,
+        `<![CDATA[` or XML declaration (see the module docstring).
+
+        Holding back one may leave another unfinished at the new end: `&` before a held
+        `xmlns`, scanned alone, looked like a bare '&' (not-well-formed) rather than the entity
+        reference it begins (restricted-xml). So the markup cuts are repeated until what is fed
+        ends complete, and every split judges each construct on the same bytes."""
+        keep = len(chunk)
         ns = NS_TAIL.search(chunk, max(0, keep - 480))
         if ns is not None:
             keep = ns.start()
-        amp = chunk.rfind(b"&", -12)
-        if amp >= 0 and _REF_PREFIX.match(chunk, amp):
-            keep = min(keep, amp)
-        if chunk[-1:] == b"<":
-            keep = min(keep, len(chunk) - 1)
-        lt = chunk.rfind(b"<!", -9)
-        if lt >= 0 and _CDATA.startswith(chunk[lt:]):
+        while keep > 0:
+            cut = self._markup_cut(chunk, keep)
+            if cut == keep:
+                break
+            keep = cut
+        return keep
+
+    def _markup_cut(self, chunk: bytes, end: int) -> int:
+        """Where `chunk[:end]` ends complete; the earliest incomplete construct wins."""
+        keep = end
+        amp = chunk.rfind(b"&", max(0, end - 12), end)
+        if amp >= 0 and _REF_PREFIX.match(chunk, amp, end):
+            keep = amp
+        if chunk[end - 1:end] == b"<":
+            keep = min(keep, end - 1)
+        lt = chunk.rfind(b"<!", max(0, end - 9), end)
+        if lt >= 0 and _CDATA.startswith(chunk[lt:end]):
             keep = min(keep, lt)
         if not self._opened:
             # An XML declaration split across reads: scan it whole (it is short).
-            lt = chunk.rfind(b"<?")
-            if lt >= 0 and chunk.find(b">", lt) < 0 and len(chunk) - lt < 1024:
+            lt = chunk.rfind(b"<?", 0, end)
+            if lt >= 0 and chunk.find(b">", lt, end) < 0 and end - lt < 1024:
                 keep = min(keep, lt)
         return keep
 

@@ -192,3 +192,36 @@ def test_a_closing_stream_is_no_recipient(make_harness: Any) -> None:
     again, t2 = logged_in(h, "bob", "phone")
     again.data_received(b"<presence/>")
     assert b"id=\"m1\"" in t2.text()
+
+
+def test_the_parser_of_a_quiet_stream_is_freed_and_rebuilt_on_the_next_read(
+        harness: Harness) -> None:
+    from xmppd.listeners.idle_parsers import IDLE_AFTER, SWEEP_EVERY, idle_parsers
+    a, ta = logged_in(harness, "alice", "a")
+    b, tb = logged_in(harness, "bob", "b")
+    sweep = idle_parsers(harness.server)
+    assert {a, b} <= sweep.live
+    harness.clock.advance(IDLE_AFTER + SWEEP_EVERY)     # both quiet: both parsers freed
+    assert a.stream.parser.compacted and b.stream.parser.compacted and not sweep.live
+    b.data_received(b"<presence/>")                  # bob talks again, alice stays quiet
+    assert SWEEP_EVERY < IDLE_AFTER
+    harness.clock.advance(SWEEP_EVERY)
+    assert a.stream.parser.compacted and a not in sweep.live
+    assert not b.stream.parser.compacted and b in sweep.live
+    tb.text()
+    a.data_received(b"<message to='bob@example.org' type='chat' id='m'><body>hi</body>"
+                    b"</message>")
+    assert not a.stream.parser.compacted and a in sweep.live
+    assert b"<body>hi</body>" in tb.text()
+
+
+def test_a_stanza_cut_by_the_read_keeps_its_parser(harness: Harness) -> None:
+    from xmppd.listeners.idle_parsers import IDLE_AFTER, SWEEP_EVERY, idle_parsers
+    a, ta = logged_in(harness, "alice", "a")
+    a.data_received(b"<iq type='get' id='p1' to='example.org'><pi")
+    harness.clock.advance(IDLE_AFTER + SWEEP_EVERY + 1)
+    assert not a.stream.parser.compacted and a in idle_parsers(harness.server).live
+    a.data_received(b"ng xmlns='urn:xmpp:ping'/></iq>")
+    assert b'type="result"' in ta.text()
+    a.connection_lost()
+    assert a not in idle_parsers(harness.server).live

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,38 @@ def test_tls12_without_extended_master_secret_has_no_exporter(context: ssl.SSLCo
 
 def test_no_bindings_before_the_handshake(context: ssl.SSLContext) -> None:
     assert TlsLayer(context).channel_bindings() == {}
+
+
+def test_compact_frees_the_idle_buffers_and_the_connection_goes_on(
+        context: ssl.SSLContext) -> None:
+    from xmppd.listeners import tlsbuffers
+    if sys.implementation.name != "cpython" or not sys.platform.startswith("linux"):
+        pytest.skip("the BIO release is for CPython on Linux")
+    assert tlsbuffers.supported()
+    server, client = TlsLayer(context), Client()
+    handshake(server, client)
+    big = b"<iq type='result' id='roster'>" + b"<item jid='x@example.org'/>" * 2500 + b"</iq>"
+    client.inc.write(server.send(big))          # a 67 KiB roster, read by the client
+    got = b""
+    while len(got) < len(big):
+        got += client.obj.read(65536)
+    client.obj.write(b"y" * 40000)
+    assert server.receive(client.out.read()) == b"y" * 40000
+    held = (tlsbuffers.capacity(server._out), tlsbuffers.capacity(server._in))
+    assert held[0] is not None and held[0] > len(big) and held[1] is not None and held[1] > 40000
+    server.compact()
+    assert (tlsbuffers.capacity(server._out), tlsbuffers.capacity(server._in)) == (0, 0)
+    client.obj.write(b"<presence/>")
+    assert server.receive(client.out.read()) == b"<presence/>"
+    client.inc.write(server.send(b"<message/>"))
+    assert client.obj.read() == b"<message/>"
+
+
+def test_a_bio_with_data_waiting_is_not_released() -> None:
+    from xmppd.listeners import tlsbuffers
+    if not tlsbuffers.supported():
+        pytest.skip("the BIO release is for CPython on Linux")
+    bio = ssl.MemoryBIO()
+    bio.write(b"pending")
+    assert not tlsbuffers.release(bio) and bio.read() == b"pending"
+    assert tlsbuffers.release(bio) and tlsbuffers.capacity(bio) == 0

@@ -14,7 +14,8 @@ from stanzas.errors import StreamError
 from xmppd import c2s
 from xmppd.clock import Clock
 from xmppd.listeners import bosh, bosh_http
-from xmppd.xmlstream import FRAMING_NS, StreamClose, StreamOpen, XmlStreamParser, parse_document
+from xmppd.xmlstream import (FRAMING_NS, StreamClose, StreamOpen, XmlStreamParser, parse_document,
+                             serialize)
 
 OPEN = b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'/>"
 HB = "http://jabber.org/protocol/httpbind"
@@ -525,3 +526,17 @@ def test_framed_parser_is_rebuilt_after_a_mib_and_keeps_parsing() -> None:
     assert p.restarts >= 1
     assert p.feed_message(b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>") == (
         [StreamClose()], None)
+
+
+def test_a_quiet_websocket_stream_frees_its_parser_and_keeps_going() -> None:
+    # xmppd/listeners/idle_parsers.py compacts the framing parser of a quiet stream too.
+    p = XmlStreamParser(framing="websocket")
+    p.feed_message(OPEN)
+    [presence], error = p.feed_message(b"<presence xmlns='jabber:client'/>")
+    assert error is None and p.compact() and p.compacted
+    events, error = p.feed_message(b"<message xmlns='jabber:client' to='a@b'><body>hi</body>"
+                                   b"</message>")
+    assert error is None and not p.compacted
+    assert serialize(events[0]) == (b'<message xmlns="jabber:client" to="a@b"><body>hi</body>'
+                                    b'</message>')
+    assert serialize(presence) == b'<presence xmlns="jabber:client"/>'

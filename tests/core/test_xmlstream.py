@@ -6,6 +6,7 @@ conditions must not depend on how TCP cut the bytes.
 """
 from __future__ import annotations
 
+import base64
 import random
 from typing import Any
 
@@ -457,6 +458,42 @@ def test_restricted_construct_is_refused_before_the_stanza_completes() -> None:
         parser.feed(b"&xxe;")
 
 
+# Found by fuzzing (tests/core/test_fuzz_atheris.py): `&xmlns` in the header. A read ending in
+# `xmlns` is held back (it may begin a reserved-namespace declaration), which left the `&`
+# before it at the end of what was scanned: alone, it was judged a bare '&' (not-well-formed)
+# instead of the entity reference it begins (restricted-xml, as when fed whole).
+AMP_BEFORE_HELD_XMLNS = base64.b64decode(
+    "PHN0cmVhbTpzdHJlYW0gJnhtbG5zPSdqYWJiZXI6Y2xpZW50JyB4bWxuczp4bWw9JyB4bWxuczpzdHJlYW09J2h0"
+    "dHA6ci5vcmcvc3RyZWFtcycgdG89J2V4YW1wbGUub3JnJyB2ZXJzaW9uPScxLjAnPg==")
+
+
+def test_entity_reference_before_a_held_namespace_declaration_whole_or_in_7_byte_reads() -> None:
+    assert AMP_BEFORE_HELD_XMLNS.startswith(b"<stream:stream &xmlns=")
+    assert condition(AMP_BEFORE_HELD_XMLNS, "whole") == "restricted-xml"
+    assert condition(AMP_BEFORE_HELD_XMLNS, "by7") == "restricted-xml"
+
+
+@pytest.mark.parametrize("size", range(1, 40))
+def test_entity_reference_before_a_held_namespace_declaration_in_any_read_size(size: int
+                                                                              ) -> None:
+    parser = XmlStreamParser()
+    with pytest.raises(StreamError) as e:
+        for i in range(0, len(AMP_BEFORE_HELD_XMLNS), size):
+            parser.feed(AMP_BEFORE_HELD_XMLNS[i:i + size])
+    assert e.value.condition == "restricted-xml"
+
+
+@pytest.mark.parametrize("text", [b"&xmlns", b"&xmlns:x", b"&xm", b"a&xmlns:xml"])
+def test_entity_reference_before_xmlns_in_text_whatever_the_cut(text: bytes) -> None:
+    data = HEADER + b"<message><body>" + text + b"</body></message>"
+    for cut in range(len(HEADER), len(data)):
+        parser = XmlStreamParser()
+        with pytest.raises(StreamError) as e:
+            parser.feed(data[:cut])
+            parser.feed(data[cut:])
+        assert e.value.condition == "restricted-xml", cut
+
+
 def test_entity_reference_cut_at_a_slice_boundary_is_scanned_whole() -> None:
     # Regression: in one large read, a reference straddling the internal slice boundary
     # (max_stanza_size / 8) was scanned in two halves and refused as not-well-formed.
@@ -743,3 +780,24 @@ def test_restricted_xml_still_refused_after_compact() -> None:
         assert e.condition == "restricted-xml"
     else:
         raise AssertionError("comment accepted after compact")
+
+
+def test_a_kept_stanza_does_not_keep_the_stream_parser_alive() -> None:
+    # lxml hands a copied element's document the parser it came from: each kept stanza (a
+    # session's presence, a cached item) held its stream's whole libxml2 state (~11 KiB), even
+    # after compact() or the end of the stream.
+    import gc
+    from lxml import etree
+
+    def pull_parsers() -> int:
+        gc.collect()
+        return sum(isinstance(o, etree.XMLPullParser) for o in gc.get_objects())
+    before = pull_parsers()
+    parser = XmlStreamParser()
+    parser.feed(HEADER)
+    [presence] = parser.feed(b"<presence><show>away</show></presence>")
+    assert pull_parsers() == before + 1
+    assert parser.compact()
+    assert pull_parsers() == before
+    assert render(presence) == '<presence xmlns="jabber:client"><show>away</show></presence>'
+    assert presence.getparent() is None

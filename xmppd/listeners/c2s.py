@@ -170,6 +170,11 @@ class C2SConnection(protocol.Protocol):
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
+    def compact(self) -> None:
+        """The stream went quiet: free the TLS layer's idle buffers."""
+        if self._tls is not None:
+            self._tls.compact()
+
     def channel_bindings(self) -> dict[str, bytes]:
         """RFC 5929 / RFC 9266 data of our own TLS layer (none on Twisted's pyOpenSSL one)."""
         return self._tls.channel_bindings() if self._tls is not None else {}

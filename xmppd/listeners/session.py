@@ -7,23 +7,19 @@
   units (one element each, or the stream header/footer), so framed transports (RFC 7395: one
   element per WebSocket message) need no re-parsing. The in-memory test harness runs this same
   class on a memory transport.
-- Output: every stanza for a bound client — routed to it, or answered by the stream itself —
-  passes the host's output filters in priority order (`ModuleContext.output_filter`: XEP-0352
-  holds some back, XEP-0198 counts and keeps what it writes); a filter that takes a stanza
-  writes it itself or hands it on later with `pass_on`. The stream's own pending output goes
-  first, so order is kept. Nonzas (XEP-0198 `<a/>`) are written uncounted with `write`.
-- Flow control (DESIGN.md "the delivery promise"): while the transport is full
-  (`pause_writing`) output waits in the session, up to `limits.max_output_buffer` bytes; past
-  that the client counts as gone, as for a dead link: the connection is cut and the session
-  leaves routing. A session whose stream closed (either side) leaves routing at once, not when
-  the socket finally goes. What it was never given is handed back to the router
-  (`Router.undelivered`: messages to offline storage) unless a `session_ended` handler that
-  accounts for it (XEP-0198) took it with `discard_output`.
+- Output (filters, the stream's own output, flow control) is `SessionOutput`
+  (xmppd/listeners/session_output.py). A session whose stream closed (either side) leaves
+  routing at once, not when the socket finally goes. What it was never given is handed back
+  to the router (`Router.undelivered`: messages to offline storage) unless a `session_ended`
+  handler that accounts for it (XEP-0198) took it with `discard_output`.
+- Negotiation (credentials, FAST tokens, SASL2 completion, pre-auth IQs, nonzas before
+  binding) is `SessionLogin` (xmppd/listeners/session_login.py).
 - Input: every stanza from the client goes to the router; the host's input observers
   (`ModuleContext.input_observer`, XEP-0198) then learn when it is handled.
 - Per-session module state lives in typed `SessionKey` slots (`get`/`set`/`pop`).
 - A lost connection ends the session unless a `connection_lost` handler keeps it bound
   (XEP-0198 waits for resumption: `take_over` moves it onto a new connection, `end` ends it).
+- The parser of a stream silent for a few seconds is freed (xmppd/listeners/idle_parsers.py).
 - Timers: the authentication deadline until bound, then a lazy idle timer (re-armed for the
   remainder rather than reset on every read) that fires `c2s_idle` for the heartbeat.
 """
@@ -37,28 +33,24 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from lxml import etree
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
-from twisted.python.failure import Failure
 
-from stanzas.errors import StanzaError, StreamError, error_reply
+from stanzas.errors import StanzaError, StreamError
 from stanzas.jid import JID
 from xmppd import c2s, hooks, throttle
 from xmppd.listeners import sasl2_shell
-from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent, StanzaEvent
+from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent
 from xmppd.logs import session_fields
 from xmppd.metrics import transport_kind
-from xmppd.module import IqRequest
+from xmppd.listeners.idle_parsers import idle_parsers
+from xmppd.listeners.session_login import SessionLogin
+from xmppd.listeners.session_output import OutputFilter as OutputFilter, SessionOutput
 from xmppd.sessions import SessionKey, SessionState
-from stanzas.wire import serialize
 
 if TYPE_CHECKING:
     from xmppd.server import Host, Server
 
 log = logging.getLogger(__name__)
 _E = etree._Element
-_STANZA_STARTS = (b"<message", b"<presence", b"<iq")     # units of serialised stanzas
-
-OutputFilter = Callable[["ClientSession", bytes], bool]
-"""`filter(session, data) -> True` if it took the stanza (it writes it, now or later)."""
 InputObserver = Callable[["ClientSession", "defer.Deferred[None] | None"], None]
 """`observer(session, handled)` after each stanza from the client was routed; `handled` as
 `Router.from_client` returns it (None: handled at once)."""
@@ -81,7 +73,7 @@ class Transport(Protocol):
         The transport then reports `connection_lost` as usual."""
 
 
-class ClientSession(SessionState):
+class ClientSession(SessionOutput, SessionLogin, SessionState):
     """One client's stream and, once bound, its `Session` for the router and modules."""
 
     def __init__(self, server: Server, settings: c2s.C2SSettings, transport: Transport, *,
@@ -106,13 +98,15 @@ class ClientSession(SessionState):
         self._closing = False
         self._clean_end = False               # the stream was closed on purpose, not lost
         self._paused = False                  # the transport asked us to stop writing
-        self._backlog: deque[bytes] = deque()     # units waiting for the transport
+        self._backlog: deque[bytes] | None = None     # units waiting for the transport (made
+        # when the transport is first full: an empty deque is 760 bytes, per connection)
         self._backlog_bytes = 0
         self._max_backlog = server.config.limits.max_output_buffer
         self.on_stanza: Callable[[], None] | None = None   # stanza-rate shaping (xmppd/limits.py)
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
         self._count = server.metrics.core
+        self._idle_parsers = idle_parsers(server)
         # TLS channel bindings for SCRAM-*-PLUS and FAST (xmppd/listeners/c2s.py)
         self.stream.channel_bindings = getattr(transport, "channel_bindings", dict)
         self.server.connections.add(self)
@@ -131,11 +125,6 @@ class ClientSession(SessionState):
         return self._closing or self.stream.closed
 
     @property
-    def backlog_bytes(self) -> int:
-        """Bytes waiting for the transport to drain (a slow reader)."""
-        return self._backlog_bytes
-
-    @property
     def last_activity(self) -> float:
         """When the client last sent anything (a stanza, a nonza or whitespace)."""
         return self.stream.last_activity
@@ -143,6 +132,7 @@ class ClientSession(SessionState):
     # -- from the transport ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self.stream.receive(data, self.server.clock.now())
+        self._idle_parsers.touch(self)      # freed once the stream goes quiet
         self._pump()
 
     def items_received(self, items: list[Any]) -> None:
@@ -156,28 +146,10 @@ class ClientSession(SessionState):
             if timer is not None and timer.active():
                 timer.cancel()
         self.server.connections.discard(self)
+        self._idle_parsers.forget(self)
         self.stream.connection_lost()
         self._leave(self._clean_end)
         self._paused = False
-
-    def pause_writing(self) -> None:
-        """The transport is full: keep output here until `resume_writing`."""
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        transport = self.transport
-        while self._backlog and not self._paused and transport is not None:
-            unit = self._backlog.popleft()
-            self._backlog_bytes -= len(unit)
-            transport.send([unit])
-
-    def discard_output(self) -> list[bytes]:
-        """Take what was never handed to the transport (XEP-0198 accounts for it itself)."""
-        units = list(self._backlog)
-        self._backlog.clear()
-        self._backlog_bytes = 0
-        return units
 
     def _leave(self, clean: bool) -> None:
         """The client is gone or going: leave routing now, unless a `connection_lost`
@@ -236,6 +208,7 @@ class ClientSession(SessionState):
         assert not self.bound
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        self._timer = None
         self.jid, self.priority, self.available, self.presence = jid, priority, available, \
             presence
         self._state.update(slots)
@@ -258,70 +231,6 @@ class ClientSession(SessionState):
         if self.transport is not None:
             self.close(StreamError.conflict("the session was resumed elsewhere"))
 
-    # -- output ------------------------------------------------------------------------------
-    def send_bytes(self, data: bytes) -> None:
-        """Session: one serialised stanza for this client, through the output filters."""
-        self._count.out[data[1]] += 1          # metrics: stanzas out, by kind (xmppd/metrics.py)
-        self._send_from(0, data)
-
-    def send_element(self, el: _E) -> None:
-        data = serialize(el)
-        self._count.out[data[1]] += 1
-        self._send_from(0, data)
-
-    def pass_on(self, after: OutputFilter, data: bytes) -> None:
-        """Hand a stanza that filter `after` took on to the filters after it (XEP-0352 sends
-        what it held; XEP-0198 then counts it)."""
-        for i, (_, _, f) in enumerate(self._filters):
-            if f == after:
-                self._send_from(i + 1, data)
-                return
-        self._send_from(len(self._filters), data)
-
-    def _send_from(self, start: int, data: bytes) -> None:
-        filters = self._filters
-        for i in range(start, len(filters)):
-            if filters[i][2](self, data):
-                return
-        self.write([data])
-
-    def write(self, units: list[bytes]) -> None:
-        """Write units after the stream's pending output, past every filter (XEP-0198
-        nonzas, and the stanzas resent on resumption, which were counted when first sent)."""
-        if self.transport is None or self._closing:
-            return
-        if self.stream.has_output():
-            self._flush_stream()
-            if self.transport is None or self._closing:
-                return
-        if units:
-            self._emit(units)
-
-    def _emit(self, units: list[bytes]) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        if not self._paused and not self._backlog:
-            transport.send(units)
-            return
-        self._backlog.extend(units)
-        self._backlog_bytes += sum(len(u) for u in units)
-        if self._backlog_bytes > self._max_backlog:
-            self._overflow()
-
-    def _overflow(self) -> None:
-        """More than `max_output_buffer` waits for a client that does not read: a dead link
-        (DESIGN.md): cut the connection; the session leaves routing at once."""
-        transport = self.transport
-        log.info("reads nothing (%d bytes waiting): cut as a dead link", self._backlog_bytes,
-                 extra=session_fields(self, "dead_link"))
-        self._closing = True
-        self._clean_end = False
-        self.stream.connection_lost()
-        self._leave(False)
-        if transport is not None:
-            transport.abort()
-
     def close(self, error: StreamError | None = None) -> None:
         if self.transport is None and self.bound:
             # Kept bound for resumption (XEP-0198): replaced, deleted, shut down... ends it;
@@ -331,28 +240,6 @@ class ClientSession(SessionState):
             return
         self.stream.close(error)
         self._pump()
-
-    def _flush_stream(self) -> None:
-        """Write the stream's own output; once bound, its stanzas (the RFC 3921 session
-        answer) pass the output filters like any other, in order."""
-        units = self.stream.take_output()
-        if self.transport is None or not units:
-            return
-        if not self.bound or not self._filters:
-            self._emit(units)
-            return
-        plain: list[bytes] = []
-        for unit in units:
-            if unit.startswith(_STANZA_STARTS):
-                if plain:
-                    self._emit(plain)
-                    plain = []
-                self._count.out[unit[1]] += 1
-                self._send_from(0, unit)
-            else:
-                plain.append(unit)
-        if plain:
-            self._emit(plain)
 
     # -- the event pump ----------------------------------------------------------------------
     def _pump(self) -> None:
@@ -412,6 +299,7 @@ class ClientSession(SessionState):
             units = stream.take_output()        # the stream error and the closing tag
             transport = self.transport
             self._closing = True
+            self._idle_parsers.forget(self)
             # A closing stream is no recipient (DESIGN.md): stanzas for this client go to its
             # other resources or offline storage from now on, not into a socket being shut.
             self._leave(self._clean_end)
@@ -419,37 +307,6 @@ class ClientSession(SessionState):
                 if units:
                     transport.send(units)       # past any backlog: nothing more follows
                 transport.close()
-
-    def _credentials(self, account: Any) -> None:
-        # A disabled account (XEP-0133 §4.3) fails like a wrong password: <not-authorized/>,
-        # and nothing tells a guesser that the name exists.
-        usable = account is not None and not account.disabled
-        self.stream.credentials_found(account.credentials if usable else None)
-        self._pump()
-
-    def _tokens(self, found: list[Any]) -> None:
-        self.stream.tokens_found(found, self.server.clock.now())
-        self._pump()
-
-    def _sasl2_done(self, done: sasl2_shell.Completed) -> None:
-        """XEP-0388: <success/> with the inline results, then what must follow it."""
-        children, full, after = done
-        self.stream.sasl2_finish(children, full)
-        self._pump()
-        for run in after:
-            run()
-
-    def _sasl2_failed(self, failure: Failure) -> None:
-        log.error("SASL2 completion failed for %s: %s", self.stream.jid, failure.value)
-        self.close(StreamError.internal_server_error())
-
-    def _storage_failed(self, failure: Failure) -> None:
-        if isinstance(failure.value, throttle.Throttled):
-            log.info("login refused from %s: %s", self.peer_ip, failure.value)
-        else:
-            log.warning("credential look-up failed: %s", failure.value)
-        self.stream.credentials_unavailable()
-        self._pump()
 
     def _attach(self, host: Host) -> None:
         """Bound to a JID of `host`: its filters, observers and idle interval apply."""
@@ -459,6 +316,7 @@ class ClientSession(SessionState):
         self.bound = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        self._timer = None          # a cancelled call kept is ~450 bytes per session
         if host.idle_interval is not None:
             self._idle_timer = self.server.clock.call_later(host.idle_interval, self._idle_check)
 
@@ -502,51 +360,6 @@ class ClientSession(SessionState):
             delay = interval - idle
         if self.bound:
             self._idle_timer = self.server.clock.call_later(delay, self._idle_check)
-
-    def _preauth_iq(self, ev: c2s.PreAuthIq) -> None:
-        host = self.server.hosts[ev.host]
-        el = ev.stanza
-        payload = next((c for c in el if isinstance(c.tag, str)), None)
-        kind = el.get("type")
-        handler = host.iq_handlers.get((kind or "", "preauth", payload.tag)) \
-            if payload is not None else None
-
-        def reply(answer: _E) -> None:
-            for attr in ("to", "from"):
-                if attr in answer.attrib:
-                    del answer.attrib[attr]
-            self.stream.send_element(answer)
-            self._pump()
-        if kind not in ("get", "set"):
-            return
-        if handler is None or payload is None:
-            reply(error_reply(el, StanzaError.service_unavailable()))
-            return
-        req = IqRequest(el, JID.of(None, ev.host), JID.of(None, ev.host), payload, self)
-        self.server.router.call_iq_handler(handler, req, reply)
-
-    def _nonza(self, el: _E) -> None:
-        stream = self.stream
-        bound = self.bound
-        who = self.jid if bound else stream.jid
-        host = self.server.hosts.get(who.domain) if who is not None else None
-        if who is not None and host is not None and host.hooks.has(hooks.nonza_in):
-            handled = host.hooks.run(hooks.nonza_in, StanzaEvent(el, who, who, self))
-            if handled is not True and handled is not False:
-                if not bound:       # async handler: it owns the outcome; input waits for it
-                    handled.addBoth(self._prebind_nonza_done)
-                return
-            if handled:
-                if not bound:
-                    self._prebind_nonza_done(None)
-                return
-        self.close(StreamError.unsupported_stanza_type(f"unknown element {el.tag}"))
-
-    def _prebind_nonza_done(self, result: object) -> object:
-        """A nonza before binding (XEP-0198 <resume/>) was answered: go on reading."""
-        self.stream.nonza_handled()
-        self._pump()
-        return None
 
     def _arm_timer(self) -> None:
         deadline = self.stream.next_deadline()

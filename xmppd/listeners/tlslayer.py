@@ -11,6 +11,8 @@ idle connections are most of an XMPP server's connections, so the client listene
   sent on a broken TLS layer).
 - A close_notify from the peer sets `peer_closed`: the caller answers with `close()` and
   closes the connection (RFC 8446 §6.1), rather than hold it until a timer notices.
+- `compact()` frees the buffers an idle connection does not need (called by
+  xmppd/listeners/idle_parsers.py once the stream is quiet).
 - `channel_bindings()`: the RFC 5929 / RFC 9266 channel-binding data of the finished handshake
   by type, for SCRAM-*-PLUS and FAST (xmppd/listeners/channel_binding.py).
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import ssl
 
-from xmppd.listeners import channel_binding
+from xmppd.listeners import channel_binding, tlsbuffers
 
 
 class TlsFailed(Exception):
@@ -79,6 +81,12 @@ class TlsLayer:
         if self.handshaken and self._held:
             return self.send(b"")
         return self._out.read()
+
+    def compact(self) -> None:
+        """The connection is idle: free the memory BIOs' buffers (xmppd/listeners/tlsbuffers.py),
+        which otherwise keep the largest read and write they ever held."""
+        tlsbuffers.release(self._in)
+        tlsbuffers.release(self._out)
 
     def close(self) -> bytes:
         """A close_notify to write before closing the socket (best effort)."""
