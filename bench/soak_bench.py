@@ -1,0 +1,539 @@
+#!/usr/bin/env python3
+"""Soak: hundreds of clients chatting, dropping links, resuming (XEP-0198) and logging in and out
+for minutes on one server; then every acknowledged message must have arrived exactly once, RSS
+must be flat after warm-up and the server's file descriptors back where they started.
+
+Starts xmppd (conf/xmppd.toml's modules and limits, all clients from 127.0.0.1 counted as behind
+a load balancer: `limits.exempt_networks`) on one backend pair, makes accounts soak1..soakN,
+and runs N clients (asyncio, raw bytes; bench/loadgen.py's connection, TLS and SASL pieces):
+
+- each logs in (STARTTLS, PLAIN, bind), enables stream management with resumption, sends
+  initial presence, then sends `<message type='chat'>` with a unique id (`<body>S:<id></body>`)
+  to a random other user's bare JID every `--interval` s on average, with `<r/>` after each;
+- now and then (exponential, mean `--drop-every` s per client) it aborts its TCP connection
+  (RST, no `</stream>`), waits 0.5–5 s, then resumes (`<resume previd h/>`), resending what
+  `<resumed h/>` says the server did not get;
+- now and then (mean `--logout-every` s) it waits for its acks, acks what it got, closes its
+  stream, stays away 1–10 s and logs in afresh (its messages come from offline storage).
+
+A message counts as *acked* once the server's `<a h/>` covers it, and as *received* once the
+recipient counted it in its `h` (what it acks or resumes with); stanzas arriving after a client
+closed its stream are not counted (the server must keep them for it). At the end every client is
+brought back, all acks and deliveries are waited for, and: lost = acked but never received,
+duplicated = received more than once. The server's RSS (VmRSS) and open fds (/proc/PID/fd)
+are sampled every `--sample` s: RSS slope after warm-up (least squares, MB/min), fds before
+the clients came and after they all left.
+
+  PYTHONPATH=. .venv/bin/python bench/soak_bench.py --backend sqlite+memory \
+      [--clients 300] [--duration 600] [--warmup 120]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import types
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import loadgen  # noqa: E402
+from loadgen import Conn, Plain, XMPPError, attr, make_sslctx, stream_header  # noqa: E402
+import procstat  # noqa: E402
+from tests.harness.backends import backend_urls  # noqa: E402
+from tests.harness.server_proc import make_server, register_accounts  # noqa: E402
+
+SM = b"urn:xmpp:sm:3"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+TAG = re.compile(rb"<(/?)([A-Za-z0-9_:.-]+)")
+BODY = re.compile(rb"<body>S:([0-9.]+)</body>")
+MODULES: dict[str, dict[str, Any]] = {      # conf/xmppd.toml's, without HTTP ones
+    "disco": {}, "adhoc": {}, "ping": {"keepalive_interval": "5 min", "keepalive_timeout": "30 s"},
+    "version": {}, "time": {}, "roster": {"max_items": 1000}, "presence": {}, "last": {},
+    "caps": {}, "pep": {}, "private": {}, "bookmarks": {}, "blocking": {}, "vcard": {},
+    "offline": {"max_messages": 1000}, "receipts": {}, "carbons": {},
+    "mam": {"default": "always", "batch_size": 500}, "csi": {},
+    "stream_mgmt": {"resume_timeout": "5 min", "max_unacked": 5000},
+}
+
+
+class Stream:
+    """Top-level elements of an XMPP stream from raw chunks (our server escapes '<' and '>' in
+    text and attributes, so tags can be found by bytes): `feed()` returns the complete
+    children of <stream:stream> as (name, bytes), and ('</stream>', b'') at its end."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.depth = 0
+        self.start = 0
+        self.scanned = 0
+        self.name = b""
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        buf = self.buf = self.buf + data
+        out: list[tuple[bytes, bytes]] = []
+        pos = self.scanned
+        while True:
+            i = buf.find(b"<", pos)
+            if i < 0:
+                pos = len(buf)
+                break
+            j = buf.find(b">", i)
+            if j < 0:
+                pos = i                     # a tag cut in two: scan it again next time
+                break
+            pos = j + 1
+            m = TAG.match(buf, i)
+            if m is None:                   # <?xml ...?>
+                continue
+            closing, name = m.groups()
+            if closing:
+                self.depth -= 1
+                if self.depth == 1:
+                    out.append((self.name, buf[self.start:pos]))
+                elif self.depth <= 0:
+                    out.append((b"</stream>", b""))
+            elif name == b"stream:stream":
+                self.depth = 1
+            elif buf[j - 1:j] == b"/":
+                if self.depth == 1:
+                    out.append((name, buf[i:pos]))
+            else:
+                if self.depth == 1:
+                    self.start, self.name = i, name
+                self.depth += 1
+        keep = self.start if self.depth > 1 else pos
+        self.buf, self.scanned = buf[keep:], pos - keep
+        self.start -= keep
+        return out
+
+
+class Totals:
+    def __init__(self) -> None:
+        self.sent: set[str] = set()         # ids sent at least once
+        self.acked: set[str] = set()
+        self.received: Counter[str] = Counter()
+        self.resent = self.bounced = self.drops = self.resumes = self.resume_failed = 0
+        self.logins = self.logouts = self.errors = self.unacked_at_logout = 0
+        self.error_samples: list[str] = []
+
+    def error(self, what: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 20:
+            self.error_samples.append(what[:300])
+
+
+class Client:
+    def __init__(self, bench: Bench, idx: int) -> None:
+        self.b, self.idx = bench, idx
+        self.user = f"soak{idx}"
+        self.conn: Conn | None = None
+        self.stream = Stream()
+        self.smid: bytes | None = None
+        self.h_in = 0                       # stanzas handled from the server, this SM session
+        self.h_out = 0                      # stanzas sent, this SM session
+        self.unacked: deque[tuple[int, str | None]] = deque()
+        self.acked_h = 0
+        self.ack_evt = asyncio.Event()
+        self.counter = 0
+        self.closing = False
+
+    # ---- connection set-up (loadgen's Conn, its scanners and SASL PLAIN)
+    async def _auth(self) -> Conn:
+        cfg, to = self.b.cfg, self.b.cfg.timeout
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(loop.create_connection(Conn, cfg.host, cfg.port), to)
+        try:
+            conn.write(stream_header(cfg.domain))
+            await conn.element([b"stream:features"], to)
+            conn.write(loadgen.STARTTLS)
+            await conn.element([b"proceed"], to)
+            conn.transport = await asyncio.wait_for(loop.start_tls(
+                conn.transport, conn, cfg.sslctx, server_hostname=cfg.domain), to)
+            conn.write(stream_header(cfg.domain))
+            await conn.element([b"stream:features"], to)
+            initial = base64.b64encode(Plain(self.user, f"{self.user}-pw").initial())
+            conn.write(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>".encode() + initial
+                       + b"</auth>")
+            name, _, inner = await conn.element([b"success", b"failure"], to)
+            if name != b"success":
+                raise XMPPError(f"SASL failure for {self.user}: {inner[:200]!r}")
+            conn.write(stream_header(cfg.domain))
+            await conn.element([b"stream:features"], to)
+            return conn
+        except BaseException:
+            conn.transport.abort()
+            raise
+
+    def _attach(self, conn: Conn) -> None:
+        """From now on the connection's bytes go to the stanza loop."""
+        self.conn, self.stream = conn, Stream()
+        self.stream.depth = 1
+        rest = bytes(conn.buf)
+        conn.buf.clear()
+        conn.on_data = self._data
+        if rest:
+            self._data(rest)
+
+    async def login(self) -> None:
+        conn = await self._auth()
+        to = self.b.cfg.timeout
+        conn.write(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                   b"<resource>soak</resource></bind></iq>")
+        _, tag, _ = await conn.element([b"iq"], to)
+        if attr(tag, b"type") != b"result":
+            raise XMPPError(f"bind failed for {self.user}")
+        conn.write(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        _, tag, _ = await conn.element([b"enabled"], to)
+        self.smid = attr(tag, b"id")
+        self.h_in = self.h_out = self.acked_h = 0
+        self.unacked.clear()
+        self.closing = False
+        self._attach(conn)
+        self._send(b"<presence/>", None)
+        self.b.t.logins += 1
+
+    async def resume(self) -> bool:
+        conn = await self._auth()
+        conn.write(b"<resume xmlns='urn:xmpp:sm:3' h='%d' previd='%s'/>"
+                   % (self.h_in, self.smid or b""))
+        name, tag, _ = await conn.element([b"resumed", b"failed"], self.b.cfg.timeout)
+        if name == b"failed":
+            self.b.t.resume_failed += 1
+            self.b.t.error(f"{self.user}: resume failed: {tag!r}")
+            conn.transport.abort()
+            return False
+        h = int(attr(tag, b"h") or b"0")
+        self._acked(h)
+        pending, self.unacked = list(self.unacked), deque()
+        self.h_out = h
+        self.closing = False
+        self._attach(conn)
+        for _, mid in pending:              # XEP-0198 §5: resend what the server did not get
+            if mid is not None:
+                self.b.t.resent += 1
+                self._send(self._message(mid), mid)
+        self.b.t.resumes += 1
+        return True
+
+    # ---- the stanza loop
+    def _data(self, data: bytes) -> None:
+        if self.closing:
+            return                          # after our </stream>: not handled, not counted
+        t = self.b.t
+        for name, el in self.stream.feed(data):
+            if name in (b"message", b"presence", b"iq"):
+                self.h_in += 1
+                if name == b"message":
+                    m = BODY.search(el)
+                    head = el[:el.find(b">")]
+                    if b"type='error'" in head or b'type="error"' in head:
+                        t.bounced += 1
+                        t.error(f"{self.user} got a bounce: {el[:300]!r}")
+                    elif m:
+                        t.received[m.group(1).decode()] += 1
+                elif name == b"iq" and b"urn:xmpp:ping" in el:
+                    self._send(b"<iq type='result' id='%s' to='%s'/>"
+                               % (attr(el, b"id") or b"", attr(el, b"from") or b""), None)
+            elif name == b"r":
+                self.conn.write(b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % self.h_in)
+            elif name == b"a":
+                self._acked(int(attr(el, b"h") or b"0"))
+            elif name in (b"</stream>", b"stream:error"):
+                t.error(f"{self.user}: server ended the stream: {el[:300]!r}")
+                self.conn.transport.abort()
+
+    def _acked(self, h: int) -> None:
+        while self.unacked and self.unacked[0][0] <= h:
+            _, mid = self.unacked.popleft()
+            if mid is not None:
+                self.b.t.acked.add(mid)
+        self.acked_h = max(self.acked_h, h)
+        self.ack_evt.set()
+
+    def _send(self, data: bytes, mid: str | None, cut: bool = False) -> None:
+        """Send a stanza (and <r/>); `cut`: only its first half, as a link dying mid-write."""
+        self.h_out += 1
+        self.unacked.append((self.h_out, mid))
+        assert self.conn is not None
+        self.conn.write(data[:len(data) // 2] if cut else data + b"<r xmlns='urn:xmpp:sm:3'/>")
+
+    def _message(self, mid: str) -> bytes:
+        to = self.b.peer(self.idx)
+        return (b"<message type='chat' to='soak%d@localhost' id='%s'><body>S:%s</body>"
+                b"</message>" % (to, mid.encode(), mid.encode()))
+
+    def send_one(self, cut: bool = False) -> None:
+        self.counter += 1
+        mid = f"{self.idx}.{self.counter}"
+        self.b.t.sent.add(mid)
+        self._send(self._message(mid), mid, cut)
+
+    async def all_acked(self, timeout: float) -> bool:
+        """Ask for an ack and wait until everything sent is acked."""
+        assert self.conn is not None
+        self.conn.write(b"<r xmlns='urn:xmpp:sm:3'/>")
+        deadline = time.monotonic() + timeout
+        while self.unacked and not self.conn.lost and time.monotonic() < deadline:
+            self.ack_evt.clear()
+            try:
+                await asyncio.wait_for(self.ack_evt.wait(), 1.0)
+            except asyncio.TimeoutError:
+                self.conn.write(b"<r xmlns='urn:xmpp:sm:3'/>")
+        return not self.unacked
+
+    async def logout(self) -> None:
+        assert self.conn is not None
+        if not await self.all_acked(30):
+            self.b.t.unacked_at_logout += len(self.unacked)
+        self.conn.write(b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % self.h_in)
+        self.closing = True
+        await self.conn.close(5.0)
+        self.conn = None
+        self.b.t.logouts += 1
+
+    def drop(self) -> None:
+        assert self.conn is not None
+        self.closing = True
+        self.conn.transport.abort()
+        self.b.t.drops += 1
+
+    async def _again(self, attempt: Any) -> None:
+        for i in range(20):
+            try:
+                return await attempt()
+            except (XMPPError, OSError, asyncio.TimeoutError) as e:
+                self.b.t.error(f"{self.user}: {type(e).__name__}: {e}")
+                await asyncio.sleep(1 + i)
+        raise XMPPError(f"{self.user}: gave up reconnecting")
+
+    async def _resume_or_login(self) -> None:
+        async def attempt() -> None:
+            if not await self.resume():
+                await self.login()
+        await self._again(attempt)
+
+    async def life(self) -> None:
+        b, rnd = self.b, random.Random(self.idx)
+        await self._again(self.login)
+        next_drop = time.monotonic() + rnd.expovariate(1 / b.args.drop_every)
+        next_logout = time.monotonic() + rnd.expovariate(1 / b.args.logout_every)
+        while not b.stopping:
+            await asyncio.sleep(rnd.expovariate(1 / b.args.interval))
+            if b.stopping:
+                break
+            assert self.conn is not None
+            if self.conn.lost:              # the server cut us (or a write failed)
+                self.closing = True
+                b.t.error(f"{self.user}: connection lost ({self.conn.lost_exc!r})")
+                await self._resume_or_login()
+                continue
+            now = time.monotonic()
+            if now >= next_drop:
+                if not self.conn.paused:    # in flight when the link goes: whole or cut
+                    self.send_one(cut=rnd.random() < 0.5)
+                self.drop()
+                await asyncio.sleep(rnd.uniform(0.5, 5))
+                await self._resume_or_login()
+                next_drop = time.monotonic() + rnd.expovariate(1 / b.args.drop_every)
+            elif now >= next_logout:
+                await self.logout()
+                await asyncio.sleep(rnd.uniform(1, 10))
+                await self._again(self.login)
+                next_logout = time.monotonic() + rnd.expovariate(1 / b.args.logout_every)
+            elif not self.conn.paused:
+                self.send_one()
+        if self.conn is None:
+            await self._again(self.login)
+        elif self.conn.lost:
+            self.closing = True
+            await self._resume_or_login()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, port: int, pid: int) -> None:
+        self.args, self.pid = args, pid
+        self.cfg = types.SimpleNamespace(host="127.0.0.1", port=port, domain="localhost",
+                                         timeout=60.0, sslctx=make_sslctx())
+        self.t = Totals()
+        self.stopping = False
+        self.samples: list[tuple[float, int, int]] = []     # (s since start, RSS KiB, fds)
+        self.rnd = random.Random(1)
+
+    def peer(self, idx: int) -> int:
+        n = self.args.clients
+        return (idx + self.rnd.randrange(1, n)) % n + 1 if n > 1 else idx
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def backend_fds(self) -> int:
+        """The server's TCP connections to PostgreSQL (5432) or Redis (6379): its pools."""
+        remote: dict[str, int] = {}
+        for name in ("tcp", "tcp6"):
+            try:
+                lines = Path(f"/proc/{self.pid}/net/{name}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                remote[f[9]] = int(f[2].rsplit(":", 1)[1], 16)
+        n = 0
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and remote.get(link[8:-1]) in (5432, 6379):
+                n += 1
+        return n
+
+    async def sample(self, t0: float) -> None:
+        while True:
+            self.samples.append((time.monotonic() - t0, procstat.rss_kib(self.pid), self.fds()))
+            await asyncio.sleep(self.args.sample)
+
+    async def run(self) -> dict[str, Any]:
+        a = self.args
+        fds_before, pool_before = self.fds(), self.backend_fds()
+        rss_before = procstat.rss_kib(self.pid)
+        cpu0, t0 = procstat.cpu_seconds(self.pid), time.monotonic()
+        sampler = asyncio.get_running_loop().create_task(self.sample(t0))
+        clients = [Client(self, i) for i in range(1, a.clients + 1)]
+        lives = [asyncio.get_running_loop().create_task(c.life()) for c in clients]
+        await asyncio.sleep(a.duration)
+        self.stopping = True
+        run_s = time.monotonic() - t0
+        cpu = procstat.cpu_seconds(self.pid) - cpu0
+        rss_end = procstat.rss_kib(self.pid)
+        for r in await asyncio.gather(*lives, return_exceptions=True):
+            if isinstance(r, BaseException):
+                self.t.error(f"client died: {r!r}")
+        # everyone is online: wait for all acks, then for every acked message to arrive
+        live = [c for c in clients if c.conn is not None and not c.conn.lost]
+        await asyncio.gather(*(c.all_acked(60) for c in live))
+        deadline, last = time.monotonic() + 120, -1
+        while time.monotonic() < deadline:
+            got = sum(1 for m in self.t.acked if self.t.received[m])
+            if got == len(self.t.acked) or got == last:
+                break
+            last = got
+            await asyncio.sleep(5)
+        settle_s = time.monotonic() - t0 - run_s
+        await asyncio.gather(*(c.logout() for c in live), return_exceptions=True)
+        await asyncio.sleep(a.settle)
+        sampler.cancel()
+        fds_after, rss_after = self.fds(), procstat.rss_kib(self.pid)
+        out = self.report(run_s, settle_s, cpu, fds_before, fds_after, rss_before, rss_end,
+                          rss_after)
+        out.update(backend_fds_before=pool_before, backend_fds_after=self.backend_fds())
+        return out
+
+    def report(self, run_s: float, settle_s: float, cpu: float, fds_before: int,
+               fds_after: int, rss_before: int, rss_end: int, rss_after: int) -> dict[str, Any]:
+        t, a = self.t, self.args
+        lost = sorted(m for m in t.acked if not t.received[m])
+        dups = sorted(m for m, n in t.received.items() if n > 1)
+        unsent = [m for m in t.received if m not in t.sent]
+        after = [(s, r) for s, r, _ in self.samples if a.warmup <= s <= run_s]
+        slope = _slope(after) * 60 / 1024 if len(after) >= 3 else None      # MB/min
+        fd_samples = [f for s, _, f in self.samples if s <= run_s]
+        return {
+            "backend": a.backend, "clients": a.clients, "duration_s": round(run_s),
+            "settle_s": round(settle_s), "sent": len(t.sent), "acked": len(t.acked),
+            "received_unique": len(t.received), "received_total": sum(t.received.values()),
+            "lost": len(lost), "duplicated": len(dups), "lost_ids": lost[:20],
+            "duplicated_ids": dups[:20], "not_sent_but_received": len(unsent),
+            "resent": t.resent, "bounced": t.bounced, "drops": t.drops, "resumes": t.resumes,
+            "resume_failed": t.resume_failed, "logins": t.logins, "logouts": t.logouts,
+            "unacked_at_logout": t.unacked_at_logout, "client_errors": t.errors,
+            "error_samples": t.error_samples,
+            "msgs_per_s": round(len(t.sent) / run_s, 1),
+            "server_cpu_ms_per_msg": round(1000 * cpu / max(1, len(t.sent)), 3),
+            "rss_mb_before": round(rss_before / 1024, 1),
+            "rss_mb_at_warmup": round(after[0][1] / 1024, 1) if after else None,
+            "rss_mb_end_of_run": round(rss_end / 1024, 1),
+            "rss_mb_after_logout": round(rss_after / 1024, 1),
+            "rss_mb_max": round(max(r for _, r, _ in self.samples) / 1024, 1),
+            "rss_slope_mb_per_min": round(slope, 2) if slope is not None else None,
+            "fds_before": fds_before, "fds_max": max(fd_samples, default=None),
+            "fds_after": fds_after,
+            "samples": [(round(s), round(r / 1024, 1), f) for s, r, f in self.samples],
+        }
+
+
+def _slope(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of y over x (KiB per s)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", default="sqlite+memory",
+                    choices=["sqlite+memory", "postgresql+redis"])
+    ap.add_argument("--clients", type=int, default=300)
+    ap.add_argument("--duration", type=float, default=600, help="seconds of churn")
+    ap.add_argument("--warmup", type=float, default=120, help="RSS slope from here on (s)")
+    ap.add_argument("--interval", type=float, default=2.0,
+                    help="mean seconds between a client's messages")
+    ap.add_argument("--drop-every", type=float, default=60.0,
+                    help="mean seconds between a client's link drops")
+    ap.add_argument("--logout-every", type=float, default=90.0,
+                    help="mean seconds between a client's log-outs")
+    ap.add_argument("--sample", type=float, default=10.0, help="RSS/fd sampling period (s)")
+    ap.add_argument("--settle", type=float, default=10.0,
+                    help="seconds after the last log-out before fds are counted")
+    ap.add_argument("--json", help="also write the result here")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = Path(tempfile.mkdtemp(prefix="xmppd-soak-"))
+    storage, cache, cleanups = backend_urls(args.backend, tmp)
+    srv = make_server(tmp, storage, cache, modules=MODULES,
+                      limits={"max_stanza_size": "256 KiB", "exempt_networks": ["127.0.0.0/8"]})
+    try:
+        t0 = time.monotonic()
+        register_accounts(srv, {f"soak{i}": f"soak{i}-pw" for i in range(1, args.clients + 1)})
+        print(f"{args.clients} accounts in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+        srv.start()
+        assert srv.proc is not None
+        out = asyncio.run(Bench(args, srv.port, srv.proc.pid).run())
+        out["server_log_errors"] = sum(1 for line in (tmp / "xmppd.log").read_text().splitlines()
+                                       if " ERROR " in line or "Traceback" in line)
+    finally:
+        srv.stop()
+        for cleanup in cleanups:
+            cleanup()
+    out.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               machine=f"{platform.machine()}, {os.cpu_count()} vCPU",
+               loadavg=os.getloadavg(), command="bench/soak_bench.py " + " ".join(sys.argv[1:]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    if out["lost"] or out["duplicated"] or out["server_log_errors"]:
+        out["server_dir"] = str(tmp)        # kept: its xmppd.log
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({k: v for k, v in out.items() if k != "samples"}), flush=True)
+    return 1 if out["lost"] or out["duplicated"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
