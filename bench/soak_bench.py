@@ -130,10 +130,11 @@ class Totals:
         self.resent = self.bounced = self.drops = self.resumes = self.resume_failed = 0
         self.logins = self.logouts = self.errors = self.unacked_at_logout = 0
         self.error_samples: list[str] = []
+        self.t0 = time.monotonic()
 
     def error(self, what: str) -> None:
         self.errors += 1
-        if len(self.error_samples) < 20:
+        if len(self.error_samples) < 40:
             self.error_samples.append(what[:300])
 
 
@@ -300,6 +301,9 @@ class Client:
         assert self.conn is not None
         if not await self.all_acked(30):
             self.b.t.unacked_at_logout += len(self.unacked)
+            self.b.t.error(f"{self.user}: {len(self.unacked)} unacked after 30 s at logout "
+                           f"(sent h {self.h_out}, acked h {self.acked_h}, lost "
+                           f"{self.conn.lost}, t {time.monotonic() - self.b.t0:.0f} s)")
         self.conn.write(b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % self.h_in)
         self.closing = True
         await self.conn.close(5.0)
@@ -373,6 +377,7 @@ class Bench:
         self.stopping = False
         self.samples: list[tuple[float, int, int]] = []     # (s since start, RSS KiB, fds)
         self.rnd = random.Random(1)
+        self.lags: list[float] = []
 
     def peer(self, idx: int) -> int:
         n = self.args.clients
@@ -407,12 +412,22 @@ class Bench:
             self.samples.append((time.monotonic() - t0, procstat.rss_kib(self.pid), self.fds()))
             await asyncio.sleep(self.args.sample)
 
+    async def lag(self) -> None:
+        """How late this process' event loop runs its timers (the clients' own lag)."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.2)
+            self.lags.append(time.monotonic() - t - 0.2)
+
     async def run(self) -> dict[str, Any]:
         a = self.args
         fds_before, pool_before = self.fds(), self.backend_fds()
         rss_before = procstat.rss_kib(self.pid)
         cpu0, t0 = procstat.cpu_seconds(self.pid), time.monotonic()
+        self.t0 = self.t.t0 = t0
+        own0 = resource.getrusage(resource.RUSAGE_SELF)
         sampler = asyncio.get_running_loop().create_task(self.sample(t0))
+        lagger = asyncio.get_running_loop().create_task(self.lag())
         clients = [Client(self, i) for i in range(1, a.clients + 1)]
         lives = [asyncio.get_running_loop().create_task(c.life()) for c in clients]
         await asyncio.sleep(a.duration)
@@ -420,6 +435,9 @@ class Bench:
         run_s = time.monotonic() - t0
         cpu = procstat.cpu_seconds(self.pid) - cpu0
         rss_end = procstat.rss_kib(self.pid)
+        own1 = resource.getrusage(resource.RUSAGE_SELF)
+        self.own_cpu = own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime
+        lagger.cancel()
         for r in await asyncio.gather(*lives, return_exceptions=True):
             if isinstance(r, BaseException):
                 self.t.error(f"client died: {r!r}")
@@ -464,6 +482,10 @@ class Bench:
             "error_samples": t.error_samples,
             "msgs_per_s": round(len(t.sent) / run_s, 1),
             "server_cpu_ms_per_msg": round(1000 * cpu / max(1, len(t.sent)), 3),
+            "server_cpu_pct": round(100 * cpu / run_s, 1),
+            "clients_cpu_pct": round(100 * self.own_cpu / run_s, 1),
+            "clients_loop_lag_s_p99_max": [round(sorted(self.lags)[int(len(self.lags) * .99)], 2),
+                                           round(max(self.lags), 2)] if self.lags else None,
             "rss_mb_before": round(rss_before / 1024, 1),
             "rss_mb_at_warmup": round(after[0][1] / 1024, 1) if after else None,
             "rss_mb_end_of_run": round(rss_end / 1024, 1),
