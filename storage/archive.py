@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.bulk import insert_rows
 from storage.db import Database
 from storage.models import accounts, archive_messages, archive_prefs
 from stanzas.jid import JID, JIDError
@@ -135,7 +136,7 @@ class SqlArchiveStore:
                      "outgoing": e.outgoing, "stanza": e.stanza, "origin_id": e.origin_id}
                     for e, k in zip(entries, keys) if exists[k]]
             if rows:
-                conn.execute(insert(archive_messages), rows)
+                insert_rows(conn, archive_messages, rows)
             return [exists[k] for k in keys]
 
         return await self._db.run(txn)

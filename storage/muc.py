@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Connection, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from storage.bulk import insert_rows
 from storage.db import Database
 from storage.models import muc_affiliations, muc_archive, muc_rooms
 from stanzas.jid import JID
@@ -288,7 +289,7 @@ class SqlMucStore:
                     select(r.room).where(r.service == service, r.room.in_(names))))
             keep = [row for row in rows if (row["service"], row["room"]) in stored]
             if keep:
-                conn.execute(muc_archive.insert(), keep)
+                insert_rows(conn, muc_archive, keep)
             return len(keep)
 
         return await self._db.run(txn)
