@@ -34,6 +34,7 @@ from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
 from xmppd import hooks
 from xmppd.cluster.api import SEQ_STRIDE, ClusterService
+from xmppd.cluster.components import ClusterComponents
 from xmppd.cluster.nodes import Nodes
 from xmppd.cluster.placement import Placement
 from xmppd.cluster.redis import RedisClient
@@ -91,6 +92,7 @@ class ClusterNode:
         self._unsettled: dict[Any, set[defer.Deferred[None]]] = {}   # see _in_order
         self._redirects: dict[JID, tuple[str, float]] = {}     # moved sessions: node, until
         self.slot = 0                   # ClusterService.slot, from Redis at start
+        self.components = ClusterComponents(self)      # XEP-0114 components, cluster-wide
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.started = False
         for host in server.hosts.values():
@@ -183,6 +185,7 @@ class ClusterNode:
                              lambda: defer.Deferred.fromCoroutine(subscribed()))
         await first
         await self.transport.start()
+        await self.components.start()
         for host in self.server.hosts.values():
             self._undo.append(host.hooks.add(hooks.presence_in, self._presence,
                                              hooks.FIRST))
@@ -223,6 +226,7 @@ class ClusterNode:
         """The last registry writes (sessions that ended) and answers go out, then the
         connections close."""
         self.nodes.stop()
+        self.components.stop()
         for undo in self._undo:
             undo()
         loop = getattr(self, "_resync_loop", None)
