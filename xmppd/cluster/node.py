@@ -34,6 +34,7 @@ from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
 from xmppd import hooks
 from xmppd.cluster.api import SEQ_STRIDE, ClusterService
+from xmppd.cluster import detached
 from xmppd.cluster.components import ClusterComponents
 from xmppd.cluster.nodes import Nodes
 from xmppd.cluster.placement import Placement
@@ -194,6 +195,7 @@ class ClusterNode:
             self._undo.append(functools.partial(host.input_observers.remove, self._observe))
             self._undo.append(host.hooks.add(hooks.session_available,
                                              lambda ev: self.sessions.changed(ev.session)))
+            self._undo += detached.watch(self, host)
         self._resync_loop = self.reactor.callLater(self.registry.resync_every, self._resync)
         self.started = True
         log.info("cluster node %s joined (live: %s)", self.node, ", ".join(sorted(

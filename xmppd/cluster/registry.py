@@ -76,6 +76,7 @@ class Entry:
     presence: str = ""                          # the last available presence, serialised
     slots: dict[str, Any] = field(default_factory=dict)
     ip: str = ""                                # the client's address (XEP-0133 user stats)
+    connected: bool = True                      # False while XEP-0198 waits to resume it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -84,7 +85,8 @@ class Entry:
     def from_json(cls, raw: bytes | str) -> Entry:
         d = json.loads(raw)
         return cls(d["node"], d["sid"], int(d.get("priority", 0)), bool(d.get("available")),
-                   d.get("presence") or "", d.get("slots") or {}, d.get("ip") or "")
+                   d.get("presence") or "", d.get("slots") or {}, d.get("ip") or "",
+                   bool(d.get("connected", True)))
 
 
 def sid_marker(sid: str) -> str:
@@ -144,7 +146,8 @@ class Registry:
         presence = session.presence
         return Entry(self.node, sid, session.priority, session.available,
                      serialize(presence).decode() if presence is not None else "", slots,
-                     getattr(session, "peer_ip", None) or "")
+                     getattr(session, "peer_ip", None) or "",
+                     bool(getattr(session, "connected", True)))
 
     def _schedule(self) -> None:
         if self._flush_call is None:

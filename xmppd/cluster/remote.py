@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 class RemoteSession(SessionState):
     bound = True
-    connected = True
     closing = False
     peer_ip: str | None = None
 
@@ -55,6 +54,7 @@ class RemoteSession(SessionState):
         self.priority = entry.priority
         self.available = entry.available
         self.peer_ip = entry.ip or None
+        self.connected = entry.connected        # False: detached, XEP-0198 waits for it
         self._presence: etree._Element | None = None
         self._decoded = {}
 
