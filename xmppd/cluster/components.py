@@ -76,7 +76,9 @@ class ClusterComponents:
         return self.server.s2s
 
     def local(self, domain: str) -> bool:
-        return self.s2s is not None and domain in self.s2s.components
+        """Its stream is here and open (a closing one drops what is written to it)."""
+        conn = self.s2s.components.get(domain) if self.s2s is not None else None
+        return conn is not None and getattr(conn.stream, "state", "open") != "closed"
 
     # -- start and stop -------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,7 +94,7 @@ class ClusterComponents:
         self._undo.append(self.cluster.answer(_CALL, self._told))
         self._undo.append(self.cluster.answer(_REPLY, self._reply_in))
         self.cluster.nodes.listeners.append(self._live_changed)
-        for domain in self.s2s.components:              # connected before the node joined
+        for domain in list(self.s2s.components):        # connected before the node joined
             self.connected(domain)
         await self.resync()
         self._loop = self.cluster.reactor.callLater(self.resync_every, self._again)
@@ -173,7 +175,8 @@ class ClusterComponents:
             return self._send(node, el, sender, to)
         return defer.Deferred.fromCoroutine(self._look_up(domain, el, sender, to))
 
-    async def _look_up(self, domain: str, el: _E, sender: JID, to: JID) -> Any:
+    async def _look_up(self, domain: str, el: _E, sender: JID, to: JID,
+                       retry: bool = True) -> Any:
         try:
             raw: Any = await self.redis.execute("HGET", self.key, domain)
         except Exception as e:
@@ -182,21 +185,27 @@ class ClusterComponents:
         node = raw.decode() if isinstance(raw, bytes) else None
         if node is not None and node != self.cluster.node and node in self.cluster.nodes.live:
             self.where[domain] = node
-            return await self._send(node, el, sender, to)
+            return await self._send(node, el, sender, to, retry)
         if self.local(domain):                          # it connected here meanwhile
             return self.server.router.services[domain](el, sender, to)
         self._unavailable(el, domain)
         return None
 
-    def _send(self, node: str, el: _E, sender: JID, to: JID) -> Any:
+    def _send(self, node: str, el: _E, sender: JID, to: JID, retry: bool = True) -> Any:
         d = self.cluster.transport.send(node, ["call", 0, _IN, [
             serialize(el).decode(), str(sender), str(to), self.cluster.node]])
         assert d is not None
-        return d.addCallback(self._sent, el, to.domain)
+        return d.addCallback(self._sent, node, el, sender, to, retry)
 
-    def _sent(self, taken: Any, el: _E, domain: str) -> None:
-        if taken is not True:           # gone there, or that node could not be reached
-            self._unavailable(el, domain)
+    def _sent(self, taken: Any, node: str, el: _E, sender: JID, to: JID, retry: bool) -> Any:
+        if taken is True:
+            return None
+        if taken is False and retry:    # it left that node: where is it now? (once)
+            if self.where.get(to.domain) == node:
+                del self.where[to.domain]
+            return defer.Deferred.fromCoroutine(self._look_up(to.domain, el, sender, to, False))
+        self._unavailable(el, to.domain)    # nowhere, or that node could not be reached
+        return None
 
     def _down(self, args: Any) -> bool:
         """A stanza another node forwarded: down the component's stream here, if it is."""
