@@ -109,6 +109,7 @@ class MessageOfTheDay:
         self._current: dict[str, str] | None = None
         self._loaded = False
         self._sending: set[JID] = set()         # two resources logging in at once: one copy
+        self._changed_at = 0.0                  # when the change this node applied last was made
         self.cluster = cluster_of(self.ctx)
         self._unanswer = self.cluster.answer(
             f"admin.announce.{admin.host}", lambda args: defer.Deferred.fromCoroutine(
@@ -136,7 +137,10 @@ class MessageOfTheDay:
         """This node's part: an announcement, or a new message of the day (or none)."""
         if what == "announce":
             return broadcast(self.admin, args["text"], args["subject"], "headline")
-        motd = args.get("motd")
+        motd, at = args.get("motd"), float(args.get("at", 0.0))
+        if at < self._changed_at:
+            return 0                    # a later change got here first (a late request)
+        self._changed_at = at
         self._current, self._loaded = motd, True
         if motd is None:
             return 0
@@ -169,14 +173,14 @@ class MessageOfTheDay:
         motd = {"id": secrets.token_hex(8), "text": text}
         await self.ctx.stores.settings.put(self.admin.host, _SETTING, json.dumps(motd).encode(),
                                            self.ctx.clock.now())
-        n = await self.everywhere("motd", {"motd": motd})
+        n = await self.everywhere("motd", {"motd": motd, "at": self.ctx.clock.now()})
         self.ctx.log.info("admin %s set the message of the day", data.asker.bare)
         return adhoc.Done((("info", f"message of the day set; sent to {n} online session(s)"),))
 
     async def deleted(self, data: adhoc.Input) -> adhoc.Done:
         """§4.26: nobody gets it any more."""
         gone = await self.ctx.stores.settings.delete(self.admin.host, _SETTING)
-        await self.everywhere("motd", {"motd": None})
+        await self.everywhere("motd", {"motd": None, "at": self.ctx.clock.now()})
         return adhoc.Done((("info", "message of the day deleted" if gone
                             else "there was no message of the day"),))
 
