@@ -85,6 +85,8 @@ class _Held:
 # While inactive: what is held. Moves with XEP-0198 resumption, which makes the session
 # active again (§5) and sends it on.
 STATE: SessionKey[_Held] = SessionKey("csi.state")
+# Since when it is inactive, for other nodes of a cluster (push decides there, XEP-0357).
+SINCE: SessionKey[float] = SessionKey("csi.since", shared=True)
 
 
 class CsiService:
@@ -93,7 +95,8 @@ class CsiService:
     @staticmethod
     def inactive_since(session: Any) -> float | None:
         state = session.get(STATE)
-        return state.since if state is not None else None
+        since: float | None = state.since if state is not None else session.get(SINCE)
+        return since
 
 
 class ClientStateIndication(Module[CsiOptions]):
@@ -143,13 +146,17 @@ class ClientStateIndication(Module[CsiOptions]):
         return acc
 
     def _deactivate(self, session: Any) -> None:
-        session.setdefault(STATE, lambda: _Held(self.limit, self.clock.now()))
+        state = session.setdefault(STATE, lambda: _Held(self.limit, self.clock.now()))
+        if session.get(SINCE) is None:
+            session.set(SINCE, state.since)
 
     def resumed(self, ev: SessionEvent) -> None:
         """§5: a resumed stream is active; what was held goes to the new connection."""
         self._activate(ev.session)
 
     def _activate(self, session: Any) -> None:
+        if session.get(SINCE) is not None:
+            session.pop(SINCE)
         state = session.pop(STATE)
         if state is not None:
             self._flush(session, state)

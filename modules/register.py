@@ -22,6 +22,7 @@
   the `RegistrationPolicy` service): an allow list (starts as `allow_from`) and a deny list of
   networks refused even inside it. Edited lists are stored per host and win over `allow_from`
   from then on, across restarts. Until the stored lists are read at start, nobody registers.
+  On a cluster the node where an admin edits a list tells every other node before answering.
 Not here: account creation from the command line (xmppd/ctl.py), account storage.
 
 Config ([modules.register]):
@@ -46,6 +47,7 @@ from twisted.internet import defer
 
 from stanzas import iq, ns
 from stanzas.errors import StanzaError
+from xmppd.cluster.api import cluster_of
 from xmppd.module import IqRequest, Module, ModuleContext, duration, networks, number
 from xmppd.throttle import registration_throttle
 
@@ -73,6 +75,10 @@ class RegistrationPolicy:
         self.loaded = False
         d = defer.Deferred.fromCoroutine(self._load())
         d.addErrback(self._load_failed)
+        # A cluster: an edit on one node is applied by every node before the admin hears "done".
+        self.cluster = cluster_of(ctx)
+        self.close = self.cluster.answer(f"register.lists.{ctx.host}", self._told) \
+            if self.cluster is not None else (lambda: None)
 
     async def _load(self) -> None:
         store = self.ctx.stores.settings
@@ -101,6 +107,21 @@ class RegistrationPolicy:
         await self.ctx.stores.settings.put(self.ctx.host, self.KEYS[which], value,
                                            self.ctx.clock.now())
         setattr(self, which, networks)
+        if self.cluster is not None:
+            told = [self.cluster.call(node, f"register.lists.{self.ctx.host}",
+                                      [which, [str(n) for n in networks]])
+                    for node in sorted(self.cluster.live()) if node != self.cluster.node]
+            for d in told:
+                try:
+                    await d
+                except Exception as e:      # that node died: it reads the store at start
+                    self.ctx.log.warning("registration list change not confirmed: %r", e)
+
+    def _told(self, args: Any) -> bool:
+        """Another node of the cluster set a list (already stored)."""
+        if args[0] in self.KEYS:
+            setattr(self, str(args[0]), parse_networks(list(args[1])))
+        return True
 
 
 def parse_networks(values: list[str]) -> tuple[_Network, ...]:
@@ -134,6 +155,9 @@ class Register(Module[RegisterOptions]):
         ctx.iq_set(ns.REGISTER, "query", self.sign_up, to="preauth")
         ctx.iq_get(ns.REGISTER, "query", self.registered, to=("host", "self"))
         ctx.iq_set(ns.REGISTER, "query", self.change, to=("host", "self"))
+
+    async def stop(self) -> None:
+        self.policy.close()
 
     def allowed(self, peer_ip: str | None) -> bool:
         return self.policy.permits(peer_ip)

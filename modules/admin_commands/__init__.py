@@ -47,6 +47,9 @@ class AdminCommands(Module[NoOptions]):
         ctx.hook(adhoc.commands, self.contribute)
         ctx.hook(hooks.session_available, self.motd.at_login)
 
+    async def stop(self) -> None:
+        self.motd.close()
+
     def contribute(self, q: adhoc.CommandsQuery, found: list[adhoc.Command]) -> list[Any]:
         policy = self._policy()
         extra = lists.commands(self.admin, policy) if policy is not None else []

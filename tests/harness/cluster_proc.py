@@ -193,6 +193,15 @@ def make_cluster(tmp: Path, storage_url: str, redis_url: str, prefix: str,
             assert modules is not None
             modules["http_upload"] = {**upload, "base_url":
                                       f"{scheme}://localhost:{frontends[http][0]}{path}"}
+    invites = (modules or {}).get("invites")
+    if proxy and invites is not None and "landing_url" not in invites:
+        # docs/CLUSTER.md: the invitation page's public address is the balancer's
+        http = next((n for n, o in listeners.items() if o.get("type") == "http"), None)
+        if http is not None:
+            scheme = "https" if listeners[http].get("tls") else "http"
+            assert modules is not None
+            modules["invites"] = {**invites, "landing_url":
+                                  f"{scheme}://localhost:{frontends[http][0]}/invite"}
     env = dict(os.environ, PYTHONPATH=str(REPO))
     running = []
     for name in names:

@@ -88,7 +88,7 @@ def test_an_admin_link_expires(srv: RunningServer) -> None:
     made = srv.ctl("invite", "localhost", "--user", "kim", "--valid", "4 s")
     made_by = time.monotonic()                          # the link was made before this
     assert made.returncode == 0, made.stderr
-    uri = made.stdout.splitlines()[0]
+    uri = made.stdout.splitlines()[-1].split("\t")[0]    # the first line is the landing URL
     assert uri.startswith("xmpp:kim@localhost?register;preauth=")
     token = uri.rsplit("preauth=", 1)[1]
     url = f"http://127.0.0.1:{srv.ports['http']}/invite/{token}"

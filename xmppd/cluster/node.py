@@ -34,6 +34,8 @@ from stanzas.errors import StanzaError, StreamError, error_reply
 from stanzas.jid import JID
 from xmppd import hooks
 from xmppd.cluster.api import SEQ_STRIDE, ClusterService
+from xmppd.cluster import detached
+from xmppd.cluster.components import ClusterComponents
 from xmppd.cluster.nodes import Nodes
 from xmppd.cluster.placement import Placement
 from xmppd.cluster.redis import RedisClient
@@ -92,6 +94,7 @@ class ClusterNode:
         self._unsettled: dict[Any, set[defer.Deferred[None]]] = {}   # see _in_order
         self._redirects: dict[JID, tuple[str, float]] = {}     # moved sessions: node, until
         self.slot = 0                   # ClusterService.slot, from Redis at start
+        self.components = ClusterComponents(self)      # XEP-0114 components, cluster-wide
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.started = False
         self.drain = True               # stopping waits for sessions to move (not: SIGINT)
@@ -186,6 +189,7 @@ class ClusterNode:
                              lambda: defer.Deferred.fromCoroutine(subscribed()))
         await first
         await self.transport.start()
+        await self.components.start()
         for host in self.server.hosts.values():
             self._undo.append(host.hooks.add(hooks.presence_in, self._presence,
                                              hooks.FIRST))
@@ -194,6 +198,7 @@ class ClusterNode:
             self._undo.append(functools.partial(host.input_observers.remove, self._observe))
             self._undo.append(host.hooks.add(hooks.session_available,
                                              lambda ev: self.sessions.changed(ev.session)))
+            self._undo += detached.watch(self, host)
         self._resync_loop = self.reactor.callLater(self.registry.resync_every, self._resync)
         self.started = True
         log.info("cluster node %s joined (live: %s)", self.node, ", ".join(sorted(
@@ -229,6 +234,7 @@ class ClusterNode:
         """The last registry writes (sessions that ended) and answers go out, then the
         connections close."""
         self.nodes.stop()
+        self.components.stop()
         for undo in self._undo:
             undo()
         loop = getattr(self, "_resync_loop", None)

@@ -3,9 +3,9 @@
 
 - Source of truth: per user a hash `<prefix>{u:<bare JID>}:res`, field = resource, value = an
   `Entry` as JSON (node, session id, priority, available, last available presence, shared
-  slots). The hash tag puts every key of a user in one slot (Redis Cluster); no command spans
-  two. Each node also keeps `<prefix>{node:<name>}:users`, the users it registered (for the
-  cleanup after its death).
+  slots, client IP address). The hash tag puts every key of a user in one slot (Redis
+  Cluster); no command spans two. Each node also keeps `<prefix>{node:<name>}:users`, the
+  users it registered (for the cleanup after its death).
 - A node publishes its own sessions: bind (a script that returns the entry it replaced: RFC
   6120 §7.7.2.2 across nodes — the node of the old session is told to close it with
   <conflict/>), updates (presence, priority, shared slots; coalesced per reactor turn) and
@@ -75,6 +75,8 @@ class Entry:
     available: bool = False
     presence: str = ""                          # the last available presence, serialised
     slots: dict[str, Any] = field(default_factory=dict)
+    ip: str = ""                                # the client's address (XEP-0133 user stats)
+    connected: bool = True                      # False while XEP-0198 waits to resume it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -83,7 +85,8 @@ class Entry:
     def from_json(cls, raw: bytes | str) -> Entry:
         d = json.loads(raw)
         return cls(d["node"], d["sid"], int(d.get("priority", 0)), bool(d.get("available")),
-                   d.get("presence") or "", d.get("slots") or {})
+                   d.get("presence") or "", d.get("slots") or {}, d.get("ip") or "",
+                   bool(d.get("connected", True)))
 
 
 def sid_marker(sid: str) -> str:
@@ -142,7 +145,9 @@ class Registry:
                  if k.shared and v is not None}
         presence = session.presence
         return Entry(self.node, sid, session.priority, session.available,
-                     serialize(presence).decode() if presence is not None else "", slots)
+                     serialize(presence).decode() if presence is not None else "", slots,
+                     getattr(session, "peer_ip", None) or "",
+                     bool(getattr(session, "connected", True)))
 
     def _schedule(self) -> None:
         if self._flush_call is None:

@@ -2,8 +2,9 @@
 """`RemoteSession`: a client session bound on another node, as this node's router and modules
 see it (`SessionManager.get/resources/available` return it beside local sessions).
 
-- `jid`, `priority`, `available`, `presence` and the shared slots (`SessionKey(shared=True)`)
-  are the registry's entry, kept current by the mirror (xmppd/cluster/registry.py).
+- `jid`, `priority`, `available`, `presence`, `peer_ip` and the shared slots
+  (`SessionKey(shared=True)`) are the registry's entry, kept current by the mirror
+  (xmppd/cluster/registry.py).
 - `send_bytes` hands the stanza to the owner node (xmppd/cluster/transport.py) and returns a
   Deferred that fires once that node handled it (delivered, or stored when the session was gone
   there): the router makes the sender's XEP-0198 ack wait for it.
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 class RemoteSession(SessionState):
     bound = True
-    connected = True
     closing = False
     peer_ip: str | None = None
 
@@ -53,6 +53,8 @@ class RemoteSession(SessionState):
         self.sid = entry.sid
         self.priority = entry.priority
         self.available = entry.available
+        self.peer_ip = entry.ip or None
+        self.connected = entry.connected        # False: detached, XEP-0198 waits for it
         self._presence: etree._Element | None = None
         self._decoded = {}
 

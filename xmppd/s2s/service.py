@@ -14,7 +14,8 @@
   server over our link to it (XEP-0220 §2.1.2); the answer goes back on the stream that asked.
 - A connected component's domain is a service domain (`router.services`) while it is up:
   it gets every stanza addressed to its domain. `component_domains()` lists the connected ones
-  (for disco items of the hosts).
+  (for disco items of the hosts). On a cluster node, `component_observer`
+  (xmppd/cluster/components.py) makes the domain routable from every node.
 """
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ class S2SService:
         self.incoming: set[Conn] = set()
         self.components: dict[str, Conn] = {}
         self._component_conns: set[Conn] = set()
+        # A cluster node's component registry (xmppd/cluster/components.py): told when
+        # components come and go; may take their stanzas (replies awaited on another node).
+        self.component_observer: Any = None
 
     # -- policy ----------------------------------------------------------------------------
     def is_local(self, domain: str) -> bool:
@@ -206,8 +210,12 @@ class S2SService:
             for host in self.server.hosts.values():     # XEP-0114: hosts list components
                 host.items.append((ev.domain, ""))
             log.info("component %s connected", ev.domain)
+            if self.component_observer is not None:
+                self.component_observer.connected(ev.domain)
         elif isinstance(ev, Stanza):
-            self.inbound(ev.stanza)
+            if self.component_observer is None or not self.component_observer.inbound(
+                    ev.stanza):
+                self.inbound(ev.stanza)
 
     def component_lost(self, conn: Conn) -> None:
         self._component_conns.discard(conn)
@@ -219,6 +227,8 @@ class S2SService:
                     if (domain, "") in host.items:
                         host.items.remove((domain, ""))
                 log.info("component %s disconnected", domain)
+                if self.component_observer is not None:
+                    self.component_observer.lost(domain)
 
     def component_domains(self) -> list[str]:
         """The domains of the components connected now (for the hosts' disco items)."""
