@@ -1,8 +1,7 @@
 # tests: tests/cluster/test_cluster_nodes.py, tests/cluster/test_cluster_features.py
-"""One cluster node's machinery, wired together (docs/CLUSTER.md): Redis, the live set
-(nodes.py), the session registry and its mirror (registry.py, sessions.py), inter-node
-delivery (transport.py) and placement (placement.py); it is also the `ClusterService`
-modules see (api.py).
+"""One cluster node's machinery, wired together (docs/CLUSTER.md): Redis, the live set (nodes.py),
+the session registry and mirror (registry.py, sessions.py), inter-node delivery (transport.py),
+placement (placement.py); it is also the `ClusterService` modules see (api.py).
 
 What a node does with what other nodes send it (`_handle`):
 - `d` (a stanza for a local full JID): written to that session — through its output filters,
@@ -14,11 +13,11 @@ What a node does with what other nodes send it (`_handle`):
 - `svc`: a stanza for a JID placed here (a MUC room), handed to the service's own handler,
   answered when the handler says it is handled (the room archive's commit).
 - `call`: a request to a module here (`answer`), answered with its result.
-- `chg`: another node wrote a user's data of some kind (`changed`): modules forget their copy
-  (hook `user_data_changed`) before any stanza that write caused arrives here.
-The leader (lowest live name) cleans up after a dead node: deletes its registry entries and
-ends its sessions the normal way (`session_closed`, `session_ended`: contacts see them go
-unavailable, RFC 6121 §4.5.4; last seen is recorded), and claims its inbound stream.
+- `chg`: another node wrote a user's data (`changed`): modules forget their copy (hook
+  `user_data_changed`) before any stanza that write caused arrives here.
+The leader (lowest live name) cleans up after a dead node: deletes its registry entries, ends its
+sessions the normal way (contacts see them go unavailable, RFC 6121 §4.5.4; last seen is
+recorded), and claims its inbound stream.
 """
 from __future__ import annotations
 
@@ -44,17 +43,14 @@ from xmppd.cluster.remote import RemoteSession
 from xmppd.cluster.restart import end_leftovers, leftovers
 from xmppd.cluster.sessions import ClusterSessions
 from xmppd.cluster.transport import Item, Transport
-from xmppd.hooks import (
-    PlacementChanged, SessionEvent, StanzaEvent, UserDataChanged, placement_changed, user_data_changed)
+from xmppd.hooks import SessionEvent, StanzaEvent
 from xmppd.xmlstream import serialize
 
 if TYPE_CHECKING:
     from xmppd.server import Server
 
 log = logging.getLogger(__name__)
-_E = etree._Element
-ServiceHandler = Callable[[_E, JID, JID], Any]
-_IQ = "{jabber:client}iq"
+ServiceHandler = Callable[[etree._Element, JID, JID], Any]
 # A stable small number per node name: the order in which names first joined.
 _SLOT = """
 local s = redis.call('HGET', KEYS[1], ARGV[1])
@@ -111,7 +107,7 @@ class ClusterNode:
     def placed(self, domain: str, handler: ServiceHandler) -> ServiceHandler:
         self._placed[domain] = handler
 
-        def routed(el: _E, sender: JID, to: JID) -> Any:
+        def routed(el: etree._Element, sender: JID, to: JID) -> Any:
             if to.local is None:
                 return handler(el, sender, to)
             where = self.placement.owner(str(to.bare))
@@ -317,8 +313,8 @@ class ClusterNode:
 
     def _fire_changed(self, user: JID, kind: str | None) -> None:
         host = self.server.hosts.get(user.domain)
-        if host is not None and host.hooks.has(user_data_changed):
-            host.hooks.run(user_data_changed, UserDataChanged(user, kind))
+        if host is not None and host.hooks.has(hooks.user_data_changed):
+            host.hooks.run(hooks.user_data_changed, hooks.UserDataChanged(user, kind))
 
     def _user_gone(self, user: JID) -> None:
         self._fire_changed(user, None)
@@ -345,7 +341,8 @@ class ClusterNode:
 
     def _in_order(self, ev: StanzaEvent) -> Any:
         el = ev.stanza
-        if el.tag != _IQ or el.get("type") not in ("get", "set") or ev.to.resource is not None:
+        if el.tag != "{jabber:client}iq" or el.get("type") not in ("get", "set") \
+                or ev.to.resource is not None:
             return None
         if ev.to.local is not None and ev.to.bare != ev.sender.bare:
             return None
@@ -367,8 +364,8 @@ class ClusterNode:
         self.registry.set_live(live, self.nodes.dead)
         if self.started:
             for host in self.server.hosts.values():
-                if host.hooks.has(placement_changed):
-                    host.hooks.run(placement_changed, PlacementChanged(live, gone))
+                if host.hooks.has(hooks.placement_changed):
+                    host.hooks.run(hooks.placement_changed, hooks.PlacementChanged(live, gone))
 
     async def _dead(self, node: str) -> bool:
         """The leader's cleanup after `node` died (see the module docstring)."""
