@@ -30,7 +30,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool, StaticPool
 from twisted.internet.defer import Deferred
@@ -49,6 +49,7 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 POOL_TIMEOUT_S = 30.0
+_MIGRATION_LOCK = 0x786D707064  # "xmppd": the advisory lock `migrate()` holds on PostgreSQL
 
 # Failures of the environment, not of our code: the caller survives them (STYLE.md §8).
 _EXPECTED: tuple[type[BaseException], ...] = (
@@ -173,6 +174,10 @@ class Database:
         """
 
         def upgrade(conn: Connection) -> None:
+            if conn.dialect.name == "postgresql":
+                # Nodes starting together on an empty database: one migrates, the others
+                # wait here and then find it done (the lock goes with the transaction).
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -299,3 +299,30 @@ async def test_threaded_runner_runs_transactions_off_the_reactor_thread(db_url: 
         assert await store.list_users("example.org") == ["alice"]
     finally:
         database.close()
+
+
+def test_nodes_starting_together_on_a_fresh_database_migrate_it_once(db_url: str) -> None:
+    # The nodes of a cluster (or the processes of one machine) may all start at once against
+    # an empty database: each runs `migrate()`, and none may fail on another's CREATE TABLE.
+    databases = [Database(db_url, runner=ImmediateRunner()) for _ in range(4)]
+    barrier = threading.Barrier(len(databases))
+    errors: list[BaseException] = []
+
+    def start(database: Database) -> None:
+        barrier.wait()
+        try:
+            database.migrate()
+        except BaseException as e:      # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(d,)) for d in databases]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert all(d.current_revision() == head_revision() for d in databases)
+    finally:
+        for d in databases:
+            d.close()
