@@ -66,9 +66,11 @@ class RunningCluster:
         return self.proxy.port("c2s") if self.proxy is not None else self.nodes[0].port
 
     def start(self, timeout: float = 60.0) -> None:
-        for node in self.nodes:
-            if node.proc is None:
-                node.start(timeout)
+        starting = [node for node in self.nodes if node.proc is None]
+        for node in starting:           # side by side: each one's start-up is mostly imports
+            node.spawn()
+        for node in starting:
+            node.wait_ready(timeout)
         self.wait_live(len(self.nodes), timeout)
         self.ports = dict(self.nodes[0].ports)
         if self.proxy is not None:

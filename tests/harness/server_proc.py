@@ -119,13 +119,25 @@ class RunningServer:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server; return once every listener's port file is written."""
-        files = {"": self.tmp / "port"} | {n: self.tmp / f"{n}_port" for n in self.ports}
-        for path in files.values():
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (`wait_ready` does)."""
+        for path in self._port_files().values():
             path.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xmppd.main", "--config", str(self.config)],
             cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=self._set_fd_limits if self.fd_limits else None)
+
+    def _port_files(self) -> dict[str, Path]:
+        return {"": self.tmp / "port"} | {n: self.tmp / f"{n}_port" for n in self.ports}
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every listener's port file is written (the process was `spawn`ed)."""
+        assert self.proc is not None
+        files = self._port_files()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
