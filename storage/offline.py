@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, select
 
 from storage.archive import _existing, users_in
+from storage.bulk import insert_rows
 from storage.db import Database
 from storage.models import offline_messages
 from stanzas.jid import JID
@@ -85,10 +86,12 @@ class SqlOfflineStore:
                                  "stored_at": item.stored_at, "stanza": item.stanza})
                 accepted.append(ok)
             if rows:
-                # One executemany: SQLite runs the rows in order, PostgreSQL gets them as one
-                # multi-row VALUES (SQLAlchemy's insertmanyvalues), whose serial values are
-                # drawn row by row, so `seq` follows the order of the batch either way.
-                conn.execute(insert(offline_messages), rows)
+                # Executemany in statements of about 1 MiB (storage/bulk.py: libpq keeps a
+                # buffer as large as the largest statement per pooled connection): SQLite runs
+                # the rows in order, PostgreSQL gets each run as one multi-row VALUES
+                # (SQLAlchemy's insertmanyvalues), whose serial values are drawn row by row,
+                # so `seq` follows the order of the batch either way.
+                insert_rows(conn, offline_messages, rows)
             return accepted
 
         return await self._db.run(txn)
