@@ -321,6 +321,7 @@ def test_nodes_starting_together_on_a_fresh_database_migrate_it_once(db_url: str
             t.start()
         for t in threads:
             t.join(60)
+        assert not [t for t in threads if t.is_alive()], "a migration never finished"
         assert errors == []
         assert all(d.current_revision() == head_revision() for d in databases)
     finally:
