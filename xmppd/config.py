@@ -139,6 +139,9 @@ class LimitsSection:
     max_sessions_per_user: int = number(default=16, minimum=1)
     # bytes waiting for a client that does not read; past it the link counts as dead
     max_output_buffer: int = size(default="1 MiB", minimum=64 * 1024)
+    # stanzas from one session accepted but not yet stored or delivered (the archive, offline
+    # storage); past it the session's reading pauses until half are handled
+    max_unhandled: int = number(default=100, minimum=2)
     # Connections (xmppd/limits.py): sockets of every listener, and BOSH sessions.
     max_connections_per_ip: int = number(default=256, minimum=1)
     max_unauthenticated_per_ip: int = number(default=32, minimum=1)

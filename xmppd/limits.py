@@ -17,6 +17,10 @@
   `c2s_rate`/`c2s_burst`) and one of stanzas (`stanza_rate`/`stanza_burst`). What was read is
   always processed; a connection in debt has its reading paused until the debt is paid, so
   TCP's flow control slows the sender and no data is ever dropped.
+- `ReadGate`: whether one connection's socket is read. Paused while anyone holds it: the
+  shaper, or the session with `max_unhandled` stanzas accepted but not yet stored or
+  delivered (xmppd/listeners/session.py) — so a client sending faster than storage writes
+  (the archive, offline storage) is slowed by TCP instead of filling memory or being refused.
 Not here: failed logins and sign-ups (xmppd/throttle.py); the HTTP deadlines
 (xmppd/listeners/http.py); stanza size and depth (xmppd/xmlstream.py).
 """
@@ -219,15 +223,47 @@ class Pausable(Protocol):
     def resumeProducing(self) -> None: ...
 
 
-class ReadShaper:
-    """Paces the reads of one connection (see the module docstring). `producer()` returns its
-    transport (a Twisted push producer), or None once it is gone."""
+class ReadGate:
+    """Reading of one connection: paused while any holder (a bit: `SHAPED`, `UNHANDLED`)
+    holds it, resumed once none does. `transport()` returns the connection's transport (a
+    Twisted push producer), or None once it is gone."""
+    __slots__ = ("_transport", "_holds")
+    SHAPED = 1          # the read shaper: the connection is in debt
+    UNHANDLED = 2       # the session holds `max_unhandled` stanzas not yet handled
 
-    def __init__(self, server: Server, producer: Callable[[], Any]) -> None:
+    def __init__(self, transport: Callable[[], Pausable | None]) -> None:
+        self._transport = transport
+        self._holds = 0
+
+    @property
+    def paused(self) -> bool:
+        return self._holds != 0
+
+    def hold(self, why: int) -> None:
+        if not self._holds:
+            transport = self._transport()
+            if transport is not None:
+                transport.pauseProducing()
+        self._holds |= why
+
+    def release(self, why: int) -> None:
+        if not self._holds & why:
+            return
+        self._holds &= ~why
+        if not self._holds:
+            transport = self._transport()
+            if transport is not None:
+                transport.resumeProducing()
+
+
+class ReadShaper:
+    """Paces the reads of one connection (see the module docstring) through its gate."""
+
+    def __init__(self, server: Server, gate: ReadGate) -> None:
         cfg = server.config.limits
         self._cfg = cfg
         self._clock = server.clock
-        self._producer = producer
+        self._gate = gate
         now = self._clock.now()
         self._bytes = TokenBucket(cfg.preauth_rate, cfg.preauth_burst, now) \
             if cfg.preauth_rate is not None else None
@@ -270,19 +306,14 @@ class ReadShaper:
             self._resume.cancel()
             self.paused_for += until - self._resume_at
         else:
-            producer: Pausable | None = self._producer()
-            if producer is None:
-                return
-            producer.pauseProducing()
+            self._gate.hold(ReadGate.SHAPED)
             self.paused_for += wait
         self._resume_at = until
         self._resume = self._clock.call_later(wait, self._go_on)
 
     def _go_on(self) -> None:
         self._resume = None
-        producer: Pausable | None = self._producer()
-        if producer is not None:
-            producer.resumeProducing()
+        self._gate.release(ReadGate.SHAPED)
 
 
 @runtime_checkable
@@ -294,11 +325,17 @@ class Guarded(Protocol):
 
 class ConnectionGuard:
     """What one client connection holds of the limits: its slot and, for stream transports,
-    its read shaper. Built by the listener when it accepts the connection."""
+    its read gate and shaper. Built by the listener when it accepts the connection."""
 
     def __init__(self, slot: Slot | None, shaper: ReadShaper | None = None) -> None:
         self.slot = slot
         self.shaper = shaper
+        self.gate: ReadGate | None = None
+
+    def stream(self, server: Server, transport: Callable[[], Pausable | None]) -> None:
+        """The connection carries a stream: its reading can be paused and is shaped."""
+        self.gate = ReadGate(transport)
+        self.shaper = ReadShaper(server, self.gate)
 
     def data(self, size: int) -> None:
         if self.shaper is not None:
@@ -319,6 +356,15 @@ class ConnectionGuard:
             self.slot.close()
         if self.shaper is not None:
             self.shaper.close()
+
+
+def hold_reading(transport: object, held: bool) -> None:
+    """Pause (or resume) reading a session's connection: it holds `max_unhandled` stanzas
+    not yet handled (xmppd/listeners/session.py). Transports without a gate (BOSH) go on."""
+    if isinstance(transport, Guarded) and transport.guard is not None:
+        gate = transport.guard.gate
+        if gate is not None:
+            (gate.hold if held else gate.release)(ReadGate.UNHANDLED)
 
 
 def on_authenticated(transport: object) -> None:

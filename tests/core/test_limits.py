@@ -11,7 +11,7 @@ from twisted.internet.task import Clock as TwistedClock
 
 from xmppd.clock import Clock
 from xmppd.config import LimitsSection
-from xmppd.limits import ConnectionLimits, ReadShaper, TokenBucket, connection_limits
+from xmppd.limits import ConnectionLimits, ReadGate, ReadShaper, TokenBucket, connection_limits
 
 
 def limits(**kw: Any) -> ConnectionLimits:
@@ -103,7 +103,7 @@ def shaper(**cfg: Any) -> tuple[ReadShaper, Transport, TwistedClock]:
     server.clock = Clock(clock)
     server.config = type("C", (), {"limits": dataclasses.replace(LimitsSection(), **cfg)})()
     transport = Transport()
-    return ReadShaper(server, lambda: transport), transport, clock
+    return ReadShaper(server, ReadGate(lambda: transport)), transport, clock
 
 
 def test_reading_pauses_for_the_debt_and_resumes() -> None:
@@ -148,3 +148,17 @@ def test_a_closed_connection_is_not_resumed() -> None:
     s.close()
     clock.advance(100)
     assert t.paused and not clock.getDelayedCalls()
+
+
+def test_the_gate_reads_again_only_once_no_holder_holds_it() -> None:
+    t = Transport()
+    gate = ReadGate(lambda: t)
+    gate.hold(ReadGate.SHAPED)
+    gate.hold(ReadGate.UNHANDLED)           # the session's storage backlog too
+    assert t.paused and t.pauses == 1
+    gate.release(ReadGate.SHAPED)           # the shaper's debt is paid: still held
+    assert t.paused and gate.paused
+    gate.release(ReadGate.SHAPED)           # a second release of the same holder: nothing
+    assert t.paused
+    gate.release(ReadGate.UNHANDLED)
+    assert not t.paused and not gate.paused

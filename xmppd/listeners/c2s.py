@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from xmppd import c2s, hooks
 from xmppd.config import ListenerConfig
-from xmppd.limits import ConnectionGuard, ReadShaper, limits_of
+from xmppd.limits import ConnectionGuard, limits_of
 from xmppd.listeners.session import ClientSession
 from xmppd.listeners.tlslayer import TlsFailed, TlsLayer
 from xmppd.logs import session_fields
@@ -69,7 +69,7 @@ class C2SConnection(protocol.Protocol):
                                      peer_ip=getattr(peer, "host", None),
                                      secure=self.factory.direct_tls)
         if self.guard is not None:
-            self.guard.shaper = ReadShaper(self.factory.server, lambda: self.transport)
+            self.guard.stream(self.factory.server, lambda: self.transport)  # type: ignore[arg-type,return-value]
             self.session.on_stanza = self.guard.stanza
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
 

@@ -39,6 +39,7 @@ from stanzas.jid import JID
 from xmppd import c2s, hooks, throttle
 from xmppd.listeners import sasl2_shell
 from xmppd.hooks import ConnectionLost, IdleEvent, SessionEvent
+from xmppd.limits import hold_reading
 from xmppd.logs import session_fields
 from xmppd.metrics import transport_kind
 from xmppd.listeners.idle_parsers import idle_parsers
@@ -102,6 +103,8 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
         # when the transport is first full: an empty deque is 760 bytes, per connection)
         self._backlog_bytes = 0
         self._max_backlog = server.config.limits.max_output_buffer
+        self._unhandled = 0         # stanzas routed whose handling (a storage write) is pending
+        self._max_unhandled = server.config.limits.max_unhandled
         self.on_stanza: Callable[[], None] | None = None   # stanza-rate shaping (xmppd/limits.py)
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
@@ -259,6 +262,8 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
             if self.on_stanza is not None:
                 self.on_stanza()
             handled = None if ev.answered else self.server.router.from_client(self, ev.stanza)
+            if handled is not None:
+                self._in_hand(handled)
             for observe in self._observers:
                 observe(self, handled)
         elif isinstance(ev, c2s.StartTLS):
@@ -308,6 +313,20 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
                     transport.send(units)       # past any backlog: nothing more follows
                 transport.close()
 
+    def _in_hand(self, handled: defer.Deferred[None]) -> None:
+        """Back-pressure (xmppd/limits.py ReadGate): with `max_unhandled` stanzas of this
+        session waiting for storage, its connection is not read until half are handled."""
+        self._unhandled += 1
+        if self._unhandled == self._max_unhandled:
+            hold_reading(self.transport, True)
+        handled.addBoth(self._handled)
+
+    def _handled(self, result: object) -> object:
+        self._unhandled -= 1
+        if self._unhandled == self._max_unhandled // 2:
+            hold_reading(self.transport, False)
+        return result
+
     def _attach(self, host: Host) -> None:
         """Bound to a JID of `host`: its filters, observers and idle interval apply."""
         self._host = host
@@ -353,7 +372,8 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
             return
         interval = host.idle_interval
         idle = self.server.clock.now() - self.stream.last_activity
-        if idle >= interval:
+        if idle >= interval and self._unhandled < self._max_unhandled // 2:
+            # (not while its reading is held for storage: the silence would be ours)
             host.hooks.run(hooks.c2s_idle, IdleEvent(self, idle))
             delay = interval
         else:

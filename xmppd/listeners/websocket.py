@@ -39,7 +39,7 @@ from zope.interface import implementer
 
 from stanzas.errors import StreamError
 from xmppd import c2s
-from xmppd.limits import ConnectionGuard, ReadShaper
+from xmppd.limits import ConnectionGuard
 from xmppd.listeners.session import ClientSession
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class XmppWebSocket:
         self.session = ClientSession(self.server, self.settings, self, peer_ip=self.peer_ip,
                                      secure=self.secure)
         if self.guard is not None:
-            self.guard.shaper = ReadShaper(self.server, lambda: self.transport)
+            self.guard.stream(self.server, lambda: self.transport)  # type: ignore[arg-type,return-value]
             self.session.on_stanza = self.guard.stanza
         if self.transport is not None:
             # Flow control as for TCP (xmppd/listeners/c2s.py): a full buffer pauses output.
