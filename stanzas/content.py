@@ -46,14 +46,34 @@ class Content:
         return self.chat_state and not self.meaningful
 
 
+_SHAPES: dict[tuple[str, ...], Content] = {}
+"""Content by the tuple of a message's child tags (what decides it): a message passes through
+classify several times (archive both sides, carbons, offline, push), and most messages have
+one of a few shapes. Only short tuples are kept, and at most `_MAX_SHAPES` of them."""
+_MAX_SHAPES = 256
+_MAX_KEY = 2048         # characters of tags in a kept tuple
+
+
 def classify(message: etree._Element) -> Content:
+    tags = tuple([child.tag for child in message])
+    known = _SHAPES.get(tags)
+    if known is not None:
+        return known
+    content = _classify(tags)
+    if len(tags) <= 16 and all(isinstance(t, str) for t in tags) \
+            and sum(map(len, tags)) <= _MAX_KEY:
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[tags] = content
+    return content
+
+
+def _classify(tags: tuple[object, ...]) -> Content:
     found: dict[str, bool] = {}
-    for child in message:
-        tag = child.tag
+    for tag in tags:
         if not isinstance(tag, str):
-            continue
-        q = etree.QName(tag)
-        uri, name = q.namespace, q.localname
+            continue                # comments and processing instructions
+        uri, _, name = tag[1:].partition("}") if tag[:1] == "{" else ("", "", tag)
         if uri == ns.CLIENT:
             if name in ("body", "subject"):
                 found["body"] = True

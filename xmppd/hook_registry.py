@@ -91,9 +91,11 @@ class HookRegistry:
             return False
         for i, (_, _, handler) in enumerate(handlers):
             result = self._call(hook, handler, payload)
+            if result is None:          # most handlers: nothing to wait for, no ABC check
+                continue
             if result is STOP:
                 return True
-            if inspect.isawaitable(result) or isinstance(result, defer.Deferred):
+            if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
                 return defer.Deferred.fromCoroutine(
                     self._run_async(hook, handlers[i + 1:], payload, result))
             if result is not None:

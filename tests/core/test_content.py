@@ -46,3 +46,20 @@ def test_server_wrappers_and_hints_are_not_content() -> None:
     hinted = classify(parse("<message><store xmlns='urn:xmpp:hints'/></message>"))
     assert hinted.store and not hinted.meaningful
     assert not classify(parse("<message><thread>t</thread></message>")).meaningful
+
+
+def test_shapes_are_remembered_within_bounds() -> None:
+    """classify keeps the content of each shape (tuple of child tags) it saw, at most
+    _MAX_SHAPES of them and none with long tags: a stranger's many shapes cannot grow it."""
+    from stanzas import content
+    for i in range(3 * content._MAX_SHAPES):
+        assert classify(parse(f"<message><x{i} xmlns='urn:x:{i}'/></message>")).other
+    assert len(content._SHAPES) <= content._MAX_SHAPES
+    long_ns = "urn:x:" + "y" * content._MAX_KEY
+    before = len(content._SHAPES)
+    assert classify(parse(f"<message><x xmlns='{long_ns}'/><body>b</body></message>")).body
+    assert len(content._SHAPES) == before            # too long to keep
+    # the same shape twice: the same answer, now from the table
+    commented = "<message><!-- c --><receipt xmlns='urn:xmpp:receipts'/></message>"
+    assert classify(parse(commented)) == classify(parse(commented))
+    assert classify(parse(commented)).receipt
