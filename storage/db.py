@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
+import time
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -250,7 +252,7 @@ def _sqlite_engine(url: URL) -> Engine:
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if not memory:
                 # Readers in other processes do not block the writer, nor it them.
-                cur.execute("PRAGMA journal_mode=WAL")
+                _set_wal(cur)
         finally:
             cur.close()
 
@@ -261,6 +263,23 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _set_wal(cur: Any) -> None:
+    """PRAGMA journal_mode=WAL, retried for up to the busy timeout: SQLite answers it with
+    "database is locked" at once, without the busy handler, while another connection (a
+    process starting at the same moment, migrating) holds a lock on the file."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(0.1, delay * 2)
 
 
 def _postgresql_engine(url: URL, threads: int) -> Engine:
