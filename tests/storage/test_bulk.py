@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import Engine, event, insert, select
 
 from storage.archive import ArchiveEntry, Query, SqlArchiveStore
+from storage import bulk
 from storage.bulk import STATEMENT_BYTES, chunks
 from storage.db import Database
-from storage.models import accounts
+from storage.models import accounts, archive_messages
 from storage.muc import ArchivedMessage, ArchiveQuery, SqlMucStore, StoredRoom
 from tests.harness.backends import resolve
 from stanzas.jid import JID
@@ -93,3 +94,44 @@ def test_large_room_archive_batch_is_cut_into_bounded_statements(
     assert max(statement_sizes) <= STATEMENT_BYTES + BIG + 1024
     page = resolve(store.query(ROOM, ArchiveQuery(limit=50)))
     assert [m.stanza_id for m in page.messages] == [f"id{n}" for n in range(12)]
+
+
+def test_small_rows_go_in_multi_row_statements_within_the_variable_limit(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: one INSERT … VALUES (…), (…) per chunk instead of an executemany (the sqlite3
+    module hands the GIL over on every row of those), never more bound variables than the
+    connection allows (PostgreSQL: SQLAlchemy's insertmanyvalues, one statement); the values
+    through the columns' types (booleans, bytes, NULL) either way."""
+    monkeypatch.setattr(bulk, "_max_variables", lambda conn: 9 * 7)   # 7 archive rows
+
+    def txn(conn):  # type: ignore[no-untyped-def]
+        conn.execute(insert(accounts).values(host="example.org", username="alice",
+                                             created_at=1.0))
+    resolve(db.run(txn))
+    store = SqlArchiveStore(db)
+    entries = [ArchiveEntry(ALICE, 1_700_000_000_000_000 + n, f"id{n}", BOB, n % 2 == 0,
+                            b"<message><body>%d</body></message>" % n,
+                            f"o{n}" if n % 3 else None)
+               for n in range(30)]
+    inserts: list[str] = []
+
+    def sent(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO archive_messages"):
+            inserts.append(statement)
+    event.listen(Engine, "before_cursor_execute", sent)
+    try:
+        assert resolve(store.append(entries)) == [True] * 30
+    finally:
+        event.remove(Engine, "before_cursor_execute", sent)
+    assert len(inserts) == (5 if db.dialect == "sqlite" else 1)     # 7+7+7+7+2 rows
+    page = resolve(store.query(ALICE, Query(), max=50))
+    assert [(m.id, m.stanza) for m in page.items] == [(e.id, e.stanza) for e in entries]
+    outgoing = resolve(store.query(ALICE, Query(with_jid=BOB), max=50))
+    assert len(outgoing.items) == 30
+    assert resolve(store.sent_before(ALICE, "o2"))             # outgoing, with an origin-id
+    assert not resolve(store.sent_before(ALICE, "o1"))         # received: not alice's own
+
+    def flags(conn):  # type: ignore[no-untyped-def]
+        return [bool(r[0]) for r in conn.execute(
+            select(archive_messages.c.outgoing).order_by(archive_messages.c.seq))]
+    assert resolve(db.run(flags)) == [n % 2 == 0 for n in range(30)]
