@@ -39,12 +39,15 @@ class StanzaEvent:
     mutable: bool = False
     held: list[Any] | None = None
 
-    def hold(self, work: defer.Deferred[Any]) -> None:
+    def hold(self, work: defer.Deferred[Any]) -> bool:
         """Count the stanza as handled (XEP-0198 `<a h/>` to its sender) only once `work` has
         fired, e.g. the archive commit (DESIGN.md "Hot path"). Delivery does not wait for it.
-        A no-op for stanzas nobody waits for (sent by the server itself)."""
-        if self.held is not None:
-            self.held.append(work)
+        False, and a no-op, for stanzas nobody waits for (sent by the server itself); held
+        work that fails is logged by the router, other work is the caller's to log."""
+        if self.held is None:
+            return False
+        self.held.append(work)
+        return True
 
 
 @dataclass(frozen=True, slots=True)

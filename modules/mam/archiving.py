@@ -184,8 +184,11 @@ class Archiver:
         sid.set("by", str(user))
         sid.set("id", uid)
         written = self.writes.add(entry)
-        written.addErrback(lambda f: self.ctx.log.warning("not archived: %s", f.value))
-        ev.hold(written)
+        if not ev.hold(written):        # held: a failure is logged where it is awaited
+            written.addErrback(self._not_archived)
+
+    def _not_archived(self, failure: Any) -> None:
+        self.ctx.log.warning("not archived: %s", failure.value)
 
     def _refuse(self, ev: StanzaEvent) -> object:
         """The archive cannot keep up (storage down): a message that could not be archived
