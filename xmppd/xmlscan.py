@@ -11,7 +11,7 @@ import codecs
 import re
 
 from stanzas.errors import StreamError
-from xmppd.xmlreserved import NS_TAIL
+from xmppd.xmlreserved import held_from
 
 _SUSPECT = re.compile(rb"&|<[!?]")
 _CONTROLS = bytes(c for c in range(0x20) if c not in b"\t\n\r")
@@ -42,22 +42,21 @@ class ByteScan:
     _opened_now: bool
     _started: bool
     _tail: bytes | None
+    _tail_len: int
     _doc_head: bytes
     _doc_fed: int
     _utf8: codecs.IncrementalDecoder
 
     def _complete_prefix(self, chunk: bytes) -> int:
-        """Length of `chunk` without an incomplete reserved-namespace declaration, `&ref`, `<`,
-        `<![CDATA[` or XML declaration (see the module docstring).
+        """Length of `chunk` without an incomplete reserved-namespace declaration
+        (xmppd/xmlreserved.py), `&ref`, `<`, `<![CDATA[` or XML declaration (see the module
+        docstring).
 
         Holding back one may leave another unfinished at the new end: `&` before a held
         `xmlns`, scanned alone, looked like a bare '&' (not-well-formed) rather than the entity
         reference it begins (restricted-xml). So the markup cuts are repeated until what is fed
         ends complete, and every split judges each construct on the same bytes."""
-        keep = len(chunk)
-        ns = NS_TAIL.search(chunk, max(0, keep - 480))
-        if ns is not None:
-            keep = ns.start()
+        keep = held_from(chunk, self._tail, self._tail_len)
         while keep > 0:
             cut = self._markup_cut(chunk, keep)
             if cut == keep:
@@ -99,17 +98,20 @@ class ByteScan:
 
     def _track_tail(self, chunk: bytes) -> None:
         """Keep the bytes from the last '<' on (if short), so a tag cut across slices is seen
-        whole when it completes."""
+        whole when it completes, and count them (`_tail_len`, before shortening whitespace)."""
         # Trailing whitespace is kept as one space: it means the same to _LAST_TAG, and a run
         # of it (keepalives after a stanza whose end tag was cut) must not push the tag out.
         body = chunk.rstrip(_WS)
         ws = b" " if len(body) < len(chunk) else b""
         lt = body.rfind(b"<")
         if lt >= 0:
+            self._tail_len = len(chunk) - lt
             self._tail = body[lt:] + ws if len(body) - lt <= _TAIL_MAX else None
-        elif self._tail is not None:
-            tail = (self._tail + body).rstrip(_WS) + ws if body else self._tail.rstrip(_WS) + ws
-            self._tail = tail if len(tail) <= _TAIL_MAX else None
+        else:
+            self._tail_len += len(chunk)
+            if self._tail is not None:
+                tail = (self._tail + body).rstrip(_WS) + ws if body else self._tail.rstrip(_WS) + ws
+                self._tail = tail if len(tail) <= _TAIL_MAX else None
 
     def _scan(self, chunk: bytes) -> tuple[int, StreamError] | None:
         """The first restricted or malformed construct the byte scan finds: (offset, error)."""

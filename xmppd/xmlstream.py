@@ -109,6 +109,7 @@ class XmlStreamParser(ByteScan, WebSocketMessages):
         self._ended = 0             # stanzas completed in the current slice
         self._opened_now = False    # the stream opened in the current slice
         self._tail: bytes | None = b""  # the bytes since the last '<' (see _track_tail)
+        self._tail_len = 0
         self._doc_head = b""        # the document's first bytes, to place an XML declaration
         self._doc_fed = 0
         self._started = False       # a byte other than a BOM or whitespace was seen
@@ -219,7 +220,8 @@ class XmlStreamParser(ByteScan, WebSocketMessages):
             if early is not None and (refused is None or early[0] < refused[0]):
                 refused = early
         if ns_suspect(chunk + ahead if ahead else chunk):
-            bad_ns = reserved_namespace_declaration(chunk + ahead, self._tail, within=len(chunk))
+            bad_ns = reserved_namespace_declaration(chunk + ahead, self._tail, within=len(chunk),
+                                                    tail_len=self._tail_len)
             if bad_ns is not None and (refused is None or bad_ns[0] < refused[0]):
                 refused = bad_ns
         if refused is not None:

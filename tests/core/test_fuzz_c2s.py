@@ -5,19 +5,14 @@ tests/fuzz/targets.py (no exception, nothing after the close, a well-formed answ
 before binding, no login without the password). The corpus is replayed too."""
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.strategies import CUTS, MOVES, corpus_mutation, xml_stream
+from tests.fuzz.strategies import CUTS, FUZZ, MOVES, corpus_mutation, xml_stream
 from tests.fuzz.targets import corpus, drive_c2s
-
-# FUZZ_EXAMPLES=N runs longer (the default keeps `make test` within its fuzzing budget).
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 @pytest.mark.parametrize(("name", "data"), corpus(), ids=[n for n, _ in corpus()])

@@ -409,6 +409,80 @@ def test_a_rebound_xml_prefix_is_refused_wherever_the_read_is_cut(cut: int) -> N
     assert e.value.condition == "not-well-formed"
 
 
+# Found by the hypothesis fuzz test (tests/core/test_fuzz_parser.py): a read ending inside an
+# `xmlns:xml` value that held a '>' was not held back (the hold-back pattern stopped at '>'), so
+# the declaration was never seen whole and passed, while fed whole it was refused. Values may
+# hold '>' and the other quote, values and whitespace may be long: every shape, every cut.
+REBOUND_SHAPES = {
+    "gt_in_value": b"xmlns:xml=']]>'",
+    "other_quote_in_value": b'xmlns:xml="it\'s"',
+    "both_quotes": b"xmlns:xml='say \"hi\" >'",
+    "long_value": b"xmlns:xml='" + b"v" * 500 + b"'",
+    "long_value_of_gts": b'xmlns:xml="' + b">" * 450 + b'"',
+    "spaces_before_eq": b"xmlns:xml" + b" " * 100 + b"='urn:evil'",
+    "spaces_after_eq": b"xmlns:xml=" + b" " * 100 + b"'urn:evil'",
+    "xmlns_prefix_gt_in_value": b"xmlns:xmlns='a>b'",
+    "reserved_uri_after_spaces": b"xmlns:foo=" + b" " * 500 + b"'http://www.w3.org/XML/1998/namespace'",
+}
+
+
+@pytest.mark.parametrize("where", ["stanza", "header"])
+@pytest.mark.parametrize("decl", REBOUND_SHAPES.values(), ids=REBOUND_SHAPES.keys())
+def test_a_reserved_declaration_of_any_shape_is_refused_wherever_the_read_is_cut(
+        decl: bytes, where: str) -> None:
+    if where == "stanza":
+        data = HEADER + b"<message><body " + decl + b">x</body></message>"
+    else:
+        data = OPEN.replace(b"to=", decl + b" to=") + b"<presence/>"
+    assert condition(data) == "not-well-formed"
+    for at in range(1, len(data)):
+        parser = XmlStreamParser()
+        with pytest.raises(StreamError) as e:
+            parser.feed(data[:at])
+            parser.feed(data[at:])
+        assert e.value.condition == "not-well-formed", at
+
+
+def test_an_xml_prefix_declaration_longer_than_480_bytes_is_refused_even_to_its_namespace() -> None:
+    # Judged on its first 480 bytes in every split, so that nothing longer is ever held back.
+    right = b"xmlns:xml='http://www.w3.org/XML/1998/namespace'"
+    assert len(stanzas(b"<message><body " + right + b">x</body></message>")) == 1
+    padded = right.replace(b"=", b" " * 440 + b"=")
+    assert condition(HEADER + b"<message><body " + padded + b">x</body></message>", "by7") \
+        == "not-well-formed"
+
+
+@pytest.mark.parametrize("length", [3000, 5000])
+def test_a_declaration_deep_in_a_long_start_tag_is_judged_alike_in_every_split(length: int
+                                                                              ) -> None:
+    # Judged up to 4 KiB after the tag's '<' (xmppd/xmlreserved.py), counted in bytes: fed
+    # whole (one slice holds the '<') and cut (the '<' in an earlier read) agree.
+    data = HEADER + b"<message id='" + b"i" * length + b"' xmlns:xml='urn:evil'/><presence/>"
+    expected = "not-well-formed" if length < 4096 else None
+    for at in range(len(HEADER), len(data), 97):
+        parser = XmlStreamParser()
+        _, error = parser.feed_until_error(data[:at])
+        if error is None:
+            _, error = parser.feed_until_error(data[at:])
+        assert (error.condition if error else None) == expected, at
+
+
+@pytest.mark.parametrize("stanza", [
+    b"<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' "
+    b"ver='QgayPKawpkPSDYmwT/WM94uAlu0='/></presence>",
+    b"<message><x xmlns='urn:x' a='xmlns:xml='/></message>",
+    b"<message><x xmlns='urn:x' a=\"xmlns:xml='\"/></message>",
+    b"<message><x xmlns='urn:x' xmlns:y='a>b'/></message>",
+    b"<message><body>xmlns:xml='a></body></message>",
+])
+def test_a_stanza_that_ends_a_read_is_not_held_for_looking_like_a_declaration(stanza: bytes
+                                                                             ) -> None:
+    # A quote that closes a value, or `xmlns:xml='` inside one, begins no declaration.
+    parser = XmlStreamParser()
+    parser.feed(HEADER)
+    assert len(parser.feed(stanza)) == 1
+
+
 def test_websocket_message_with_a_rebound_xml_prefix_is_refused() -> None:
     p = XmlStreamParser(framing="websocket")
     events, error = p.feed_message(b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' "

@@ -1,10 +1,13 @@
 # tests: tests/core/test_fuzz_parser.py, tests/core/test_fuzz_c2s.py
 """Hypothesis strategies for the fuzz tests: XML-ish byte streams built from the pieces that
-matter to the parser and the negotiation, and mutations of the regression corpus."""
+matter to the parser and the negotiation, and mutations of the regression corpus; and the
+tests' settings (`FUZZ`)."""
 from __future__ import annotations
 
 import base64
+import os
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.targets import corpus
@@ -12,6 +15,15 @@ from tests.fuzz.targets import corpus
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>")
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+
+# FUZZ_EXAMPLES=N runs longer (the default keeps `make test` within its fuzzing budget).
+# Under CI=true (tests/harness/backends.py) every build runs the same examples, derived from
+# each test, and keeps no example database: a build fails for what its change did, not for
+# what a new random seed found that day. Elsewhere each run draws new examples (this is where
+# fuzzing finds things) and a failure is replayed from .hypothesis/ until it is fixed.
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
+                derandomize=os.environ.get("CI", "").strip().lower() == "true",
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def _auth(mech: str, payload: bytes | None) -> bytes:
