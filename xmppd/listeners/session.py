@@ -104,7 +104,6 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
         self._backlog_bytes = 0
         self._max_backlog = server.config.limits.max_output_buffer
         self._unhandled = 0         # stanzas routed whose handling (a storage write) is pending
-        self._max_unhandled = server.config.limits.max_unhandled
         self.on_stanza: Callable[[], None] | None = None   # stanza-rate shaping (xmppd/limits.py)
         self.stream = c2s.C2SStream(settings, now=server.clock.now(), secure=secure,
                                     peer_ip=peer_ip)
@@ -317,13 +316,13 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
         """Back-pressure (xmppd/limits.py ReadGate): with `max_unhandled` stanzas of this
         session waiting for storage, its connection is not read until half are handled."""
         self._unhandled += 1
-        if self._unhandled == self._max_unhandled:
+        if self._unhandled == self.server.config.limits.max_unhandled:
             hold_reading(self.transport, True)
         handled.addBoth(self._handled)
 
     def _handled(self, result: object) -> object:
         self._unhandled -= 1
-        if self._unhandled == self._max_unhandled // 2:
+        if self._unhandled == self.server.config.limits.max_unhandled // 2:
             hold_reading(self.transport, False)
         return result
 
@@ -372,7 +371,7 @@ class ClientSession(SessionOutput, SessionLogin, SessionState):
             return
         interval = host.idle_interval
         idle = self.server.clock.now() - self.stream.last_activity
-        if idle >= interval and self._unhandled < self._max_unhandled // 2:
+        if idle >= interval and self._unhandled < self.server.config.limits.max_unhandled // 2:
             # (not while its reading is held for storage: the silence would be ours)
             host.hooks.run(hooks.c2s_idle, IdleEvent(self, idle))
             delay = interval
