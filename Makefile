@@ -48,6 +48,12 @@ check-config: $(STAMP)
 wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --no-deps -w dist .
 
+# The suite mostly waits on servers: 4 pytest-xdist workers, each given a whole test file at a
+# time (a module's servers start once), in collection order: by test count, the default, would
+# leave the slowest files (few tests, each driving servers) for the end. Not --dist loadgroup:
+# under pytest 9.2 it ignores xdist_group marks. `make test PYTEST_ARGS=` runs in one process.
+PYTEST_ARGS ?= -n 4 --dist loadfile --no-loadscope-reorder
+
 test: test-setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -33,7 +33,7 @@ from typing import Any
 from lxml import etree
 from twisted.internet import defer
 
-from modules.roster import RosterService, has_from, has_to
+from modules.roster import EARLY_REQUESTS, PENDING_GIVEN, RosterService, has_from, has_to
 from stanzas import ns
 from stanzas.errors import StanzaError, error_reply
 from xmppd import hooks
@@ -121,8 +121,12 @@ class Presence(Module[PresenceOptions]):
                     p.set("from", str(other.jid))
                     p.set("to", str(session.jid))
                     session.send_element(p)
-            for asker in await self.roster.pending_requests(user):        # §3.1.3
-                session.send_element(_presence("subscribe", asker, user))
+            pending = await self.roster.pending_requests(user)             # §3.1.3
+            early = session.pop(EARLY_REQUESTS) or set()    # delivered meanwhile: not twice
+            session.set(PENDING_GIVEN, True)
+            for asker in pending:
+                if asker not in early:
+                    session.send_element(_presence("subscribe", asker, user))
             for item in list(roster.items.values()):
                 # A local contact without sessions would not answer (§4.3.2, option 2).
                 if has_to(item) and (item.contact.domain not in self.local_domains
@@ -133,6 +137,7 @@ class Presence(Module[PresenceOptions]):
         return STOP
 
     async def unavailable(self, session: Any, el: etree._Element) -> object:
+        session.pop(PENDING_GIVEN)          # the next available presence is an initial one
         if session.pop(ONLINE):
             status = el.findtext(_C + "status") or ""
             await self._gone(session, el, status, include_sender=True)

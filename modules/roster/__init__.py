@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 from lxml import etree
 from twisted.internet import defer
 
-from modules.roster.service import INTERESTED, RosterService, item_element
+from modules.roster.service import EARLY_REQUESTS, INTERESTED, PENDING_GIVEN, RosterService, \
+    item_element
 from modules.roster.states import AUTO_REPLY, INBOUND, OUTBOUND, PRE_APPROVABLE, PRE_APPROVED, \
     has_from, has_to, state, with_state
 from stanzas import iq, ns
@@ -51,7 +52,7 @@ from stanzas.jid import JID, JIDError
 from xmppd.module import IqRequest, Module, ModuleContext, number
 
 __all__ = ["RosterModule", "RosterOptions", "RosterService", "has_from", "has_to",
-           "INTERESTED"]
+           "INTERESTED", "EARLY_REQUESTS", "PENDING_GIVEN"]
 
 _Q = "{%s}" % ns.ROSTER
 _C = "{%s}" % ns.CLIENT
@@ -262,6 +263,10 @@ class RosterModule(Module[RosterOptions]):
             return
         if "deliver" in outcome:
             self._deliver(user, _subscription(kind, sender, user, stanza))
+            if kind == "subscribe":
+                for s in self.ctx.sessions.resources(user):
+                    if s.available and not s.get(PENDING_GIVEN):
+                        s.setdefault(EARLY_REQUESTS, set).add(sender)
         elif "auto-reply" in outcome:
             self.ctx.send(_subscription("subscribed", user, sender))
         self._from_changed(user, sender, old, new)

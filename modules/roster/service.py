@@ -25,6 +25,12 @@ from xmppd.module import ModuleContext, SessionKey
 _Q = "{%s}" % ns.ROSTER
 # the session asked for the roster: it gets roster pushes (RFC 6121 §2.1.6)
 INTERESTED: SessionKey[bool] = SessionKey("roster.interested", shared=True)
+# RFC 6121 §3.1.3: the presence module gives a session the requests still pending at its
+# initial presence (then sets PENDING_GIVEN, until the session goes unavailable). A request
+# delivered to the session before that, while the initial presence was being broadcast, is
+# noted in EARLY_REQUESTS so that it is not given twice.
+PENDING_GIVEN: SessionKey[bool] = SessionKey("roster.pending_given")
+EARLY_REQUESTS: SessionKey[set[JID]] = SessionKey("roster.early_requests")
 
 
 def _visible(item: RosterItem | None) -> tuple[object, ...] | None:

@@ -16,6 +16,7 @@ from tests.cluster.clients import Client, online, run
 from tests.harness.backends import backend_urls, redis_url, require
 from tests.harness.cluster_proc import RunningCluster, make_cluster
 from tests.harness.server_proc import DEFAULT_MODULES, register_accounts
+from xmppd.cluster.status import _client
 
 APP, SECRET = "app.localhost", "app-s3cret"
 
@@ -71,6 +72,23 @@ async def gone(node: Any) -> None:
     raise AssertionError(f"{APP} still connected:\n{node.log()[-3000:]}")
 
 
+async def recorded(cluster: RunningCluster, node: str) -> None:
+    """Until the cluster's record of where the component is names `node`. A node answers the
+    component's handshake before it records it (xmppd/cluster/components.py `connected`): a
+    stanza sent from another node in between is answered <service-unavailable/>, as for a
+    component not connected, and under load that gap is long enough for a client to fall in."""
+    client = _client(cluster.redis_url)
+    try:
+        for _ in range(100):
+            if await asyncio.to_thread(client.hget, f"{cluster.prefix}{{cluster}}:components",
+                                       APP) == node.encode():
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        client.close()
+    raise AssertionError(f"{APP} is not recorded on {node}")
+
+
 def test_clients_on_every_node_reach_a_component_on_one(cluster: RunningCluster) -> None:
     async def go() -> None:
         n1, n2, n3 = cluster.nodes
@@ -88,6 +106,7 @@ def test_clients_on_every_node_reach_a_component_on_one(cluster: RunningCluster)
         await asyncio.wait_for(app.disconnect(), 10)
         await gone(n1)      # a stanza n1 wrote to the closing stream before would be lost
         app = await connect(n3.ports["component"])
+        await recorded(cluster, "n3")
         alice.send_message(mto=f"{APP}", mbody="again", mtype="chat")
         got = await asyncio.wait_for(app.got.get(), 15)
         assert got["body"] == "again"

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.haproxy import HAProxy, free_port
+from tests.harness.haproxy import HAProxy
+from tests.harness.ports import free_port
 from tests.harness.server_proc import REPO, Options, RunningServer, server_config, toml
 from xmppd.cluster.status import _client
 from xmppd.tls import ensure_certificate

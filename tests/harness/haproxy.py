@@ -24,12 +24,6 @@ PROBE = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:clien
          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def available() -> str | None:
     """None if HAProxy can run here, else why not."""
     return None if Path(HAPROXY).exists() else "haproxy is not installed"

@@ -16,14 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness.ports import free_port
+
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/nonexistent"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_port(port: int, up: bool, timeout: float) -> None:

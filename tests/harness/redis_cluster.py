@@ -5,15 +5,15 @@ a temp dir, no persistence; `stop()` ends the three servers. `url` is what xmppd
 `[cluster] redis_url` and `cache.url` take: `redis+cluster://127.0.0.1:<port>`."""
 from __future__ import annotations
 
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+
+from tests.harness.ports import free_port
 
 SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -25,29 +25,10 @@ def available() -> str | None:
     return None
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _ports(n: int) -> list[int]:
-    """`n` ports whose cluster bus ports (+10000) are free too."""
-    found: list[int] = []
-    while len(found) < n:
-        p = random.randint(20000, 40000)
-        if p not in found and _free(p) and _free(p + 10000):
-            found.append(p)
-    return found
-
-
 class RedisCluster:
     def __init__(self, tmp: Path, shards: int = 3) -> None:
         self.tmp = tmp
-        self.ports = _ports(shards)
+        self.ports = [free_port(bus=True) for _ in range(shards)]   # bus: port + 10000
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property

@@ -7,7 +7,6 @@ Dialback both ways)."""
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -15,19 +14,13 @@ import pytest
 from tests.harness.backends import skip_or_fail
 from tests.harness.fedlab import Lab, lab_available
 from tests.harness.fedservers import EjabberdServer, XmppdServer, logs_of, wait_log
+from tests.harness.ports import free_port
 from tests.integration import federation_checks as checks
 from tests.integration import federation_features as features
 from tests.integration.federation_checks import Side
 
 DOMAIN, THEIRS = "xmppd.example", "ejabberd.example"
 SPARE = 12          # fresh accounts per side for federation_features' checks
-
-
-def free_port() -> int:
-    """For ejabberd's Erlang distribution (loopback only, no epmd)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module", params=["ca", "dialback"])
@@ -39,6 +32,7 @@ def fed(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side, str]]:
     ours = theirs = None
     try:
         ours = XmppdServer(lab, DOMAIN, lab.addr(1))
+        # the port of its Erlang distribution (loopback only, no epmd)
         theirs = EjabberdServer(lab, THEIRS, lab.addr(3), free_port())
         lab.add_domain(DOMAIN, lab.addr(1), srv=[(0, 5, 5269, DOMAIN)])
         lab.add_domain(THEIRS, lab.addr(3))        # no SRV: xmppd falls back to A + 5269

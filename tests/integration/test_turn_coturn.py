@@ -19,6 +19,7 @@ import pytest
 from slixmpp.xmlstream import ET
 
 from tests.harness.clients import XmppClient, run
+from tests.harness.ports import free_port
 from tests.harness.server_proc import DEFAULT_MODULES, RunningServer, ServerFactory
 from tests.integration.test_web_clients import need
 
@@ -28,17 +29,11 @@ LIFETIME = 4.0
 NS = "urn:xmpp:extdisco:2"
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def coturn() -> Iterator[int]:
     need(TURNSERVER, "coturn")
     need(UCLIENT, "coturn's turnutils_uclient")
-    port = free_udp_port()
+    port = free_port(udp=True)          # coturn listens on it over UDP and TCP
     low = random.randrange(40000, 60000, 100)
     tmp = Path(tempfile.mkdtemp(prefix="xmppd-coturn-"))
     proc = subprocess.Popen(

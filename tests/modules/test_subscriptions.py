@@ -6,10 +6,12 @@ from typing import Any, Callable
 
 import pytest
 from lxml import etree
+from twisted.internet import defer
 
 from storage.roster import RosterItem
 from tests.harness.server import Harness, parse
 from tests.modules.contacts import MODULES, interested, item, kinds, put
+from xmppd import hooks
 from stanzas.jid import JID
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -249,6 +251,26 @@ def test_request_to_an_offline_contact_waits_for_their_next_login(h: Harness) ->
     bob = h.login(f"{BOB}/pc", available=False)
     bob.send("<presence/>")
     assert ("presence", "subscribe", ALICE, BOB) not in kinds(bob)    # answered: done
+
+
+def test_a_request_during_the_initial_presence_is_delivered_once(h: Harness) -> None:
+    """A request that reaches an available session while its initial presence is still being
+    broadcast is not delivered a second time as a pending one (§3.1.3): a client answering
+    the copy would answer a request made again since."""
+    h.user(BOB)
+    held: defer.Deferred[None] = defer.Deferred()
+    h.server.hosts["example.org"].hooks.add(hooks.presence_broadcast, lambda ev: held)
+    bob = h.login(f"{BOB}/pc", available=False)
+    bob.send("<presence/>")                         # its broadcast waits for `held`
+    alice = h.login(f"{ALICE}/phone")
+    alice.send(f"<presence type='subscribe' to='{BOB}'/>")
+    assert ("presence", "subscribe", ALICE, BOB) in kinds(bob)     # available: delivered
+    held.callback(None)
+    assert ("presence", "subscribe", ALICE, BOB) not in kinds(bob)
+    bob.close()
+    bob = h.login(f"{BOB}/pc", available=False)     # still unanswered: at the next login
+    bob.send("<presence/>")
+    assert ("presence", "subscribe", ALICE, BOB) in kinds(bob)
 
 
 def test_a_stranger_request_stays_out_of_the_roster_until_approved(h: Harness) -> None:
