@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec is not None:
             runtime.adapt = lambda c: multiproc.worker_config(c, spec)
         tls_ctx = None
+        ready: list[tuple[str, int]] = []       # port files, written once all is up
         cert, key = Path(config.tls.cert), Path(config.tls.key)
         if any((lst.type in ("c2s", "s2s") and lst.starttls != "off")
                or lst.type in ("c2s_tls", "s2s_tls") or (lst.type == "http" and lst.tls)
@@ -203,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("c2s listening on %s:%d (starttls %s)", lst.bind,
                          port.getHost().port, lst.starttls)
             runtime.listening(lst, port)
-            bound = port.getHost().port
             if lst.port_file:
-                Path(lst.port_file).write_text(f"{bound}\n")
+                ready.append((lst.port_file, port.getHost().port))
         runtime.start_control()
+        # Port files say "serving": written once every listener and the admin socket are up.
+        for port_file, bound in ready:
+            Path(port_file).write_text(f"{bound}\n")
     except (ConfigError, TLSConfigError, ValueError, OSError) as e:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
