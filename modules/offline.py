@@ -16,7 +16,9 @@
 - Deletion only once the client has the message: when it acknowledged it through XEP-0198
   (`StreamManagementService.send_tracked`), or, without stream management, once it was written
   to its connection. Messages in flight to one session are not handed to another; if that
-  session ends without acknowledging them they stay stored, for the next available presence.
+  session ends without acknowledging them they stay stored and go at once to the user's
+  available session of highest priority, if there is one (XEP-0198 §4: what a session did not
+  acknowledge is treated as undelivered), else at the next available presence.
 - Disco feature `msgoffline` (§4).
 
 Config ([modules.offline]):
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
+from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from modules.stream_mgmt import StreamManagementService
@@ -73,6 +76,7 @@ class Offline(Module[OfflineOptions]):
             self._delete, name="offline delete", clock=ctx.clock, max_pending=MAX_PENDING)
         self.in_flight: dict[JID, set[int]] = {}    # stored messages a session has, unacked
         self.clean: set[JID] = set()                # available users with nothing to deliver
+        self.released: set[JID] = set()             # in flight, not acknowledged: offer again
         self.stored = ctx.metrics.counter("offline_stored", "messages stored for offline users")
         # On a cluster another node may store for a user clean here (docs/CLUSTER.md).
         self.cluster = cluster_memory(ctx, "offline", self.clean.discard)
@@ -159,15 +163,30 @@ class Offline(Module[OfflineOptions]):
             return None
 
     def _done(self, user: JID, seq: int, acked: bool) -> None:
+        if acked:
+            self.deletes.add((user, seq)).addErrback(self._delete_failed)
+        else:
+            self.clean.discard(user)        # still stored: offered again (module docstring)
+            self.released.add(user)
         busy = self.in_flight.get(user)
         if busy is not None:
             busy.discard(seq)
             if not busy:
                 del self.in_flight[user]
-        if acked:
-            self.deletes.add((user, seq)).addErrback(self._delete_failed)
-        else:
-            self.clean.discard(user)        # still stored: the next available presence
+                if user in self.released:
+                    self._offer_again(user)
+
+    def _offer_again(self, user: JID) -> None:
+        """Nothing is in flight to `user` any more, and some of it was not acknowledged."""
+        self.released.discard(user)
+        available = self.ctx.sessions.available(user)
+        if available:
+            defer.Deferred.fromCoroutine(self._deliver(available[0], user)).addErrback(
+                self._offer_failed)
+
+    def _offer_failed(self, failure: Failure) -> None:
+        # Still stored: they come at the next available presence.
+        self.ctx.log.warning("offline messages not offered again: %s", failure.value)
 
     async def _delete(self, items: list[tuple[JID, int]]) -> list[int]:
         await self.store.delete(items)
@@ -183,4 +202,5 @@ class Offline(Module[OfflineOptions]):
 
     def forget(self, ev: UserEvent) -> None:
         self.clean.discard(ev.user)
+        self.released.discard(ev.user)
         self.in_flight.pop(ev.user, None)

@@ -203,10 +203,28 @@ def test_messages_in_flight_to_one_session_are_not_given_to_another(
     assert [body(e) for e in phone.stanzas() if e.tag.endswith("message")] == ["one copy"]
     laptop = sm_login(h, f"{BOB}/laptop")
     assert not [e for e in laptop.stanzas() if e.tag.endswith("message")]
-    phone.send("</stream:stream>")                          # leaves without acknowledging
-    phone.lost()
-    laptop.send("<presence><show>away</show></presence>")   # its next available presence
+    phone.send("</stream:stream>")                          # leaves without acknowledging:
+    phone.lost()                                            # the laptop has it now
     assert [body(e) for e in laptop.stanzas() if e.tag.endswith("message")] == ["one copy"]
+    assert len(stored(h, BOB)) == 1                         # until the laptop acknowledges it
+    laptop.send("<presence><show>away</show></presence>")   # not again at its next presence
+    assert not [e for e in laptop.stanzas() if e.tag.endswith("message")]
+
+
+def test_unacknowledged_messages_wait_for_a_session_of_non_negative_priority(
+        make_harness: Callable[..., Harness]) -> None:
+    h = offline_harness(make_harness)
+    h.user(BOB)
+    h.login(f"{ALICE}/a").send(f"<message to='{BOB}'><body>kept</body></message>")
+    phone = sm_login(h, f"{BOB}/phone")
+    assert [body(e) for e in phone.stanzas() if e.tag.endswith("message")] == ["kept"]
+    laptop = h.login(f"{BOB}/laptop", available=False)
+    laptop.send("<presence><priority>-1</priority></presence>")
+    laptop.stanzas()
+    phone.drop()
+    assert not [e for e in laptop.stanzas() if e.tag.endswith("message")]
+    laptop.send("<presence/>")
+    assert [body(e) for e in laptop.stanzas() if e.tag.endswith("message")] == ["kept"]
 
 
 def test_messages_stored_while_the_write_is_in_flight_come_with_the_presence(
