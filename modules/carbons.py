@@ -98,22 +98,21 @@ class Carbons(Module[NoOptions]):
         el = ev.stanza
         if el.tag != _MESSAGE or ev.session is None or ev.to.bare == ev.sender.bare:
             return
-        if not _eligible(el, classify(el), inbound=False):
-            return
         user = ev.sender.bare
-        for s in self.sessions.resources(user):
-            if s is not ev.session and _enabled(s):
-                self.ctx.send(_wrap("sent", el, user, s.jid))
+        copies = [s for s in self.sessions.resources(user) if s is not ev.session and _enabled(s)]
+        if not copies or not _eligible(el, classify(el), inbound=False):
+            return                  # (who would get a copy is the cheaper question)
+        for s in copies:
+            self.ctx.send(_wrap("sent", el, user, s.jid))
 
     def received(self, ev: StanzaEvent) -> None:
         el = ev.stanza
         if el.tag != _MESSAGE or not ev.mutable or ev.to.local is None:
             return
-        if not _eligible(el, classify(el), inbound=True):
-            return
         user = ev.to.bare
         resources = self.sessions.resources(user)
-        if not any(_enabled(s) for s in resources):
+        if not any(_enabled(s) for s in resources) or not _eligible(el, classify(el),
+                                                                     inbound=True):
             return
         # Who gets the original: the router's RFC 6121 §8.5 choice.
         originals = self.ctx.recipients(ev.to, el.get("type") or "normal")
