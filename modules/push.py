@@ -39,6 +39,7 @@ from typing import Any
 
 from lxml import etree
 
+from modules.csi import CsiService
 from stanzas import forms, iq, ns
 from stanzas.errors import StanzaError
 from stanzas.jid import JID, JIDError
@@ -53,6 +54,8 @@ PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 _NOTIFYING = ("{eu.siacs.conversations.axolotl}encrypted", "{urn:xmpp:omemo:2}encrypted",
               "{urn:xmpp:jingle-message:0}propose")
 _MENTION = "{urn:xmpp:reference:0}reference"
+_MESSAGE = "{%s}message" % ns.CLIENT
+_PRESENCE = "{%s}presence" % ns.CLIENT
 _TRANSIENT = frozenset({"resource-constraint", "internal-server-error", "remote-server-timeout",
                         "remote-server-not-found", "recipient-unavailable"})
 
@@ -143,11 +146,13 @@ class Push(Module[PushOptions]):
     # -- what notifies -----------------------------------------------------------------------
     def inbound(self, ev: StanzaEvent) -> None:
         el = ev.stanza
-        if el.tag == "{%s}presence" % ns.CLIENT and el.get("type") == "subscribe":
+        if el.tag == _PRESENCE and el.get("type") == "subscribe":
             self.note(ev.to.bare, None)
-        elif el.tag == "{%s}message" % ns.CLIENT and el.get("type", "normal") in (
-                "chat", "normal") and _notifies(el):
-            self.note(ev.to.bare, el)
+        elif el.tag == _MESSAGE and el.get("type", "normal") in ("chat", "normal"):
+            user = ev.to.bare
+            # Most messages find a session awake: asked first, as it is the cheaper question.
+            if self._wakes_at(user, None) != 0.0 and _notifies(el):
+                self.note(user, el)
 
     def groupchat(self, ev: GroupchatEvent) -> None:
         body = ev.stanza.findtext("{%s}body" % ns.CLIENT) or ""
@@ -228,8 +233,7 @@ class Push(Module[PushOptions]):
         del self.bursts[user]
         self._publish_all(user, burst)
 
-    def _csi(self) -> Any:
-        from modules.csi import CsiService
+    def _csi(self) -> CsiService | None:
         try:
             return self.ctx.service(CsiService)
         except LookupError:
