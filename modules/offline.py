@@ -167,14 +167,16 @@ class Offline(Module[OfflineOptions]):
             self.deletes.add((user, seq)).addErrback(self._delete_failed)
         else:
             self.clean.discard(user)        # still stored: offered again (module docstring)
-            self.released.add(user)
         busy = self.in_flight.get(user)
-        if busy is not None:
-            busy.discard(seq)
-            if not busy:
-                del self.in_flight[user]
-                if user in self.released:
-                    self._offer_again(user)
+        if busy is None:
+            return                          # the account went meanwhile (forget)
+        if not acked:
+            self.released.add(user)
+        busy.discard(seq)
+        if not busy:
+            del self.in_flight[user]
+            if user in self.released:
+                self._offer_again(user)
 
     def _offer_again(self, user: JID) -> None:
         """Nothing is in flight to `user` any more, and some of it was not acknowledged."""
