@@ -21,7 +21,8 @@
 - Admins edit who may register (XEP-0133 §4.11/§4.12 through modules/admin_commands/, using
   the `RegistrationPolicy` service): an allow list (starts as `allow_from`) and a deny list of
   networks refused even inside it. Edited lists are stored per host and win over `allow_from`
-  from then on, across restarts. Until the stored lists are read at start, nobody registers.
+  from then on, across restarts. Until the stored lists are read at start, nobody registers
+  (the server says it serves, its port files, only once they are).
   On a cluster the node where an admin edits a list tells every other node before answering.
 Not here: account creation from the command line (xmppd/ctl.py), account storage.
 
@@ -75,6 +76,7 @@ class RegistrationPolicy:
         self.loaded = False
         d = defer.Deferred.fromCoroutine(self._load())
         d.addErrback(self._load_failed)
+        ctx.before_serving(d)       # a client told "serving" finds the lists read
         # A cluster: an edit on one node is applied by every node before the admin hears "done".
         self.cluster = cluster_of(ctx)
         self.close = self.cluster.answer(f"register.lists.{ctx.host}", self._told) \

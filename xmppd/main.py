@@ -61,6 +61,22 @@ def _housekeeping(server: Any, trim: Any) -> None:
 _IDLE_COMPACT_AFTER = float(os.environ.get("XMPPD_IDLE_COMPACT_AFTER", "20"))
 
 
+def announce_when(starting: list[Any], ready: list[tuple[str, int]]) -> Any:
+    """Port files say "serving": written (port numbers) once every listener and the admin
+    socket are up and the modules have read what they need at start (`starting`,
+    ModuleContext.before_serving). What a reload adds later is not waited for."""
+    from twisted.internet import defer
+
+    def serving(_: Any) -> None:
+        for port_file, bound in ready:
+            try:
+                Path(port_file).write_text(f"{bound}\n")
+            except OSError as e:
+                log.error("port file not written: %s", e)
+    waited, starting[:] = list(starting), []
+    return defer.DeferredList(waited, consumeErrors=True).addCallback(serving)
+
+
 def multiproc_worker(r: Any, server: Any, spec: Any) -> None:
     """A worker tells the supervisor once it serves (its cluster node joined). SIGINT (the
     supervisor stopping them all, or Ctrl-C) stops it without the drain SIGTERM does: there
@@ -207,9 +223,6 @@ def main(argv: list[str] | None = None) -> int:
             if lst.port_file:
                 ready.append((lst.port_file, port.getHost().port))
         runtime.start_control()
-        # Port files say "serving": written once every listener and the admin socket are up.
-        for port_file, bound in ready:
-            Path(port_file).write_text(f"{bound}\n")
     except (ConfigError, TLSConfigError, ValueError, OSError) as e:
         print(f"xmppd: {e}", file=sys.stderr)
         return 2
@@ -217,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(config.server.pid_file).write_text(f"{os.getpid()}\n")
 
     from twisted.internet import defer, task
+
+    announce_when(server.starting, ready)
     housekeeping = task.LoopingCall(_housekeeping, server, _malloc_trim())
     housekeeping.start(float(os.environ.get("XMPPD_HOUSEKEEPING_INTERVAL", "30")), now=False)
     runtime.install_signals()

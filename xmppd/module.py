@@ -208,6 +208,11 @@ class ModuleContext(Generic[O]):
         router.services[domain] = handler
         self._undo.append(_remover(router.services, domain))
 
+    def before_serving(self, started: defer.Deferred[Any]) -> None:
+        """What the module reads at start (`started`) comes before the server says it serves:
+        its port files are written once every such Deferred fired (or failed: the module logs)."""
+        self._server.starting.append(started)
+
     def provide(self, service: object) -> None:
         """Publish a service object other modules reach with `ctx.service(type)`."""
         self._host.services[type(service)] = service

@@ -120,6 +120,7 @@ class Server:
         self.accounts = Accounts(self)
         self.router = Router(self)
         self.connections: set[Any] = set()      # every live C2S connection, bound or not
+        self.starting: list[defer.Deferred[Any]] = []   # modules' start-up reads (port files wait)
         self.stopping = False                   # stop() began: new client streams are refused
         # HTTP listeners started for this server (xmppd/listeners/http.py), in config order
         self.http_listeners: list[Any] = []

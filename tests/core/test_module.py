@@ -1,6 +1,7 @@
 # tests: xmppd/module.py, xmppd/clock.py
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from tests.harness.server import Harness, parse
 from xmppd.config import ConfigError
 from xmppd.loader import resolve
-from xmppd.module import IqTimeout
+from xmppd.module import IqTimeout, ModuleContext
 
 
 def test_unknown_module_and_bad_option_name_the_key() -> None:
@@ -163,3 +164,20 @@ def test_service_on_finds_the_peer_on_another_host(make_harness: Any) -> None:
     peer = ctx.service_on("b.example", RosterModule)
     assert peer is h.server.hosts["b.example"].modules["roster"]
     assert ctx.service_on("elsewhere.example", RosterModule) is None
+
+
+def test_port_files_wait_for_what_modules_read_at_start(make_harness: Any,
+                                                        tmp_path: Path) -> None:
+    from twisted.internet import defer
+
+    from xmppd.main import announce_when
+    h = make_harness(modules={"register": {"allow_from": ["127.0.0.0/8"]}})
+    reading: defer.Deferred[None] = defer.Deferred()
+    host = h.server.hosts["example.org"]
+    ctx = ModuleContext(host, "reader", None)
+    ctx.before_serving(reading)                 # a module's start-up read, not done yet
+    port_file = tmp_path / "port"
+    announce_when(h.server.starting, [(str(port_file), 5222)])
+    assert not port_file.exists() and h.server.starting == []
+    reading.errback(RuntimeError("storage down"))   # failed reads (logged) do not hold it up
+    assert port_file.read_text() == "5222\n"
