@@ -17,7 +17,9 @@ makes the accounts user1..userN (password pw<i>), then runs, each `--repeat` tim
   window 50): server CPU-s per 1,000 with the shipped config (archive on) and with
   [modules.mam] removed (archive off). Logins run with the shipped config only.
 Experiments: XMPPD_PRELUDE (Python run before the server), XMPPD_CPROFILE (a cProfile file of
-the main thread), --profile (py-spy; SPY_EXTRA adds options).
+the main thread), --profile (py-spy; SPY_EXTRA adds options); what the modules cost:
+--without push,carbons (those removed from the shipped list) or --only disco,ping,... (only
+those kept; a module another needs must stay, the server says which).
 Prints one JSON line per run and a summary of medians (min–max). Nothing here is imported by
 the server or the tests.
 """
@@ -45,8 +47,9 @@ import procstat  # noqa: E402
 DOMAIN = "localhost"
 
 
-def config(tree: Path, tmp: Path, archive: bool) -> str:
-    """The shipped config, pointed at `tmp`."""
+def config(tree: Path, tmp: Path, archive: bool, without: frozenset[str] = frozenset(),
+           only: frozenset[str] | None = None) -> str:
+    """The shipped config, pointed at `tmp`, less the modules `without` (or all but `only`)."""
     sys.path.insert(0, str(tree))
     from tests.harness.server_proc import toml
     cfg: dict[str, Any] = tomllib.loads((tree / "conf" / "xmppd.toml").read_text())
@@ -65,15 +68,20 @@ def config(tree: Path, tmp: Path, archive: bool) -> str:
         mods["http_upload"]["directory"] = str(tmp / "upload")
     if not archive:
         mods.pop("mam", None)
+    for name in list(mods):
+        if name in without or (only is not None and name not in only):
+            del mods[name]
     return toml(cfg)
 
 
 class Server:
-    def __init__(self, tree: Path, archive: bool, users: int) -> None:
+    def __init__(self, tree: Path, archive: bool, users: int,
+                 without: frozenset[str] = frozenset(), only: frozenset[str] | None = None
+                 ) -> None:
         self.tree = tree
         self.tmp = Path(tempfile.mkdtemp(prefix="paths-bench-"))
         self.cfg = self.tmp / "xmppd.toml"
-        self.cfg.write_text(config(tree, self.tmp, archive))
+        self.cfg.write_text(config(tree, self.tmp, archive, without, only))
         self.env = {**os.environ, "PYTHONPATH": str(tree)}
         code = ("import sys\nfrom xmppd.ctl import main\n"
                 "for i in range(1, int(sys.argv[2]) + 1):\n"
@@ -213,6 +221,8 @@ def main() -> int:
     ap.add_argument("--offline", type=int, default=500, help="offline messages per pair")
     ap.add_argument("--messages", type=int, default=2000, help="messages per pair")
     ap.add_argument("--archive", default="on,off", help="archive settings for messages")
+    ap.add_argument("--without", default="", help="modules removed from the shipped list")
+    ap.add_argument("--only", default="", help="the only modules kept (comma list)")
     ap.add_argument("--profile", help="py-spy collapsed stacks to PROFILE.<n> (one per server)")
     a = ap.parse_args()
     scenarios = a.scenarios.split(",")
@@ -226,7 +236,8 @@ def main() -> int:
     started = 0
     for _ in range(a.repeat):
         for archive in [x == "on" for x in a.archive.split(",")]:
-            srv = Server(a.tree.resolve(), archive, users)
+            srv = Server(a.tree.resolve(), archive, users, frozenset(a.without.split(",")) - {""},
+                         frozenset(a.only.split(",")) if a.only else None)
             started += 1
             if a.profile:
                 srv.profile(f"{a.profile}.{started}")
