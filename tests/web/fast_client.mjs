@@ -12,8 +12,10 @@ const [local, domain] = jid.split("@");
 const say = (event) => process.stdout.write(JSON.stringify(event) + "\n");
 const userAgent = xml("user-agent", { id: agentId }, xml("software", {}, "xmppd tests"),
                       xml("device", {}, "node"));
+// timeout: xmpp.js waits 2 s by default for each answer (the SASL2 exchange among them); a
+// loaded test machine can take longer, and the 30 s timer below bounds the whole run.
 const xmpp = client({ service, domain, username: local, password, resource: "fastjs",
-                      userAgent });
+                      userAgent, timeout: 20000 });
 const timer = setTimeout(() => { say({ event: "timeout" }); process.exit(1); }, 30000);
 
 xmpp.fast.saveToken = async (token) => {
