@@ -132,6 +132,20 @@ def test_a_message_to_no_account_bounces(make_harness: Callable[..., Harness]) -
                  f"to='alice@example.org/a'>{UNAVAILABLE}</message>")
 
 
+def bodies(c: StreamClient) -> list[str | None]:
+    """The bodies of the messages among what `c` got since it was last asked."""
+    return [body(e) for e in c.stanzas() if e.tag.endswith("message")]
+
+
+def held_by_phone(h: Harness, text: str) -> StreamClient:
+    """Bob's phone (stream management, acknowledging nothing) has Alice's stored `text`."""
+    h.user(BOB)
+    h.login(f"{ALICE}/a").send(f"<message to='{BOB}'><body>{text}</body></message>")
+    phone = sm_login(h, f"{BOB}/phone")
+    assert bodies(phone) == [text]
+    return phone
+
+
 def sm_login(h: Harness, jid: str, resume: bool = False) -> StreamClient:
     """Log in, enable XEP-0198, then send initial presence (offline messages come then)."""
     c = StreamClient(h, jid, available=False)
@@ -175,7 +189,7 @@ def test_a_dropped_connection_without_acks_gets_them_again_at_the_next_login(
     bob.drop()                                              # not resumable: the session ends
     assert len(stored(h, BOB)) == 3
     again = sm_login(h, f"{BOB}/laptop")
-    assert [body(e) for e in again.stanzas() if e.tag.endswith("message")] == ["1", "2", "3"]
+    assert bodies(again) == ["1", "2", "3"]
     alice.expect_nothing()                                  # nothing bounced
 
 
@@ -185,7 +199,7 @@ def test_a_resumable_session_given_up_by_a_fresh_login_hands_them_back(
     h.user(BOB)
     h.login(f"{ALICE}/a").send(f"<message to='{BOB}'><body>once</body></message>")
     bob = sm_login(h, f"{BOB}/phone", resume=True)
-    assert [body(e) for e in bob.stanzas() if e.tag.endswith("message")] == ["once"]
+    assert bodies(bob) == ["once"]
     bob.drop()                                              # held for resumption...
     again = sm_login(h, f"{BOB}/phone")                     # ...but the client logs in anew
     got = again.stanzas()                                   # its own presence, the message
@@ -197,34 +211,28 @@ def test_a_resumable_session_given_up_by_a_fresh_login_hands_them_back(
 def test_messages_in_flight_to_one_session_are_not_given_to_another(
         make_harness: Callable[..., Harness]) -> None:
     h = offline_harness(make_harness)
-    h.user(BOB)
-    h.login(f"{ALICE}/a").send(f"<message to='{BOB}'><body>one copy</body></message>")
-    phone = sm_login(h, f"{BOB}/phone")
-    assert [body(e) for e in phone.stanzas() if e.tag.endswith("message")] == ["one copy"]
+    phone = held_by_phone(h, "one copy")
     laptop = sm_login(h, f"{BOB}/laptop")
-    assert not [e for e in laptop.stanzas() if e.tag.endswith("message")]
+    assert not bodies(laptop)
     phone.send("</stream:stream>")                          # leaves without acknowledging:
     phone.lost()                                            # the laptop has it now
-    assert [body(e) for e in laptop.stanzas() if e.tag.endswith("message")] == ["one copy"]
+    assert bodies(laptop) == ["one copy"]
     assert len(stored(h, BOB)) == 1                         # until the laptop acknowledges it
     laptop.send("<presence><show>away</show></presence>")   # not again at its next presence
-    assert not [e for e in laptop.stanzas() if e.tag.endswith("message")]
+    assert not bodies(laptop)
 
 
 def test_unacknowledged_messages_wait_for_a_session_of_non_negative_priority(
         make_harness: Callable[..., Harness]) -> None:
     h = offline_harness(make_harness)
-    h.user(BOB)
-    h.login(f"{ALICE}/a").send(f"<message to='{BOB}'><body>kept</body></message>")
-    phone = sm_login(h, f"{BOB}/phone")
-    assert [body(e) for e in phone.stanzas() if e.tag.endswith("message")] == ["kept"]
+    phone = held_by_phone(h, "kept")
     laptop = h.login(f"{BOB}/laptop", available=False)
     laptop.send("<presence><priority>-1</priority></presence>")
     laptop.stanzas()
     phone.drop()
-    assert not [e for e in laptop.stanzas() if e.tag.endswith("message")]
+    assert not bodies(laptop)
     laptop.send("<presence/>")
-    assert [body(e) for e in laptop.stanzas() if e.tag.endswith("message")] == ["kept"]
+    assert bodies(laptop) == ["kept"]
 
 
 def test_messages_stored_while_the_write_is_in_flight_come_with_the_presence(
