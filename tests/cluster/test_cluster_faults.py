@@ -5,11 +5,13 @@ MAM, and a draining node hands its rooms and sessions over (docs/CLUSTER.md)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from tests.cluster.clients import D, Client, online, run
 from tests.harness.backends import backend_urls, redis_url, require
@@ -158,6 +160,7 @@ class Roaming(Tracked):
         self.port = port
         self.leaving = False
         self.resumed = 0
+        self.unsent: set[tuple[str, str]] = set()       # (to bare, body) slixmpp failed to write
         self.add_event_handler("disconnected", self._again)
         self.add_event_handler("connection_failed", self._again)
         self.add_event_handler("session_resumed", self._count)
@@ -169,6 +172,18 @@ class Roaming(Tracked):
         if not self.leaving:
             asyncio.get_event_loop().call_later(
                 0.2, lambda: self.connect(host="127.0.0.1", port=self.port))
+
+    def send_raw(self, data: str | bytes) -> None:
+        # slixmpp's send queue logs and drops a stanza whose stream went between its filters and
+        # the write (NotConnectedError): never on the wire, so the server could not acknowledge it.
+        try:
+            super().send_raw(data)
+        except NotConnectedError:
+            text = data.decode() if isinstance(data, bytes) else data
+            to, body = re.search(r"to=.([^@'\"]+)@", text), re.search(r"<body>([^<]*)</body>", text)
+            if to and body:
+                self.unsent.add((to.group(1), body.group(1)))
+            raise
 
     async def stop(self) -> None:
         self.leaving = True
@@ -184,6 +199,7 @@ def test_a_rolling_restart_under_load_loses_no_message(make: Make) -> None:
         for c in users:
             await online(port, c)
         stop = asyncio.Event()
+        others = {u: [v for v in USERS if v != u] for u in USERS}
 
         async def chat(c: Roaming, peers: list[str]) -> int:
             i = 0
@@ -193,7 +209,7 @@ def test_a_rolling_restart_under_load_loses_no_message(make: Make) -> None:
                 i += 1
                 await asyncio.sleep(0.02)
             return i
-        load = [asyncio.ensure_future(chat(c, [u for u in USERS if u != c.boundjid.user]))
+        load = [asyncio.ensure_future(chat(c, others[c.boundjid.user]))
                 for c in users]
         await asyncio.sleep(1.0)
         for i in range(len(cluster.nodes)):               # one node after the other
@@ -209,9 +225,13 @@ def test_a_rolling_restart_under_load_loses_no_message(make: Make) -> None:
             await c.plugin["xep_0199"].ping(D, timeout=20)
         await asyncio.sleep(1.0)
         acked = {(to.split("@")[0], body) for c in users for to, body in c.acked}
-        # The promise is about what the server acknowledged. slixmpp itself may drop a stanza
-        # it was handed just as its stream went (never sent, so never acknowledged): a few.
-        assert len(acked) >= sum(sent) - len(users), (len(acked), sum(sent))
+        # The promise is about what the server acknowledged: every message sent is acknowledged
+        # but those slixmpp itself dropped as its stream went (never written).
+        every = {(others[c.boundjid.user][i % len(USERS[1:])], f"{c.boundjid.user}{i}")
+                 for c, n in zip(users, sent) for i in range(n)}
+        unsent = set().union(*(c.unsent for c in users))
+        assert not every - acked - unsent, sorted(every - acked - unsent)[:10]
+        assert len(unsent) <= 3 * len(users), sorted(unsent)    # a few per move at most
         for c in users:
             mine = [b for to, b in acked if to == c.boundjid.user]
             missing = set(mine) - set(c.got)
