@@ -42,12 +42,31 @@ class XmppClient(slixmpp.ClientXMPP):  # type: ignore[misc]
         self.add_event_handler("stream_error", lambda e: self.stream_errors.append(e["condition"]))
         for p in ("xep_0199",) + plugins:
             self.register_plugin(p)
+        self._sm_pending = False
+        if "xep_0198" in plugins:
+            self.add_event_handler("sm_enabled", self._sm_settled)
+            self.add_event_handler("sm_failed", self._sm_settled)
 
     def _auth(self, _: Any) -> None:
         mech = self.plugin["feature_mechanisms"].mech
         self.mechanism_used = getattr(mech, "name", None)
 
     def _started(self, _: Any) -> None:
+        # slixmpp starts the session at the bind result, before it asks for stream management
+        # (its feature comes after bind): the presence would go first and offline messages
+        # could be delivered before <enabled/>, untracked (XEP-0198 §3 counts from there).
+        # As mobile clients do, a client with stream management comes online once it is on.
+        if "xep_0198" in self.plugin and "sm" in self.plugin["feature_bind"].features["features"]:
+            self._sm_pending = True
+            return
+        self._online()
+
+    def _sm_settled(self, _: Any) -> None:
+        if self._sm_pending:
+            self._sm_pending = False
+            self._online()
+
+    def _online(self) -> None:
         self.send_presence()
         if not self._ready.done():
             self._ready.set_result(True)
