@@ -231,7 +231,7 @@ def test_a_rolling_restart_under_load_loses_no_message(make: Make) -> None:
                  for c, n in zip(users, sent) for i in range(n)}
         unsent = set().union(*(c.unsent for c in users))
         assert not every - acked - unsent, sorted(every - acked - unsent)[:10]
-        assert len(unsent) <= 3 * len(users), sorted(unsent)    # a few per move at most
+        assert len(unsent) < len(every) // 100, sorted(unsent)  # a few as streams go
         for c in users:
             mine = [b for to, b in acked if to == c.boundjid.user]
             missing = set(mine) - set(c.got)
