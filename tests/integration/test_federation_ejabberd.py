@@ -22,6 +22,11 @@ from tests.integration.federation_checks import Side
 DOMAIN, THEIRS = "xmppd.example", "ejabberd.example"
 SPARE = 12          # fresh accounts per side for federation_features' checks
 
+# The first test of each run also pays for its fixture: ejabberd's start and 14 accounts made
+# with ejabberdctl, an Erlang VM each (1-2 s apiece, 10 s on a 2-core machine under full load:
+# more than the suite's 120 s default in all).
+pytestmark = pytest.mark.timeout(360)
+
 
 @pytest.fixture(scope="module", params=["ca", "dialback"])
 def fed(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side, str]]:
