@@ -227,7 +227,7 @@ def test_a_rolling_restart_under_load_loses_no_message(make: Make) -> None:
         acked = {(to.split("@")[0], body) for c in users for to, body in c.acked}
         # The promise is about what the server acknowledged: every message sent is acknowledged
         # but those slixmpp itself dropped as its stream went (never written).
-        every = {(others[c.boundjid.user][i % len(USERS[1:])], f"{c.boundjid.user}{i}")
+        every = {(others[c.boundjid.user][i % (len(USERS) - 1)], f"{c.boundjid.user}{i}")
                  for c, n in zip(users, sent) for i in range(n)}
         unsent = set().union(*(c.unsent for c in users))
         assert not every - acked - unsent, sorted(every - acked - unsent)[:10]
